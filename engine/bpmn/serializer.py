@@ -1,0 +1,120 @@
+"""Workflow state <-> JSON, with the process spec stored by reference.
+
+The library's serializer writes the whole parsed spec into every instance (about half of
+a small instance's bytes, and most of its load time). cityloop keeps specs in the
+definition store, so an instance row holds only its task tree and data; loading takes
+the already-parsed spec from the cache. `compact` drops finished history from the task
+tree so that a step costs the same after 50 review loops as after one: the history is in
+the audit log, not in the workflow.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.task import TaskState
+
+FORMAT = 1  # bump with a migration when the stored shape changes
+
+
+class SpecByReferenceConverter(BpmnWorkflowConverter):
+    def to_dict(self, workflow):
+        dct = super(BpmnWorkflowConverter, self).to_dict(workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct, spec=None, subprocess_specs=None):
+        if spec is None:
+            raise ValueError("a stored instance needs its spec from the definition store")
+        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], _uuid, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _uuid(value):
+    from uuid import UUID
+    return UUID(value)
+
+
+def _registry():
+    config = dict(CAMUNDA_CONFIG)
+    config[BpmnWorkflow] = SpecByReferenceConverter
+    return BpmnWorkflowSerializer.configure(config)
+
+
+_SERIALIZER = BpmnWorkflowSerializer(_registry())
+
+
+def dumps(workflow: BpmnWorkflow) -> str:
+    return json.dumps(_SERIALIZER.to_dict(workflow), separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | bytes, spec, subprocess_specs=None) -> BpmnWorkflow:
+    return _SERIALIZER.from_dict(json.loads(text), spec=spec, subprocess_specs=subprocess_specs)
+
+
+def reference_serializer() -> BpmnWorkflowSerializer:
+    """The library's own serializer (spec inside), for comparison in benchmarks."""
+    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(dict(CAMUNDA_CONFIG)))
+
+
+_FINISHED = TaskState.FINISHED_MASK
+
+
+def compact(workflow: BpmnWorkflow) -> int:
+    """Re-root the task tree at the deepest task above every unfinished task.
+
+    Finished ancestors above that point can never run again (the engine only looks at a
+    task's own subtree and unfinished tasks), so they are dropped. Their data survives:
+    the new root keeps its full data. Returns the number of tasks dropped."""
+    if workflow.subprocesses:
+        return 0  # call activities keep cross-tree references; leave them whole
+    live = [t for t in workflow.tasks.values() if not t.has_state(_FINISHED)]
+    if not live:
+        return 0
+    # Walk down from the root while exactly one child subtree holds every live task.
+    live_ids = {t.id for t in live}
+    marked: dict = {}
+    for t in live:  # count live descendants per ancestor
+        node = t
+        while node is not None:
+            marked[node.id] = marked.get(node.id, 0) + 1
+            node = node.parent
+    total = len(live_ids)
+    new_root = workflow.task_tree
+    while new_root.id not in live_ids:
+        children = [c for c in new_root.children if marked.get(c.id, 0)]
+        if len(children) != 1 or marked[children[0].id] != total:
+            break
+        new_root = children[0]
+    # Keep the old root's spec-level position only if something is dropped; stay on a
+    # finished task so engine logic that looks one level up still finds a parent state.
+    if new_root is workflow.task_tree or new_root.parent is None:
+        return 0
+    new_root = new_root.parent
+    if new_root is workflow.task_tree:
+        return 0
+    keep: dict = {}
+    stack = [new_root]
+    while stack:
+        node = stack.pop()
+        keep[node.id] = node
+        stack.extend(node.children)
+    dropped = len(workflow.tasks) - len(keep)
+    data = dict(new_root.data)
+    new_root._parent = None
+    new_root.data = data
+    workflow.task_tree = new_root
+    workflow.tasks = keep
+    if workflow.last_task is not None and workflow.last_task.id not in keep:
+        workflow.last_task = None
+    return dropped

@@ -1,0 +1,20 @@
+"""Alembic environment: runs on the connection engine.db.migrate hands over."""
+from alembic import context
+from sqlmodel import SQLModel
+
+import engine.db.models  # noqa: F401  (register tables)
+import engine.domain.models  # noqa: F401
+
+target_metadata = SQLModel.metadata
+connection = context.config.attributes.get("connection")
+if connection is None:
+    from engine.db.session import make_engine
+    connectable = make_engine(context.config.get_main_option("sqlalchemy.url") or None)
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+else:
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()

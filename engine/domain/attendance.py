@@ -1,0 +1,131 @@
+"""Cleaning-crew attendance: one process instance per crew shift. Badge check-ins arrive
+as messages until the grace period ends; then absentees become a notice to the contractor."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, select
+
+from engine.clock import from_db, to_db
+from engine.domain.common import need, notify, parse_time
+from engine.domain.models import Attendance, Cleaner, Contract, Crew, Shift
+from engine.runtime.errors import Actor, NotFound
+from engine.runtime.operations import OpContext, OperationError, Registry
+
+PROCESS = "crew_attendance"
+MESSAGE = "badge_checkin"
+DISTRICT_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def plan_shift(engine, crew_code: str, starts_at: datetime, actor: Actor = Actor("scheduler"),
+               session: Session | None = None) -> Shift:
+    """Create a crew's shift and start its attendance process (idempotent per crew + start)."""
+    with engine.transaction(session) as s:
+        crew = s.get(Crew, crew_code)
+        if crew is None:
+            raise NotFound(f"no crew {crew_code!r}")
+        existing = s.exec(select(Shift).where(Shift.crew_code == crew_code,
+                                              Shift.starts_at == to_db(starts_at))).first()
+        if existing is not None:
+            return existing
+        grace_end = starts_at + timedelta(minutes=crew.grace_minutes)
+        shift = Shift(crew_code=crew_code, starts_at=to_db(starts_at), grace_ends_at=to_db(grace_end))
+        s.add(shift)
+        s.flush()
+        roster = list(s.exec(select(Cleaner.id).where(Cleaner.crew_code == crew_code).order_by(Cleaner.id)).all())
+        shift.instance_id = engine.start(PROCESS, {
+            "crew_id": crew_code, "shift_id": shift.id, "shift_start": starts_at.isoformat(),
+            "grace_end": grace_end.isoformat(), "roster": roster}, actor,
+            business_key=f"shift:{shift.id}", session=s)
+        return shift
+
+
+def plan_day(engine, day: date) -> int:
+    """Calendar job: start the attendance process for every crew's shift on `day`."""
+    with engine.transaction() as s:
+        crews = list(s.exec(select(Crew)).all())
+    for crew in crews:
+        hh, mm = (int(x) for x in crew.shift_start.split(":"))
+        plan_shift(engine, crew.code, datetime.combine(day, time(hh, mm), DISTRICT_TZ))
+    return len(crews)
+
+
+def check_in(engine, shift_id: int, badge_id: str, seen_at: datetime, verified: bool, source: str,
+             actor: Actor) -> list[int]:
+    """A badge was seen at the muster point: hand it to the shift's process."""
+    return engine.send_message(MESSAGE, {"badge_id": badge_id, "seen_at": seen_at.isoformat(),
+                                         "verified": bool(verified), "source": source},
+                               actor, business_key=f"shift:{shift_id}")
+
+
+def _shift(ctx: OpContext, data) -> Shift:
+    shift = ctx.session.get(Shift, need(data, "shift_id", int))
+    if shift is None:
+        raise OperationError(f"shift {data['shift_id']} does not exist")
+    return shift
+
+
+def open_shift(ctx: OpContext, data, params):
+    """Expect everyone on the roster."""
+    shift = _shift(ctx, data)
+    for cleaner_id in need(data, "roster", list):
+        if ctx.session.get(Attendance, (shift.id, cleaner_id)) is None:
+            ctx.session.add(Attendance(shift_id=shift.id, cleaner_id=str(cleaner_id)))
+    ctx.audit("shift_opened", crew=shift.crew_code, expected=len(data["roster"]))
+    return None
+
+
+def record_checkin(ctx: OpContext, data, params):
+    """One sighting: present (or late) if verified, unverified otherwise; the best one counts."""
+    shift = _shift(ctx, data)
+    event = need(data, MESSAGE, dict)
+    badge = str(event.get("badge_id") or "")
+    seen_at = parse_time(event.get("seen_at"))
+    cleaner = ctx.session.exec(select(Cleaner).where(Cleaner.badge_id == badge)).first()
+    if cleaner is None or cleaner.id not in data.get("roster", []):
+        ctx.audit("checkin_ignored", badge=badge, why="badge not on this crew's roster")
+        return None
+    row = ctx.session.get(Attendance, (shift.id, cleaner.id))
+    if event.get("verified") is True:
+        status = "present" if seen_at <= from_db(shift.starts_at) else "late"
+    else:
+        status = "unverified"
+    rank = {"expected": 0, "unverified": 1, "late": 2, "present": 3}
+    if rank[status] > rank.get(row.status, 0):
+        row.status, row.checked_in_at, row.badge_id = status, to_db(seen_at), badge
+        row.source = str(event.get("source") or "")[:32]
+    ctx.audit("checked_in", cleaner=cleaner.id, badge=badge, status=status, seen_at=seen_at.isoformat())
+    return None
+
+
+def close_shift(ctx: OpContext, data, params):
+    """Grace period over: whoever has not checked in is absent."""
+    shift = _shift(ctx, data)
+    absentees = []
+    for row in ctx.session.exec(select(Attendance).where(Attendance.shift_id == shift.id)
+                                .order_by(Attendance.cleaner_id)):
+        if row.status == "expected":
+            row.status = "absent"
+            absentees.append(row.cleaner_id)
+    shift.closed = True
+    ctx.audit("shift_closed", crew=shift.crew_code, absentees=absentees)
+    return {"absentees": absentees}
+
+
+def notify_contractor(ctx: OpContext, data, params):
+    """Send the contractor the list of absentees for this shift."""
+    shift = _shift(ctx, data)
+    crew = ctx.session.get(Crew, shift.crew_code)
+    contract = ctx.session.get(Contract, crew.contract_code)
+    names = [ctx.session.get(Cleaner, c).name for c in data.get("absentees", [])]
+    notify(ctx.session, f"absent:{shift.id}", f"contractor:{contract.code}",
+           f"Absentees, crew {crew.code}, shift {from_db(shift.starts_at).isoformat()} / 缺勤通知",
+           "\n".join(names), ctx.now)
+    ctx.audit("absentee_notice", contract=contract.code, absentees=data.get("absentees", []))
+    return None
+
+
+def register(reg: Registry) -> None:
+    for fn in (open_shift, record_checkin, close_shift, notify_contractor):
+        reg.register(fn.__name__)(fn)

@@ -1,0 +1,55 @@
+"""Small helpers the domain operations share."""
+from __future__ import annotations
+
+import calendar
+import json
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from engine.clock import to_db
+from engine.domain.models import Notification
+from engine.runtime.operations import OperationError
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """Calendar months, clamping the day (31 Oct + 4 months = 28/29 Feb)."""
+    month0 = when.month - 1 + months
+    year, month = when.year + month0 // 12, month0 % 12 + 1
+    day = min(when.day, calendar.monthrange(year, month)[1])
+    return when.replace(year=year, month=month, day=day)
+
+
+def notify(session: Session, key: str, recipient: str, subject: str, body: str, now: datetime) -> bool:
+    """Queue a notification once per key. Returns False if it was already queued."""
+    if session.exec(select(Notification.id).where(Notification.key == key)).first() is not None:
+        return False
+    session.add(Notification(key=key[:200], recipient=recipient[:120], subject=subject[:200], body=body,
+                             created_at=to_db(now)))
+    return True
+
+
+def need(data, name: str, kind=None):
+    """A variable an operation cannot work without."""
+    if name not in data or data[name] is None:
+        raise OperationError(f"process variable {name!r} is missing")
+    value = data[name]
+    if kind is not None and not isinstance(value, kind):
+        raise OperationError(f"process variable {name!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def parse_time(value) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise OperationError(f"not an ISO date-time: {value!r}") from None
+    if dt.tzinfo is None:
+        raise OperationError(f"date-time without an offset: {value!r}")
+    return dt
+
+
+def dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)

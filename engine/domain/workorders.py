@@ -1,0 +1,137 @@
+"""Work orders: report -> dispatch to the responsible unit -> rectify -> review, with SLA
+escalation. Operations named by work_order.bpmn, and the way orders enter the system."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import Session, select
+
+from engine.clock import from_db, to_db
+from engine.domain.common import need, notify
+from engine.domain.models import Staff, Unit, WorkOrder
+from engine.runtime.errors import Actor, ValidationFailed
+from engine.runtime.operations import OpContext, OperationError, Registry
+
+PROCESS = "work_order"
+SOURCES = ("citizen", "camera", "patrol", "inspection")
+CATEGORIES = ("exposed_garbage", "street_vending", "illegal_ads", "road_damage", "manhole_cover",
+              "gas_hazard", "tree_fallen", "other")
+STATE_OF_TASK = {"Task_rectify": "at_unit", "Task_review": "in_review", "Task_reroute": "rerouting"}
+
+
+def report(engine, actor: Actor, *, source: str, category: str, area: str, description: str = "",
+           address_code: str | None = None, lat: float | None = None, lon: float | None = None,
+           reporter: str | None = None, origin: str | None = None, session: Session | None = None) -> WorkOrder:
+    """Record a problem and start its process; the DMN table routes it to a unit."""
+    errors = {}
+    if source not in SOURCES:
+        errors["source"] = f"must be one of {', '.join(SOURCES)}"
+    if category not in CATEGORIES:
+        errors["category"] = f"must be one of {', '.join(CATEGORIES)}"
+    if not isinstance(area, str) or not area:
+        errors["area"] = "required"
+    if errors:
+        raise ValidationFailed(errors)
+    with engine.transaction(session) as s:
+        now = engine.clock()
+        order = WorkOrder(number=f"tmp-{id(object())}", source=source, category=category, area=area,
+                          address_code=address_code, lat=lat, lon=lon, description=description[:4000],
+                          reporter=reporter, reported_at=to_db(now), origin=origin)
+        s.add(order)
+        s.flush()
+        order.number = f"WO{now:%Y%m%d}-{order.id:06d}"
+        s.flush()
+        order.instance_id = engine.start(PROCESS, {
+            "order_id": order.id, "category": category, "area": area, "source": source,
+            "description": order.description, "reported_at": now.isoformat()}, actor,
+            business_key=order.number, session=s)
+        return order
+
+
+def on_task_opened(session: Session, instance, open_task) -> None:
+    """Mirror the order's state from the human task it waits on."""
+    if instance.process_key != PROCESS or open_task.name not in STATE_OF_TASK:
+        return
+    order = session.exec(select(WorkOrder).where(WorkOrder.number == instance.business_key)).first()
+    if order is not None:
+        order.state = STATE_OF_TASK[open_task.name]
+
+
+def _order(ctx: OpContext, data) -> WorkOrder:
+    order = ctx.session.get(WorkOrder, need(data, "order_id", int))
+    if order is None:
+        raise OperationError(f"work order {data['order_id']} does not exist")
+    return order
+
+
+def dispatch(ctx: OpContext, data, params):
+    """Route the order straight to its responsible unit and start its SLA clock."""
+    order = _order(ctx, data)
+    unit_code = need(data, "unit", str)
+    unit = ctx.session.get(Unit, unit_code)
+    if unit is None:
+        raise OperationError(f"unit {unit_code!r} does not exist")
+    hours = data.get("sla_hours") or 72
+    if not isinstance(hours, (int, float)) or not 0 < hours <= 24 * 90:
+        raise OperationError(f"sla_hours {hours!r} is out of range")
+    rerouted = params.get("mode") == "reroute"
+    sla_due = ctx.now + timedelta(hours=hours)
+    order.unit_code, order.sla_due, order.dispatched_at = unit.code, to_db(sla_due), to_db(ctx.now)
+    order.priority = data.get("priority") or order.priority or "normal"
+    order.overdue, order.state = False, "at_unit"
+    if rerouted:
+        order.reroute_count += 1
+    ctx.audit("rerouted" if rerouted else "dispatched", unit=unit.code, priority=order.priority,
+              sla_due=sla_due.isoformat(), reason=data.get("reason") if rerouted else None)
+    notify(ctx.session, f"dispatch:{order.number}:{ctx.task_id}", f"unit:{unit.code}",
+           f"New work order {order.number}", f"{order.category} in {order.area}: {order.description}", ctx.now)
+    return {"sla_due": sla_due.isoformat(), "unit": unit.code}
+
+
+def escalate(ctx: OpContext, data, params):
+    """SLA passed: mark overdue, tell the unit leader and the dispatchers (once per dispatch)."""
+    order = _order(ctx, data)
+    if order.state == "closed":
+        return None
+    order.overdue = True
+    unit = ctx.session.get(Unit, order.unit_code) if order.unit_code else None
+    leader = unit.leader_id if unit and unit.leader_id else f"leader:{order.unit_code}"
+    key = f"escalate:{order.number}:{from_db(order.sla_due).isoformat() if order.sla_due else ''}"
+    first = notify(ctx.session, key + ":leader", leader, f"Overdue: {order.number}",
+                   f"{order.category} at {order.area} passed its SLA ({order.sla_due}).", ctx.now)
+    notify(ctx.session, key + ":dispatch", "dispatcher", f"Overdue: {order.number}",
+           f"Unit {order.unit_code} has not rectified {order.number} in time.", ctx.now)
+    if first:
+        ctx.audit("escalated", unit=order.unit_code, sla_due=str(order.sla_due))
+    return {"escalated": True}
+
+
+def reject_order(ctx: OpContext, data, params):
+    """Reviewer sent it back: count the loop and tell the unit why."""
+    order = _order(ctx, data)
+    order.reject_count += 1
+    order.state = "at_unit"
+    reason = data.get("reason") or ""
+    ctx.audit("rejected", unit=order.unit_code, reason=reason, loop=order.reject_count)
+    notify(ctx.session, f"reject:{order.number}:{ctx.task_id}", f"unit:{order.unit_code}",
+           f"Work order {order.number} sent back", reason, ctx.now)
+    return None
+
+
+def close_order(ctx: OpContext, data, params):
+    """Reviewer approved: the loop is closed."""
+    order = _order(ctx, data)
+    order.state, order.closed_at = "closed", to_db(ctx.now)
+    on_time = order.sla_due is None or to_db(ctx.now) <= order.sla_due
+    ctx.audit("closed", unit=order.unit_code, on_time=on_time)
+    return None
+
+
+def register(reg: Registry) -> None:
+    for name, fn in (("dispatch", dispatch), ("escalate", escalate), ("reject_order", reject_order),
+                     ("close_order", close_order)):
+        reg.register(name)(fn)
+
+
+def unit_workers(session: Session, unit_code: str) -> list[Staff]:
+    return list(session.exec(select(Staff).where(Staff.unit_code == unit_code)).all())

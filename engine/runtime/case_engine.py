@@ -1,0 +1,326 @@
+"""The case engine: deploy, start, complete, message and timer steps, one transaction each.
+
+Every change to an instance loads its workflow, runs SpiffWorkflow with the safe script
+engine, writes the workflow back with an optimistic version check, and refreshes the side
+tables (open tasks, awaited messages, next timer) and the audit log in the same
+transaction. A step that fails leaves nothing behind but an incident in the audit log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator, Mapping
+from uuid import UUID
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.task import TaskState
+
+from engine import forms
+from engine.bpmn import expressions, serializer
+from engine.bpmn.script_engine import SafeScriptEngine
+from engine.clock import from_db, to_db, utcnow
+from engine.db.models import AuditEvent, Instance, OpenTask
+from engine.runtime import state
+from engine.runtime.data import DataError, check_plain
+from engine.runtime.definitions import DefinitionStore
+from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotFound, ProcessError,
+                                   ValidationFailed)
+from engine.runtime.messages import deliver
+from engine.runtime.operations import OpContext, OperationError, Registry
+from engine.runtime.tasks import TaskIndex
+
+log = logging.getLogger("cityloop.engine")
+INCIDENT_RETRY = timedelta(minutes=5)
+
+
+class CaseEngine:
+    def __init__(self, db, registry: Registry, clock: Callable[[], datetime] = utcnow):
+        self.db = db
+        self.registry = registry
+        self.clock = clock
+        self.definitions = DefinitionStore(registry.names())
+        self.tasks = TaskIndex(self)
+        # Called as fn(session, instance, open_task) when a human task opens (domain state mirrors).
+        self.task_listeners: list[Callable] = []
+
+    # ---- transactions ---------------------------------------------------------------
+    @contextmanager
+    def transaction(self, session: Session | None = None) -> Iterator[Session]:
+        """A new transaction, or the caller's when an operation calls back into the engine."""
+        if session is not None:
+            yield session
+            return
+        with Session(self.db, expire_on_commit=False) as s:
+            with s.begin():
+                yield s
+
+    def _audit(self, s: Session, instance: Instance | None, actor: str, kind: str, element=None, **detail):
+        s.add(AuditEvent(instance_id=instance.id if instance else None,
+                         business_key=instance.business_key if instance else None,
+                         at=to_db(self.clock()), actor=actor, kind=kind, element=element,
+                         detail=json.dumps(detail, ensure_ascii=False, default=str)))
+
+    # ---- deploy -----------------------------------------------------------------------
+    def deploy(self, files: list[tuple[str, bytes | str]], actor: Actor):
+        with self.transaction() as s:
+            deployed = self.definitions.deploy(s, files, actor.id, self.clock())
+            for d in deployed:
+                if d.changed:
+                    self._audit(s, None, actor.id, "deployed", element=d.key, kind_=d.kind, version=d.version)
+            return deployed
+
+    # ---- workflow load/save -------------------------------------------------------------
+    def _script_engine(self, s: Session, row: Instance, actor: Actor) -> SafeScriptEngine:
+        def run_operation(task, topic: str, params: Mapping[str, str]) -> Any:
+            if topic not in self.registry:
+                raise OperationError(f"unknown operation {topic!r}")
+            ctx = OpContext(session=s, now=self.clock(), instance_id=row.id, business_key=row.business_key,
+                            process_key=row.process_key, task_id=str(task.id),
+                            element=task.task_spec.bpmn_id or task.task_spec.name, actor=actor.id, engine=self)
+            result = self.registry.get(topic)(ctx, task.data, params)
+            if result:
+                task.data.update(check_plain(dict(result), f"result of {topic}"))
+            return True
+        return SafeScriptEngine(self.clock, run_operation)
+
+    def load(self, s: Session, row: Instance, actor: Actor) -> BpmnWorkflow:
+        spec, subprocess_specs = self.definitions.spec(s, row.definition_id)
+        wf = serializer.loads(row.workflow, spec, subprocess_specs)
+        # A deserialized workflow carries the library's eval-based engine: replace it, always.
+        wf.script_engine = self._script_engine(s, row, actor)
+        return wf
+
+    def _advance(self, s: Session, row: Instance, wf: BpmnWorkflow, actor: Actor,
+                 mutate: Callable[[BpmnWorkflow], None] | None) -> None:
+        armed = state.armed_timers(wf)
+        if mutate is not None:
+            mutate(wf)
+        wf.do_engine_steps()
+        for task_id, (element, due) in armed.items():
+            t = wf.tasks.get(task_id)
+            if t is not None and t.state == TaskState.COMPLETED:
+                self._audit(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
+        serializer.compact(wf)
+        self._save(s, row, wf, actor)
+
+    def _save(self, s: Session, row: Instance, wf: BpmnWorkflow, actor: Actor) -> None:
+        now = self.clock()
+        done = wf.is_completed()
+        next_timer = None if done else state.next_timer(wf)
+        values = dict(workflow=serializer.dumps(wf), version=row.version + 1, updated_at=to_db(now),
+                      next_timer_at=to_db(next_timer), state="completed" if done else "running", error=None)
+        if done:
+            values["completed_at"] = to_db(now)
+        result = s.execute(update(Instance).where(Instance.id == row.id, Instance.version == row.version)
+                           .values(**values).execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            raise Conflict(f"instance {row.id} was changed by someone else; reload and retry")
+        for k, v in values.items():
+            setattr(row, k, v)
+        self.tasks.sync(s, row, wf)
+        if done:
+            self._audit(s, row, actor.id, "instance_completed")
+
+    # ---- start --------------------------------------------------------------------------
+    def start(self, process_key: str, data: Mapping[str, Any], actor: Actor, business_key: str | None = None,
+              session: Session | None = None) -> int:
+        try:
+            data = check_plain(dict(data), "start data")
+        except DataError as exc:
+            raise ValidationFailed({exc.field: str(exc)}) from None
+        with self.transaction(session) as s:
+            try:
+                definition = self.definitions.latest_process(s, process_key)
+            except KeyError:
+                raise NotFound(f"no process {process_key!r} is deployed") from None
+            now = to_db(self.clock())
+            row = Instance(process_key=process_key, definition_id=definition.id, business_key=business_key,
+                           workflow="{}", created_at=now, updated_at=now)
+            s.add(row)
+            s.flush()
+            spec, subprocess_specs = self.definitions.spec(s, definition.id)
+            wf = BpmnWorkflow(spec, subprocess_specs)
+            wf.script_engine = self._script_engine(s, row, actor)
+            for t in wf.get_tasks(state=TaskState.READY):
+                t.data.update(data)
+            self._audit(s, row, actor.id, "instance_started", element=process_key,
+                        version=definition.version, data=data)
+            self._run_or_raise(s, row, wf, actor, None)
+            return row.id
+
+    def _run_or_raise(self, s, row, wf, actor, mutate) -> None:
+        try:
+            self._advance(s, row, wf, actor, mutate)
+        except (SpiffWorkflowException, OperationError, expressions.ExpressionError, DataError) as exc:
+            raise ProcessError(_describe(exc), element=_element_of(exc)) from None
+
+    # ---- human tasks ----------------------------------------------------------------------
+    def claim(self, task_id: str, actor: Actor, release: bool = False) -> None:
+        with self.transaction() as s:
+            ot = self.tasks.authorized(s, task_id, actor)
+            if release:
+                if ot.claimed_by != actor.id:
+                    raise Conflict("you have not claimed this task")
+                ot.claimed_by = None
+            else:
+                if ot.claimed_by not in (None, actor.id):
+                    raise Conflict(f"task already claimed by {ot.claimed_by}")
+                ot.claimed_by = actor.id
+            self._audit(s, s.get(Instance, ot.instance_id), actor.id, "task_released" if release else "task_claimed",
+                        element=ot.name)
+
+    def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
+                 expected_version: int | None = None) -> dict:
+        """Complete a ready user task with form data. Returns the instance's new position."""
+        try:
+            with self.transaction() as s:
+                ot = self.tasks.authorized(s, task_id, actor)
+                row = s.get(Instance, ot.instance_id)
+                if expected_version is not None and row.version != expected_version:
+                    raise Conflict(f"instance is at version {row.version}, not {expected_version}")
+                clean = self._validated(s, row, ot, data)
+                wf = self.load(s, row, actor)
+
+                def run(wf: BpmnWorkflow) -> None:
+                    task = wf.get_task_from_id(UUID(task_id))
+                    if task is None or task.state != TaskState.READY:
+                        raise Conflict("task is no longer open")
+                    task.data.update(clean)
+                    task.run()
+
+                self._audit(s, row, actor.id, "task_completed", element=ot.name, title=ot.title, data=clean)
+                self._run_or_raise(s, row, wf, actor, run)
+                return {"instance_id": row.id, "state": row.state, "version": row.version,
+                        "position": state.position(wf)}
+        except ProcessError as exc:
+            self.record_incident(_instance_id_of(self, task_id), actor, str(exc), exc.element)
+            raise
+
+    def _validated(self, s: Session, row: Instance, ot: OpenTask, data: Mapping[str, Any]) -> dict:
+        if not isinstance(data, Mapping):
+            raise ValidationFailed({"_": "form data must be an object"})
+        if ot.form_ref:
+            found = self.definitions.form_for(s, row.definition_id, ot.form_ref)
+            if found is None:
+                raise ProcessError(f"form {ot.form_ref!r} is not deployed with this process version", element=ot.name)
+            clean, errors = forms.validate_submission(found[1], data)
+            if errors:
+                raise ValidationFailed(errors)
+        else:
+            clean = dict(data)
+        try:
+            return check_plain(clean, "form data")
+        except DataError as exc:
+            raise ValidationFailed({exc.field: str(exc)}) from None
+
+    # ---- messages -------------------------------------------------------------------------
+    def send_message(self, name: str, payload: Mapping[str, Any], actor: Actor, *,
+                     business_key: str | None = None, instance_id: int | None = None,
+                     session: Session | None = None) -> list[int]:
+        """Deliver a message to every instance awaiting it (by business key or id)."""
+        try:
+            payload = check_plain(dict(payload), "message payload")
+        except (DataError, TypeError, ValueError) as exc:
+            raise ValidationFailed({"payload": str(exc)}) from None
+        with self.transaction(session) as s:
+            return deliver(self, s, name, payload, actor, business_key, instance_id)
+
+    # ---- timers ---------------------------------------------------------------------------
+    def fire_due_timers(self, limit: int = 100) -> int:
+        """Advance instances whose next timer is due. Safe to run in several workers."""
+        fired, seen = 0, set()
+        while fired < limit:
+            try:
+                with self.transaction() as s:
+                    q = (select(Instance).where(Instance.state == "running",
+                                                Instance.next_timer_at <= to_db(self.clock()))
+                         .order_by(Instance.next_timer_at))
+                    if seen:
+                        q = q.where(Instance.id.not_in(seen))
+                    if s.get_bind().dialect.name == "postgresql":
+                        q = q.with_for_update(skip_locked=True)
+                    row = s.exec(q.limit(1)).first()
+                    if row is None:
+                        return fired
+                    seen.add(row.id)
+                    actor = Actor("timer")
+                    wf = self.load(s, row, actor)
+                    self._run_or_raise(s, row, wf, actor, lambda wf: wf.refresh_timers())
+                    fired += 1
+            except (ProcessError, Conflict) as exc:
+                log.warning("timer step failed for instance %s: %s", row.id, exc)
+                self.record_incident(row.id, Actor("timer"), str(exc), getattr(exc, "element", None),
+                                     retry_at=self.clock() + INCIDENT_RETRY)
+        return fired
+
+    def record_incident(self, instance_id: int | None, actor: Actor, message: str, element: str | None,
+                        retry_at: datetime | None = None) -> None:
+        if instance_id is None:
+            return
+        with self.transaction() as s:
+            row = s.get(Instance, instance_id)
+            if row is None:
+                return
+            values = {"error": message[:2000]}
+            if retry_at is not None:
+                values["next_timer_at"] = to_db(retry_at)
+            s.execute(update(Instance).where(Instance.id == instance_id).values(**values)
+                      .execution_options(synchronize_session=False))
+            self._audit(s, row, actor.id, "incident", element=element, message=message[:2000])
+
+    # ---- reading --------------------------------------------------------------------------
+    def instance(self, instance_id: int) -> dict:
+        with self.transaction() as s:
+            row = s.get(Instance, instance_id)
+            if row is None:
+                raise NotFound(f"no instance {instance_id}")
+            wf = self.load(s, row, Actor("reader"))
+            definition = self.definitions.version_of(s, row.definition_id)
+            return {"id": row.id, "process_key": row.process_key, "version": definition.version,
+                    "definition_id": row.definition_id, "business_key": row.business_key, "state": row.state,
+                    "row_version": row.version, "error": row.error, "next_timer_at": from_db(row.next_timer_at),
+                    "created_at": from_db(row.created_at), "completed_at": from_db(row.completed_at),
+                    "position": state.position(wf), "data": _last_data(wf)}
+
+    def audit(self, instance_id: int | None = None, business_key: str | None = None) -> list[dict]:
+        with self.transaction() as s:
+            q = select(AuditEvent).order_by(AuditEvent.id)
+            if instance_id is not None:
+                q = q.where(AuditEvent.instance_id == instance_id)
+            if business_key is not None:
+                q = q.where(AuditEvent.business_key == business_key)
+            return [{"id": e.id, "instance_id": e.instance_id, "at": from_db(e.at), "actor": e.actor,
+                     "kind": e.kind, "element": e.element, "detail": json.loads(e.detail)} for e in s.exec(q)]
+
+
+def _last_data(wf: BpmnWorkflow) -> dict:
+    if wf.is_completed():
+        return dict(wf.data) or dict(wf.last_task.data if wf.last_task else {})
+    tasks = wf.get_tasks(state=TaskState.READY | TaskState.WAITING)
+    return dict(tasks[0].data) if tasks else {}
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).split("\n")[0]
+    return text or type(exc).__name__
+
+
+def _element_of(exc: Exception) -> str | None:
+    task = getattr(exc, "task", None)
+    spec = getattr(task, "task_spec", None)
+    return getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
+
+
+def _instance_id_of(engine: CaseEngine, task_id: str) -> int | None:
+    with engine.transaction() as s:
+        ot = s.get(OpenTask, task_id)
+        return ot.instance_id if ot else None
+
+
+__all__ = ["CaseEngine", "Actor", "EngineError", "NotFound", "Conflict", "Forbidden", "ValidationFailed",
+           "ProcessError"]

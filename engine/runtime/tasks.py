@@ -1,0 +1,123 @@
+"""The open-task side table: kept in step with the workflow, queried by person and group."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, or_
+from sqlmodel import Session, select
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+from engine.clock import from_db, to_db
+from engine.db.models import AwaitedMessage, Instance, OpenTask, TaskGroup
+from engine.runtime import state
+from engine.runtime.errors import Actor, Conflict, Forbidden
+
+
+def _resolve(wf, task, text: str | None):
+    if text is None or not text.strip():
+        return None
+    if text.strip().startswith("${"):
+        value = wf.script_engine.evaluate(task, text)
+        return None if value is None else value
+    return text.strip()
+
+
+def _as_datetime(value) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return TimerEventDefinition.get_datetime(str(value))
+
+
+class TaskIndex:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def sync(self, s: Session, row: Instance, wf) -> None:
+        ready = {str(t.id): t for t in state.ready_user_tasks(wf)}
+        existing = set(s.exec(select(OpenTask.id).where(OpenTask.instance_id == row.id)).all())
+        gone = existing - ready.keys()
+        if gone:
+            s.execute(delete(TaskGroup).where(TaskGroup.task_id.in_(gone)))
+            s.execute(delete(OpenTask).where(OpenTask.id.in_(gone)))
+        now = to_db(self.engine.clock())
+        for task_id in ready.keys() - existing:
+            task = ready[task_id]
+            spec = task.task_spec
+            form_id = None
+            if spec.form_ref:
+                found = self.engine.definitions.form_for(s, row.definition_id, spec.form_ref)
+                form_id = found[0] if found else None
+            assignee = _resolve(wf, task, spec.assignee)
+            groups = set()
+            for g in spec.candidate_groups:
+                value = _resolve(wf, task, g)
+                if isinstance(value, (list, tuple, set)):
+                    groups.update(str(v) for v in value if v)
+                elif value:
+                    groups.add(str(value))
+            ot = OpenTask(id=task_id, instance_id=row.id, process_key=row.process_key,
+                           business_key=row.business_key, name=spec.bpmn_id or spec.name,
+                           title=(spec.bpmn_name or spec.bpmn_id or spec.name)[:255], form_ref=spec.form_ref,
+                           form_definition_id=form_id, assignee=str(assignee) if assignee else None,
+                          due_at=to_db(_as_datetime(_resolve(wf, task, spec.due_date))), created_at=now)
+            s.add(ot)
+            s.flush()
+            for listener in self.engine.task_listeners:
+                listener(s, row, ot)
+            for g in sorted(groups):
+                s.add(TaskGroup(task_id=task_id, group_name=g[:128]))
+        awaited = state.awaited_messages(wf)
+        have = set(s.exec(select(AwaitedMessage.name).where(AwaitedMessage.instance_id == row.id)).all())
+        if awaited != have:
+            s.execute(delete(AwaitedMessage).where(AwaitedMessage.instance_id == row.id))
+            for name in sorted(awaited):
+                s.add(AwaitedMessage(instance_id=row.id, name=name, business_key=row.business_key))
+
+    def authorized(self, s: Session, task_id: str, actor: Actor) -> OpenTask:
+        ot = s.get(OpenTask, task_id)
+        if ot is None:
+            raise Conflict(f"task {task_id} is not open (already completed, cancelled or unknown)")
+        if actor.id in (ot.assignee, ot.claimed_by):
+            return ot
+        groups = set(s.exec(select(TaskGroup.group_name).where(TaskGroup.task_id == task_id)).all())
+        if ot.claimed_by is None and groups & actor.groups:
+            return ot
+        if ot.claimed_by is not None and groups & actor.groups:
+            raise Conflict(f"task is claimed by {ot.claimed_by}")
+        raise Forbidden("this task is not assigned to you or your groups")
+
+    def for_actor(self, actor: Actor | None = None, *, process_key: str | None = None,
+                  business_key: str | None = None, instance_id: int | None = None,
+                  limit: int = 100, offset: int = 0) -> list[dict]:
+        with self.engine.transaction() as s:
+            q = select(OpenTask)
+            if actor is not None:
+                by_group = select(TaskGroup.task_id).where(TaskGroup.group_name.in_(sorted(actor.groups)))
+                q = q.where(or_(OpenTask.assignee == actor.id, OpenTask.claimed_by == actor.id,
+                                (OpenTask.claimed_by.is_(None)) & OpenTask.id.in_(by_group)))
+            if process_key:
+                q = q.where(OpenTask.process_key == process_key)
+            if business_key:
+                q = q.where(OpenTask.business_key == business_key)
+            if instance_id is not None:
+                q = q.where(OpenTask.instance_id == instance_id)
+            rows = s.exec(q.order_by(OpenTask.created_at, OpenTask.id).offset(offset).limit(min(limit, 1000))).all()
+            groups: dict[str, list[str]] = {}
+            if rows:
+                for tid, g in s.exec(select(TaskGroup.task_id, TaskGroup.group_name)
+                                     .where(TaskGroup.task_id.in_([r.id for r in rows]))):
+                    groups.setdefault(tid, []).append(g)
+            return [{"id": r.id, "instance_id": r.instance_id, "process_key": r.process_key,
+                     "business_key": r.business_key, "name": r.name, "title": r.title, "form_ref": r.form_ref,
+                     "assignee": r.assignee, "claimed_by": r.claimed_by, "groups": sorted(groups.get(r.id, [])),
+                     "due_at": from_db(r.due_at), "created_at": from_db(r.created_at)} for r in rows]
+
+    def form(self, task_id: str):
+        """The form-js schema a task needs, or None."""
+        with self.engine.transaction() as s:
+            ot = s.get(OpenTask, task_id)
+            if ot is None or not ot.form_ref:
+                return None
+            row = s.get(Instance, ot.instance_id)
+            found = self.engine.definitions.form_for(s, row.definition_id, ot.form_ref)
+            return found[1] if found else None
