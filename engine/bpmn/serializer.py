@@ -16,7 +16,10 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import DurationTimerEventDefinition, TimeDateEventDefinition
 from SpiffWorkflow.task import TaskState
+
+from engine.bpmn.specs import ClockedDuration, ClockedTimeDate
 
 FORMAT = 1  # bump with a migration when the stored shape changes
 
@@ -48,6 +51,9 @@ def _uuid(value):
 def _registry():
     config = dict(CAMUNDA_CONFIG)
     config[BpmnWorkflow] = SpecByReferenceConverter
+    # Fired timer events are kept in workflow state; the clocked classes serialize as theirs.
+    config[ClockedTimeDate] = config[TimeDateEventDefinition]
+    config[ClockedDuration] = config[DurationTimerEventDefinition]
     return BpmnWorkflowSerializer.configure(config)
 
 

@@ -52,9 +52,11 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            # BEGIN IMMEDIATE takes the write lock up front, so two writers never both
-            # read a row and then deadlock upgrading their locks.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front (BEGIN IMMEDIATE) so two of them never both
+            # read and then fail upgrading their locks; readers begin deferred and never
+            # block anyone under WAL. Writers ask for it with execution_options(write=True).
+            immediate = conn.get_execution_options().get("write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -50,13 +50,14 @@ class CaseEngine:
 
     # ---- transactions ---------------------------------------------------------------
     @contextmanager
-    def transaction(self, session: Session | None = None) -> Iterator[Session]:
+    def transaction(self, session: Session | None = None, write: bool = True) -> Iterator[Session]:
         """A new transaction, or the caller's when an operation calls back into the engine."""
         if session is not None:
             yield session
             return
         with Session(self.db, expire_on_commit=False) as s:
             with s.begin():
+                s.connection(execution_options={"write": write})
                 yield s
 
     def _audit(self, s: Session, instance: Instance | None, actor: str, kind: str, element=None, **detail):
@@ -235,6 +236,7 @@ class CaseEngine:
         """Advance instances whose next timer is due. Safe to run in several workers."""
         fired, seen = 0, set()
         while fired < limit:
+            row_id = None
             try:
                 with self.transaction() as s:
                     q = (select(Instance).where(Instance.state == "running",
@@ -248,13 +250,16 @@ class CaseEngine:
                     if row is None:
                         return fired
                     seen.add(row.id)
+                    row_id = row.id
                     actor = Actor("timer")
                     wf = self.load(s, row, actor)
                     self._run_or_raise(s, row, wf, actor, lambda wf: wf.refresh_timers())
                     fired += 1
-            except (ProcessError, Conflict) as exc:
-                log.warning("timer step failed for instance %s: %s", row.id, exc)
-                self.record_incident(row.id, Actor("timer"), str(exc), getattr(exc, "element", None),
+            except Exception as exc:  # one broken instance must not stop the sweep
+                if row_id is None:
+                    raise
+                log.warning("timer step failed for instance %s: %s", row_id, exc, exc_info=not isinstance(exc, EngineError))
+                self.record_incident(row_id, Actor("timer"), str(exc), getattr(exc, "element", None),
                                      retry_at=self.clock() + INCIDENT_RETRY)
         return fired
 
@@ -275,7 +280,7 @@ class CaseEngine:
 
     # ---- reading --------------------------------------------------------------------------
     def instance(self, instance_id: int) -> dict:
-        with self.transaction() as s:
+        with self.transaction(write=False) as s:
             row = s.get(Instance, instance_id)
             if row is None:
                 raise NotFound(f"no instance {instance_id}")
@@ -288,7 +293,7 @@ class CaseEngine:
                     "position": state.position(wf), "data": _last_data(wf)}
 
     def audit(self, instance_id: int | None = None, business_key: str | None = None) -> list[dict]:
-        with self.transaction() as s:
+        with self.transaction(write=False) as s:
             q = select(AuditEvent).order_by(AuditEvent.id)
             if instance_id is not None:
                 q = q.where(AuditEvent.instance_id == instance_id)
@@ -317,7 +322,7 @@ def _element_of(exc: Exception) -> str | None:
 
 
 def _instance_id_of(engine: CaseEngine, task_id: str) -> int | None:
-    with engine.transaction() as s:
+    with engine.transaction(write=False) as s:
         ot = s.get(OpenTask, task_id)
         return ot.instance_id if ot else None
 

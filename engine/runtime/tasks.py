@@ -89,7 +89,7 @@ class TaskIndex:
     def for_actor(self, actor: Actor | None = None, *, process_key: str | None = None,
                   business_key: str | None = None, instance_id: int | None = None,
                   limit: int = 100, offset: int = 0) -> list[dict]:
-        with self.engine.transaction() as s:
+        with self.engine.transaction(write=False) as s:
             q = select(OpenTask)
             if actor is not None:
                 by_group = select(TaskGroup.task_id).where(TaskGroup.group_name.in_(sorted(actor.groups)))
@@ -114,7 +114,7 @@ class TaskIndex:
 
     def form(self, task_id: str):
         """The form-js schema a task needs, or None."""
-        with self.engine.transaction() as s:
+        with self.engine.transaction(write=False) as s:
             ot = s.get(OpenTask, task_id)
             if ot is None or not ot.form_ref:
                 return None

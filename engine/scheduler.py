@@ -1,0 +1,69 @@
+"""APScheduler drives time: the timer sweeper and the district's calendar jobs.
+
+SpiffWorkflow never fires timers itself. The sweeper asks the database which instances
+have a timer due (`next_timer_at`), so a timer that fell due while the server was down
+fires once on the first sweep after start-up: the due state lives in the database, not
+in the scheduler's memory. On PostgreSQL the sweep claims rows with SKIP LOCKED, so
+several workers can run it side by side.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from engine.domain import attendance, gas
+
+log = logging.getLogger("cityloop.scheduler")
+
+
+def _sweep(engine) -> None:
+    try:
+        n = engine.fire_due_timers()
+        if n:
+            log.info("fired timers on %d instance(s)", n)
+    except Exception:  # keep the scheduler alive; the next sweep retries
+        log.exception("timer sweep failed")
+
+
+def _plan_shifts(engine) -> None:
+    today = engine.clock().astimezone(attendance.DISTRICT_TZ).date()
+    for day in (today, today + timedelta(days=1)):
+        try:
+            attendance.plan_day(engine, day)
+        except Exception:
+            log.exception("planning shifts for %s failed", day)
+
+
+def _gas_due(engine) -> None:
+    try:
+        n = gas.start_due_inspections(engine)
+        log.info("opened %d due gas inspection(s)", n)
+    except Exception:
+        log.exception("gas due-list job failed")
+
+
+def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = True) -> BackgroundScheduler:
+    """Start the background scheduler. `scheduler.shutdown()` stops it."""
+    sched = BackgroundScheduler(timezone=attendance.DISTRICT_TZ, job_defaults={
+        # One run per missed window, never a backlog of runs after downtime.
+        "coalesce": True, "max_instances": 1})
+    sched.add_job(_sweep, IntervalTrigger(seconds=sweep_seconds), args=[engine], id="timer-sweep",
+                  misfire_grace_time=None, next_run_time=engine_now_for_scheduler())
+    if calendar_jobs:
+        # Calendar jobs may run late (misfire grace of hours) but run once; they are idempotent.
+        sched.add_job(_plan_shifts, CronTrigger(hour=0, minute=5), args=[engine], id="plan-shifts",
+                      misfire_grace_time=6 * 3600, next_run_time=engine_now_for_scheduler())
+        sched.add_job(_gas_due, CronTrigger(hour=6, minute=0), args=[engine], id="gas-due",
+                      misfire_grace_time=12 * 3600)
+    sched.start()
+    return sched
+
+
+def engine_now_for_scheduler():
+    """Run the first sweep right away (APScheduler's own clock is the wall clock)."""
+    from datetime import datetime
+    return datetime.now(attendance.DISTRICT_TZ)

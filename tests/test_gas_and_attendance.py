@@ -1,0 +1,121 @@
+"""Gas inspections (hazard -> rectification order -> supply suspended -> re-inspection)
+and crew attendance (check-in messages, grace timer, absentee notice)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlmodel import Session, select
+
+from engine.domain import attendance, gas
+from engine.domain.models import Attendance, Household, Inspection, Notification, Shift, WorkOrder
+from engine.runtime.errors import Actor, NotFound
+from tests.district import DELIVERER, GAS_OFFICE, PHOTO, only_task, seed
+
+GOOD = {"hose_ok": "ok", "valve_leak_test": "pass", "ventilation": "adequate", "co_alarm": "working",
+        "cylinder_inspection_date": "2027-05-01", "stove_flameout_protection": "present", "photos": [PHOTO]}
+
+
+@pytest.fixture
+def district(system):
+    seed(system)
+    return system
+
+
+def _household(engine, hid=1) -> Household:
+    with Session(engine.db) as s:
+        return s.get(Household, hid)
+
+
+def test_clean_inspection_sets_next_due_four_months_on(district, clock):
+    iid = gas.start_inspection(district, 1, "deliverer1", "delivery", DELIVERER)
+    task = only_task(district, DELIVERER)
+    assert task["assignee"] == "deliverer1" and task["form_ref"] == "gas_inspection"
+    district.complete(task["id"], DELIVERER, GOOD)
+    assert district.instance(iid)["state"] == "completed"
+    hh = _household(district)
+    assert hh.next_due_at == datetime(2026, 7, 2, tzinfo=timezone.utc) and not hh.supply_suspended
+    with Session(district.db) as s:
+        assert s.exec(select(WorkOrder)).all() == []
+
+
+def test_minor_hazard_spawns_rectification_but_keeps_supply(district):
+    gas.start_inspection(district, 2, "deliverer1", "delivery", DELIVERER)
+    district.complete(only_task(district, DELIVERER)["id"], DELIVERER, {**GOOD, "hose_ok": "aged"})
+    with Session(district.db) as s:
+        order = s.exec(select(WorkOrder)).one()
+        insp = s.exec(select(Inspection)).one()
+    assert (order.category, order.unit_code, order.source) == ("gas_hazard", "gas-office", "inspection")
+    assert insp.hazard_level == "minor" and "aged" in insp.hazard_reason.lower()
+    assert not _household(district, 2).supply_suspended
+
+
+def test_severe_hazard_suspends_supply_until_reinspection_passes(district):
+    iid = gas.start_inspection(district, 3, "deliverer1", "delivery", DELIVERER)
+    district.complete(only_task(district, DELIVERER)["id"], DELIVERER, {**GOOD, "valve_leak_test": "leak"})
+    assert _household(district, 3).supply_suspended
+    with Session(district.db) as s:
+        order = s.exec(select(WorkOrder)).one()
+        notes = {n.recipient for n in s.exec(select(Notification))}
+    assert order.unit_code == "gas-office" and "household:3" in notes
+    # the gas office's worker sees the rectification order; the re-inspection is open to deliverer and office
+    assert only_task(district, GAS_OFFICE, name="Task_reinspect")["instance_id"] == iid
+    reinspect = only_task(district, DELIVERER, name="Task_reinspect")
+    district.complete(reinspect["id"], DELIVERER, {**GOOD, "valve_leak_test": "leak"})
+    assert _household(district, 3).supply_suspended, "still leaking: stays suspended"
+    district.complete(only_task(district, DELIVERER)["id"], DELIVERER, GOOD)
+    assert not _household(district, 3).supply_suspended
+    assert district.instance(iid)["state"] == "completed"
+    kinds = [e["kind"] for e in district.audit(instance_id=iid)]
+    assert kinds.count("inspected") == 3 and "supply_suspended" in kinds and kinds[-2] == "supply_resumed"
+    with Session(district.db) as s:
+        assert len(s.exec(select(WorkOrder)).all()) == 1, "one rectification order, not one per loop"
+
+
+def test_expired_cylinder_is_severe(district):
+    gas.start_inspection(district, 1, "deliverer1", "delivery", DELIVERER)
+    district.complete(only_task(district, DELIVERER)["id"], DELIVERER, {**GOOD, "cylinder_inspection_date": "2025-01-01"})
+    assert _household(district).supply_suspended
+
+
+def test_due_list_opens_inspections_for_due_households_once(district, clock):
+    with Session(district.db) as s:
+        assert len(gas.due_households(s, clock())) == 3
+    assert gas.start_due_inspections(district) == 3
+    assert gas.start_due_inspections(district) == 0, "one open inspection per household"
+    task = district.tasks.for_actor(DELIVERER)[0]
+    district.complete(task["id"], DELIVERER, GOOD)
+    with Session(district.db) as s:
+        assert len(gas.due_households(s, clock())) == 2
+        assert len(gas.due_households(s, clock() + timedelta(days=125))) == 3
+
+
+def _shift_start(clock):
+    return clock() + timedelta(hours=1)
+
+
+def test_attendance_present_late_unverified_absent_and_notice(district, clock):
+    start = _shift_start(clock)
+    shift = attendance.plan_shift(district, "crew-e1", start)
+    assert attendance.plan_shift(district, "crew-e1", start).id == shift.id, "planning is idempotent"
+    gw = Actor("gateway-1", {"device"})
+    for i in range(15):
+        attendance.check_in(district, shift.id, f"B{i:04d}", start - timedelta(minutes=5), True, "gateway", gw)
+    attendance.check_in(district, shift.id, "B0015", start + timedelta(minutes=10), True, "tablet", gw)
+    attendance.check_in(district, shift.id, "B0016", start - timedelta(minutes=1), False, "legacy", gw)
+    attendance.check_in(district, shift.id, "B0000", start + timedelta(minutes=1), False, "tablet", gw)  # no downgrade
+    attendance.check_in(district, shift.id, "B9999", start, True, "gateway", gw)  # not on this crew
+    clock.set(start + timedelta(minutes=14))
+    assert district.fire_due_timers() == 0
+    clock.set(start + timedelta(minutes=16))
+    assert district.fire_due_timers() == 1
+    with Session(district.db) as s:
+        rows = {a.cleaner_id: a.status for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id))}
+        notice = s.exec(select(Notification).where(Notification.recipient == "contractor:C-EAST-1")).one()
+        assert s.get(Shift, shift.id).closed
+    counts = {k: list(rows.values()).count(k) for k in set(rows.values())}
+    assert counts == {"present": 15, "late": 1, "unverified": 1, "absent": 3}
+    assert notice.body.splitlines() == ["Cleaner 17", "Cleaner 18", "Cleaner 19"]
+    assert district.instance(shift.instance_id)["state"] == "completed"
+    with pytest.raises(NotFound):
+        attendance.check_in(district, shift.id, "B0019", start + timedelta(minutes=20), True, "gateway", gw)
