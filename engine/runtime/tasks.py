@@ -74,7 +74,11 @@ class TaskIndex:
                 s.add(AwaitedMessage(instance_id=row.id, name=name, business_key=row.business_key))
 
     def authorized(self, s: Session, task_id: str, actor: Actor) -> OpenTask:
-        ot = s.get(OpenTask, task_id)
+        """The open task, locked for this transaction, if `actor` may work on it.
+
+        The row lock (PostgreSQL) makes concurrent completions queue here; the losers then
+        find the task gone and get a Conflict."""
+        ot = s.get(OpenTask, task_id, with_for_update=True)
         if ot is None:
             raise Conflict(f"task {task_id} is not open (already completed, cancelled or unknown)")
         if actor.id in (ot.assignee, ot.claimed_by):
