@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Mapping
 
-from engine.forms_feel import Condition, FeelError, bad_string, compile_condition, compile_pattern, is_iso, load_json
+from engine.forms_feel import (Condition, FeelError, bad_string, compile_condition, compile_pattern,
+                               evaluation_order, is_iso, load_json)
 
 MAX_FORM_BYTES = 256 * 1024
 MAX_COMPONENTS = 200
@@ -111,12 +112,16 @@ def parse_form(raw: bytes | str, source: str = "<form>") -> Form:
     if "components" not in doc:
         ck.bad("form", "missing 'components'")
     else:
-        ck.components(doc["components"], "", 0, ())
+        ck.components(doc["components"], "form", "", 0, ())
     keys = {f.key for f in ck.fields}
     for name, cond in ck.conds:
         for ref in sorted(cond.refs - keys):
             ck.bad(name, f"conditional.hide refers to unknown field {ref!r}")
-    order = ck.condition_order() if not ck.problems else ()
+    order: tuple[int, ...] = ()
+    try:
+        order = evaluation_order([(f.key, f.hide) for f in ck.fields]) if not ck.problems else ()
+    except FeelError as e:
+        ck.bad("form", str(e))
     if ck.problems:
         raise FormError(ck.problems, source)
     return Form(id=fid, schema=doc, fields=tuple(ck.fields), order=order)
@@ -133,11 +138,11 @@ class _Checker:
     def bad(self, name: str, msg: str) -> None:
         self.problems.append(f"{name}: {msg}")
 
-    def components(self, comps: Any, path: str, depth: int, hide: tuple) -> None:
+    def components(self, comps: Any, owner: str, path: str, depth: int, hide: tuple) -> None:
         if not isinstance(comps, list):
-            return self.bad(f"form {path or 'components'}", "'components' must be a list")
+            return self.bad(owner, "'components' must be a list")
         if depth > MAX_NESTING:
-            return self.bad(f"form {path.rstrip('.')}", f"groups nested deeper than {MAX_NESTING}")
+            return self.bad(owner, f"groups nested deeper than {MAX_NESTING}")
         for i, comp in enumerate(comps):
             self.count += 1
             if self.count > MAX_COMPONENTS:
@@ -180,7 +185,7 @@ class _Checker:
             if ctype == "group":
                 if comp.get("path"):
                     self.bad(name, "group 'path' is not supported (keys are flat)")
-                self.components(comp.get("components"), f"{path}.", depth + 1, hide)
+                self.components(comp.get("components"), name, f"{path}.", depth + 1, hide)
             return None
         if not isinstance(key, str) or not key:
             return self.bad(name, f"a {ctype} component needs a 'key'")
@@ -276,22 +281,6 @@ class _Checker:
                 label = v.get("label") or v["value"]
                 out.append(Option(v["value"], label, props.get(f"label_zh.{v['value']}") or label))
         return tuple(out)
-
-    def condition_order(self) -> tuple[int, ...]:
-        """Field indexes ordered so each field's hide conditions read only fields before it."""
-        index = {f.key: i for i, f in enumerate(self.fields)}
-        deps = [{index[r] for c in f.hide for r in c.refs} for f in self.fields]
-        order: list[int] = []
-        placed: set[int] = set()
-        while len(order) < len(deps):
-            ready = [i for i in range(len(deps)) if i not in placed and deps[i] <= placed]
-            if not ready:
-                stuck = [self.fields[i].key for i in range(len(deps)) if i not in placed]
-                self.bad("form", "conditional.hide conditions form a cycle among " + ", ".join(stuck[:10]))
-                return ()
-            order.extend(ready)
-            placed.update(ready)
-        return tuple(order)
 
 
 # ---------------------------------------------------------------- submissions

@@ -9,8 +9,6 @@
 
 FEEL grammar (after the leading ``=``)::
 
-Grammar (after the leading ``=``)::
-
     expr       := and_expr ("or" and_expr)*
     and_expr   := unary ("and" unary)*
     unary      := "not" "(" expr ")" | "(" expr ")" | comparison
@@ -39,12 +37,10 @@ except ImportError:  # pragma: no cover
 
 MAX_EXPR_CHARS = 2000
 MAX_DEPTH = 20
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_KEYWORDS = {"and", "or", "not", "true", "false", "null"}
+_TOKEN = re.compile(r'''\s*(?:(?P<num>-?[0-9]+(?:\.[0-9]+)?)|(?P<str>"(?:[^"\\]|\\.)*")|(?P<op>!=|=)|(?P<paren>[()])
+                        |(?P<name>[A-Za-z_][A-Za-z0-9_]*))''', re.ASCII | re.S | re.X)
+_KEYWORDS = {"and": "and", "or": "or", "not": "not", "true": True, "false": False, "null": None}
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
-
-
 MAX_PATTERN = 200
 _REPEAT_CAP = 10_000
 _REGEX_BUDGET = 2 * (_REPEAT_CAP + 1) ** 2  # ~ two open-ended repeats over a 10,000-char value
@@ -179,69 +175,40 @@ def is_iso(subtype: str, value: str) -> bool:
 # ---------------------------------------------------------------- FEEL
 
 
+def _unescape(m: re.Match) -> str:
+    if m.group(1) not in _ESCAPES:
+        raise FeelError(f"unsupported escape \\{m.group(1)} in string literal")
+    return _ESCAPES[m.group(1)]
+
+
 def _tokenize(text: str) -> list[tuple[str, Any]]:
     toks: list[tuple[str, Any]] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c in "()":
-            toks.append((c, c))
-            i += 1
-        elif c == "=":
-            toks.append(("op", "="))
-            i += 1
-        elif text.startswith("!=", i):
-            toks.append(("op", "!="))
-            i += 2
-        elif c == '"':
-            i += 1
-            buf = []
-            while True:
-                if i >= n:
-                    raise FeelError("unterminated string literal")
-                c = text[i]
-                if c == '"':
-                    i += 1
-                    break
-                if c == "\\":
-                    esc = text[i + 1: i + 2]
-                    if esc not in _ESCAPES:
-                        raise FeelError(f"unsupported escape \\{esc} in string literal")
-                    buf.append(_ESCAPES[esc])
-                    i += 2
-                else:
-                    buf.append(c)
-                    i += 1
-            toks.append(("lit", "".join(buf)))
-        elif (m := _NUMBER.match(text, i)) is not None:
-            s = m.group()
-            val: Any = float(s) if "." in s else int(s)
-            if isinstance(val, float) and not math.isfinite(val):
+    i = 0
+    while (m := _TOKEN.match(text, i)) is not None and m.end() > i:
+        i, kind, s = m.end(), m.lastgroup, m.group(m.lastgroup or 0)
+        if kind == "num":
+            val = float(s) if "." in s else int(s)
+            if not math.isfinite(val):
                 raise FeelError(f"number {s!r} out of range")
             toks.append(("lit", val))
-            i = m.end()
-        elif (m := _NAME.match(text, i)) is not None:
-            word = m.group()
-            i = m.end()
-            nxt = text[i: i + 1]
-            if nxt == ".":
-                raise FeelError(f"path access '{word}.' is not supported")
-            if word in _KEYWORDS:
-                if word in ("true", "false", "null"):
-                    toks.append(("lit", {"true": True, "false": False, "null": None}[word]))
-                else:
-                    toks.append((word, word))
-            else:
-                rest = text[i:].lstrip()
-                if rest.startswith("("):
-                    raise FeelError(f"function call '{word}(...)' is not supported")
-                if word.startswith("_"):
-                    raise FeelError(f"name {word!r} may not start with '_'")
-                toks.append(("name", word))
+        elif kind == "str":
+            toks.append(("lit", re.sub(r"\\(.?)", _unescape, s[1:-1], flags=re.S)))
+        elif kind in ("op", "paren"):
+            toks.append(("op", s) if kind == "op" else (s, s))
+        elif s in _KEYWORDS:
+            toks.append(("lit", _KEYWORDS[s]) if s in ("true", "false", "null") else (s, s))
+        elif text[i:i + 1] == ".":
+            raise FeelError(f"path access '{s}.' is not supported")
+        elif text[i:].lstrip().startswith("("):
+            raise FeelError(f"function call '{s}(...)' is not supported")
+        elif s.startswith("_"):
+            raise FeelError(f"name {s!r} may not start with '_'")
         else:
-            raise FeelError(f"unsupported character {c!r} at position {i + 1}")
+            toks.append(("name", s))
+    rest = text[i:].lstrip()
+    if rest:
+        what = "unterminated string literal" if rest[0] == '"' else f"unsupported character {rest[0]!r}"
+        raise FeelError(f"{what} at position {len(text) - len(rest) + 1}")
     return toks
 
 
@@ -388,3 +355,23 @@ def compile_condition(text: Any) -> Condition:
     if p.pos != len(toks):
         raise FeelError(f"unexpected {toks[p.pos][1]!r} after the condition")
     return Condition(text=text, refs=frozenset(p.refs), _tree=tree)
+
+
+def evaluation_order(fields: list[tuple[str, tuple[Condition, ...]]]) -> tuple[int, ...]:
+    """Indexes of (key, hide conditions) pairs so each field's conditions only read fields
+    placed before it; FeelError if the conditions form a cycle (or read an unknown key)."""
+    index = {key: i for i, (key, _) in enumerate(fields)}
+    try:
+        deps = [{index[r] for c in conds for r in c.refs} for _, conds in fields]
+    except KeyError as e:
+        raise FeelError(f"conditional.hide refers to unknown field {e.args[0]!r}") from None
+    order: list[int] = []
+    placed: set[int] = set()
+    while len(order) < len(deps):
+        ready = [i for i in range(len(deps)) if i not in placed and deps[i] <= placed]
+        if not ready:
+            stuck = [fields[i][0] for i in range(len(deps)) if i not in placed]
+            raise FeelError("conditional.hide conditions form a cycle among " + ", ".join(stuck[:10]))
+        order.extend(ready)
+        placed.update(ready)
+    return tuple(order)
