@@ -185,11 +185,12 @@ def test_escapes_in_stored_conditions_are_refused_at_run_time(system, tmp_path, 
     assert any(e["kind"] == "incident" for e in system.audit(business_key=order.number))
 
 
-def test_escape_in_stored_timer_is_refused_and_the_sweep_goes_on(system, tmp_path, watch, clock):
+@pytest.mark.parametrize("i", range(7))
+def test_escapes_in_stored_timers_are_refused_at_run_time(system, tmp_path, watch, clock, i):
+    from xml.sax.saxutils import escape
     seed(system)
     marker = tmp_path / "pwned"
-    _tamper(system, "work_order", ">sla_due</bpmn:timeDate>",
-            f">__import__('os').system('touch {marker}')</bpmn:timeDate>")
+    _tamper(system, "work_order", ">sla_due</bpmn:timeDate>", f">{escape(escapes(marker)[i])}</bpmn:timeDate>")
     with pytest.raises(ProcessError):
         workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     assert not marker.exists() and watch == []
@@ -253,3 +254,10 @@ def test_the_watch_does_see_the_library_default_engine(system, watch):
     task = wf.get_tasks()[-1]
     assert PythonScriptEngine().evaluate(task, "1 + 1") == 2
     assert any("SpiffWorkflow" in e for e in watch)
+
+
+def test_deploy_checks_the_bpmn_schema(system):
+    invalid = WORK_ORDER.replace('<bpmn:userTask id="Task_review"', '<bpmn:userTask id="Task_review" priority="high"', 1)
+    with pytest.raises(DefinitionError) as err:
+        system.deploy([("work_order.bpmn", invalid)], DESIGNER)
+    assert "priority" in _problems(err) and "line" in _problems(err)

@@ -11,6 +11,7 @@ from typing import Iterable
 from lxml import etree
 from sqlalchemy import func
 from sqlmodel import Session, select
+from SpiffWorkflow.bpmn.parser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 
 from engine import forms
@@ -124,7 +125,7 @@ class DefinitionStore:
         for c in candidates:
             if c.kind == "bpmn":
                 texts = [dmn_text.get(d) or self._latest(session, "dmn", d).content for d in c.refs["dmn"]]
-                _parse_spec(c.filename, c.content, texts, c.key)
+                _parse_spec(c.filename, c.content, texts, c.key, validate=True)
         return self._store(session, candidates, actor, now)
 
     def _store(self, session, candidates, actor, now) -> list[Deployed]:
@@ -226,8 +227,19 @@ def _no_duplicates(candidates: list[_Candidate]) -> None:
         seen[(c.kind, c.key)] = c.filename
 
 
-def _parse_spec(filename: str, bpmn_text: str, dmn_texts: list[str], process_id: str):
-    parser = CityParser()
+_VALIDATOR = None
+
+
+def _xsd_validator():
+    """The BPMN 2.0 / DMN schemas shipped with SpiffWorkflow, compiled once."""
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        _VALIDATOR = BpmnValidator()
+    return _VALIDATOR
+
+
+def _parse_spec(filename: str, bpmn_text: str, dmn_texts: list[str], process_id: str, validate: bool = False):
+    parser = CityParser(validator=_xsd_validator() if validate else None)
     try:
         for text in dmn_texts:
             parser.add_dmn_xml(load_xml(text, "dmn"), filename="dmn")
@@ -236,7 +248,9 @@ def _parse_spec(filename: str, bpmn_text: str, dmn_texts: list[str], process_id:
         subprocess_specs = parser.get_subprocess_specs(process_id)
     except ValidationException as exc:
         element = getattr(exc, "id", None) or getattr(exc, "name", None)
-        raise DefinitionError(filename, [(element, str(exc).split("\n")[0])]) from None
+        line = getattr(exc, "line_number", None)
+        where = f" (line {line})" if line else ""
+        raise DefinitionError(filename, [(element, str(exc).split("\n")[0] + where)]) from None
     except DefinitionError:
         raise
     except Exception as exc:  # the library raises assorted errors on malformed models
