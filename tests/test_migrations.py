@@ -28,3 +28,15 @@ def test_migrations_match_the_models_and_go_both_ways(db_url):
     upgrade(db)
     assert current(db) == head
     db.dispose()
+
+
+def test_audit_log_is_append_only(system):
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+    with system.db.begin() as conn:
+        conn.execute(text("INSERT INTO audit_event (at, actor, kind, detail) VALUES (CURRENT_TIMESTAMP, 'a', 'k', '{}')"))
+    for statement in ("UPDATE audit_event SET actor = 'someone else'", "DELETE FROM audit_event"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with system.db.begin() as conn:
+                conn.execute(text(statement))
