@@ -2,7 +2,6 @@
 and at run time nothing reaches eval/exec or spawns a process."""
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path

@@ -10,7 +10,6 @@ the audit log, not in the workflow.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer

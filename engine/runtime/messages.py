@@ -4,7 +4,6 @@ from __future__ import annotations
 from sqlmodel import Session, select
 from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
-from SpiffWorkflow.task import TaskState
 
 from engine.db.models import AwaitedMessage, Instance
 from engine.runtime import state
