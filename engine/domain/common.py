@@ -5,7 +5,9 @@ import calendar
 import json
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
 from engine.clock import to_db
 from engine.domain.models import Notification
@@ -21,12 +23,13 @@ def add_months(when: datetime, months: int) -> datetime:
 
 
 def notify(session: Session, key: str, recipient: str, subject: str, body: str, now: datetime) -> bool:
-    """Queue a notification once per key. Returns False if it was already queued."""
-    if session.exec(select(Notification.id).where(Notification.key == key)).first() is not None:
-        return False
-    session.add(Notification(key=key[:200], recipient=recipient[:120], subject=subject[:200], body=body,
-                             created_at=to_db(now)))
-    return True
+    """Queue a notification once per key (one INSERT ... ON CONFLICT DO NOTHING).
+    Returns False if it was already queued."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Notification).values(key=key[:200], recipient=recipient[:120], subject=subject[:200], body=body,
+                                       created_at=to_db(now)).on_conflict_do_nothing(index_elements=["key"])
+    return session.execute(stmt).rowcount == 1
 
 
 def need(data, name: str, kind=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
@@ -48,13 +49,13 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
         return order
 
 
-def on_task_opened(session: Session, instance, open_task) -> None:
+def on_task_opened(session: Session, instance, open_task: dict) -> None:
     """Mirror the order's state from the human task it waits on."""
-    if instance.process_key != PROCESS or open_task.name not in STATE_OF_TASK:
+    if instance.process_key != PROCESS or open_task["name"] not in STATE_OF_TASK:
         return
-    order = session.exec(select(WorkOrder).where(WorkOrder.number == instance.business_key)).first()
-    if order is not None:
-        order.state = STATE_OF_TASK[open_task.name]
+    session.flush()  # pending ORM changes to the order first, then this one
+    session.connection().execute(update(WorkOrder).where(WorkOrder.number == instance.business_key)
+                                 .values(state=STATE_OF_TASK[open_task["name"]]))
 
 
 def _order(ctx: OpContext, data) -> WorkOrder:

@@ -25,6 +25,7 @@ from engine.bpmn import expressions, serializer
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import from_db, to_db, utcnow
 from engine.db.models import AuditEvent, Instance, OpenTask
+from engine.runtime.rows import InstanceRow, fetch_instance, fetch_open_task, insert_instance, instance_query
 from engine.runtime import state
 from engine.runtime.data import DataError, check_plain
 from engine.runtime.definitions import DefinitionStore
@@ -33,6 +34,7 @@ from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotF
 from engine.runtime.messages import deliver
 from engine.runtime.operations import OpContext, OperationError, Registry
 from engine.runtime.tasks import TaskIndex
+from engine.runtime.audit import audit, flush_audit
 
 log = logging.getLogger("cityloop.engine")
 INCIDENT_RETRY = timedelta(minutes=5)
@@ -55,16 +57,15 @@ class CaseEngine:
         if session is not None:
             yield session
             return
-        with Session(self.db, expire_on_commit=False) as s:
+        with Session(self.db, expire_on_commit=False, autoflush=False) as s:
             with s.begin():
                 s.connection(execution_options={"write": write})
                 yield s
+                flush_audit(s)
 
-    def _audit(self, s: Session, instance: Instance | None, actor: str, kind: str, element=None, **detail):
-        s.add(AuditEvent(instance_id=instance.id if instance else None,
-                         business_key=instance.business_key if instance else None,
-                         at=to_db(self.clock()), actor=actor, kind=kind, element=element,
-                         detail=json.dumps(detail, ensure_ascii=False, default=str)))
+    def _audit(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None, **detail):
+        audit(s, self.clock(), instance.id if instance else None, instance.business_key if instance else None,
+              actor, kind, element, detail)
 
     # ---- deploy -----------------------------------------------------------------------
     def deploy(self, files: list[tuple[str, bytes | str]], actor: Actor):
@@ -76,7 +77,7 @@ class CaseEngine:
             return deployed
 
     # ---- workflow load/save -------------------------------------------------------------
-    def _script_engine(self, s: Session, row: Instance, actor: Actor) -> SafeScriptEngine:
+    def _script_engine(self, s: Session, row: InstanceRow, actor: Actor) -> SafeScriptEngine:
         def run_operation(task, topic: str, params: Mapping[str, str]) -> Any:
             if topic not in self.registry:
                 raise OperationError(f"unknown operation {topic!r}")
@@ -89,16 +90,17 @@ class CaseEngine:
             return True
         return SafeScriptEngine(self.clock, run_operation)
 
-    def load(self, s: Session, row: Instance, actor: Actor) -> BpmnWorkflow:
+    def load(self, s: Session, row: InstanceRow, actor: Actor) -> BpmnWorkflow:
         spec, subprocess_specs = self.definitions.spec(s, row.definition_id)
         wf = serializer.loads(row.workflow, spec, subprocess_specs)
         # A deserialized workflow carries the library's eval-based engine: replace it, always.
         wf.script_engine = self._script_engine(s, row, actor)
         return wf
 
-    def _advance(self, s: Session, row: Instance, wf: BpmnWorkflow, actor: Actor,
+    def _advance(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor,
                  mutate: Callable[[BpmnWorkflow], None] | None) -> None:
         armed = state.armed_timers(wf)
+        before = state.snapshot(wf)
         if mutate is not None:
             mutate(wf)
         wf.do_engine_steps()
@@ -107,9 +109,9 @@ class CaseEngine:
             if t is not None and t.state == TaskState.COMPLETED:
                 self._audit(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
         serializer.compact(wf)
-        self._save(s, row, wf, actor)
+        self._save(s, row, wf, actor, before)
 
-    def _save(self, s: Session, row: Instance, wf: BpmnWorkflow, actor: Actor) -> None:
+    def _save(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor, before) -> None:
         now = self.clock()
         done = wf.is_completed()
         next_timer = None if done else state.next_timer(wf)
@@ -117,13 +119,13 @@ class CaseEngine:
                       next_timer_at=to_db(next_timer), state="completed" if done else "running", error=None)
         if done:
             values["completed_at"] = to_db(now)
-        result = s.execute(update(Instance).where(Instance.id == row.id, Instance.version == row.version)
-                           .values(**values).execution_options(synchronize_session=False))
+        result = s.connection().execute(update(Instance).where(Instance.id == row.id, Instance.version == row.version)
+                                        .values(**values))
         if result.rowcount != 1:
             raise Conflict(f"instance {row.id} was changed by someone else; reload and retry")
         for k, v in values.items():
             setattr(row, k, v)
-        self.tasks.sync(s, row, wf)
+        self.tasks.sync(s, row, wf, before)
         if done:
             self._audit(s, row, actor.id, "instance_completed")
 
@@ -136,21 +138,19 @@ class CaseEngine:
             raise ValidationFailed({exc.field: str(exc)}) from None
         with self.transaction(session) as s:
             try:
-                definition = self.definitions.latest_process(s, process_key)
+                definition_id, version = self.definitions.latest_process(s, process_key)
             except KeyError:
                 raise NotFound(f"no process {process_key!r} is deployed") from None
             now = to_db(self.clock())
-            row = Instance(process_key=process_key, definition_id=definition.id, business_key=business_key,
-                           workflow="{}", created_at=now, updated_at=now)
-            s.add(row)
-            s.flush()
-            spec, subprocess_specs = self.definitions.spec(s, definition.id)
+            row = insert_instance(s, process_key=process_key, definition_id=definition_id, business_key=business_key,
+                                  state="running", version=1, workflow="{}", created_at=now, updated_at=now)
+            spec, subprocess_specs = self.definitions.spec(s, definition_id)
             wf = BpmnWorkflow(spec, subprocess_specs)
             wf.script_engine = self._script_engine(s, row, actor)
             for t in wf.get_tasks(state=TaskState.READY):
                 t.data.update(data)
             self._audit(s, row, actor.id, "instance_started", element=process_key,
-                        version=definition.version, data=data)
+                        version=version, data=data)
             self._run_or_raise(s, row, wf, actor, None)
             return row.id
 
@@ -164,16 +164,14 @@ class CaseEngine:
     def claim(self, task_id: str, actor: Actor, release: bool = False) -> None:
         with self.transaction() as s:
             ot = self.tasks.authorized(s, task_id, actor)
-            if release:
-                if ot.claimed_by != actor.id:
-                    raise Conflict("you have not claimed this task")
-                ot.claimed_by = None
-            else:
-                if ot.claimed_by not in (None, actor.id):
-                    raise Conflict(f"task already claimed by {ot.claimed_by}")
-                ot.claimed_by = actor.id
-            self._audit(s, s.get(Instance, ot.instance_id), actor.id, "task_released" if release else "task_claimed",
-                        element=ot.name)
+            if release and ot["claimed_by"] != actor.id:
+                raise Conflict("you have not claimed this task")
+            if not release and ot["claimed_by"] not in (None, actor.id):
+                raise Conflict(f"task already claimed by {ot['claimed_by']}")
+            s.connection().execute(update(OpenTask).where(OpenTask.id == task_id)
+                                   .values(claimed_by=None if release else actor.id))
+            self._audit(s, fetch_instance(s, ot["instance_id"]), actor.id,
+                        "task_released" if release else "task_claimed", element=ot["name"])
 
     def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
                  expected_version: int | None = None) -> dict:
@@ -181,7 +179,7 @@ class CaseEngine:
         try:
             with self.transaction() as s:
                 ot = self.tasks.authorized(s, task_id, actor)
-                row = s.get(Instance, ot.instance_id)
+                row = fetch_instance(s, ot["instance_id"])
                 if expected_version is not None and row.version != expected_version:
                     raise Conflict(f"instance is at version {row.version}, not {expected_version}")
                 clean = self._validated(s, row, ot, data)
@@ -194,7 +192,7 @@ class CaseEngine:
                     task.data.update(clean)
                     task.run()
 
-                self._audit(s, row, actor.id, "task_completed", element=ot.name, title=ot.title, data=clean)
+                self._audit(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
                 self._run_or_raise(s, row, wf, actor, run)
                 return {"instance_id": row.id, "state": row.state, "version": row.version,
                         "position": state.position(wf)}
@@ -202,13 +200,14 @@ class CaseEngine:
             self.record_incident(_instance_id_of(self, task_id), actor, str(exc), exc.element)
             raise
 
-    def _validated(self, s: Session, row: Instance, ot: OpenTask, data: Mapping[str, Any]) -> dict:
+    def _validated(self, s: Session, row: InstanceRow, ot, data: Mapping[str, Any]) -> dict:
         if not isinstance(data, Mapping):
             raise ValidationFailed({"_": "form data must be an object"})
-        if ot.form_ref:
-            found = self.definitions.form_for(s, row.definition_id, ot.form_ref)
+        if ot["form_ref"]:
+            found = self.definitions.form_for(s, row.definition_id, ot["form_ref"])
             if found is None:
-                raise ProcessError(f"form {ot.form_ref!r} is not deployed with this process version", element=ot.name)
+                raise ProcessError(f"form {ot['form_ref']!r} is not deployed with this process version",
+                                   element=ot["name"])
             clean, errors = forms.validate_submission(found[1], data)
             if errors:
                 raise ValidationFailed(errors)
@@ -239,16 +238,15 @@ class CaseEngine:
             row_id = None
             try:
                 with self.transaction() as s:
-                    q = (select(Instance).where(Instance.state == "running",
-                                                Instance.next_timer_at <= to_db(self.clock()))
-                         .order_by(Instance.next_timer_at))
+                    due = [Instance.state == "running", Instance.next_timer_at <= to_db(self.clock())]
                     if seen:
-                        q = q.where(Instance.id.not_in(seen))
-                    if s.get_bind().dialect.name == "postgresql":
-                        q = q.with_for_update(skip_locked=True)
-                    row = s.exec(q.limit(1)).first()
-                    if row is None:
+                        due.append(Instance.id.not_in(seen))
+                    pg = s.get_bind().dialect.name == "postgresql"
+                    found = s.connection().execute(instance_query(*due, lock=pg, skip_locked=True)
+                                                   .order_by(Instance.next_timer_at).limit(1)).first()
+                    if found is None:
                         return fired
+                    row = InstanceRow(*found)
                     seen.add(row.id)
                     row_id = row.id
                     actor = Actor("timer")
@@ -268,7 +266,7 @@ class CaseEngine:
         if instance_id is None:
             return
         with self.transaction() as s:
-            row = s.get(Instance, instance_id)
+            row = fetch_instance(s, instance_id)
             if row is None:
                 return
             values = {"error": message[:2000]}
@@ -281,7 +279,7 @@ class CaseEngine:
     # ---- reading --------------------------------------------------------------------------
     def instance(self, instance_id: int) -> dict:
         with self.transaction(write=False) as s:
-            row = s.get(Instance, instance_id)
+            row = fetch_instance(s, instance_id)
             if row is None:
                 raise NotFound(f"no instance {instance_id}")
             wf = self.load(s, row, Actor("reader"))
@@ -323,8 +321,8 @@ def _element_of(exc: Exception) -> str | None:
 
 def _instance_id_of(engine: CaseEngine, task_id: str) -> int | None:
     with engine.transaction(write=False) as s:
-        ot = s.get(OpenTask, task_id)
-        return ot.instance_id if ot else None
+        ot = fetch_open_task(s, task_id)
+        return ot["instance_id"] if ot else None
 
 
 __all__ = ["CaseEngine", "Actor", "EngineError", "NotFound", "Conflict", "Forbidden", "ValidationFailed",

@@ -72,6 +72,7 @@ class DefinitionStore:
         self.operations = frozenset(operations)
         self._specs: dict[int, object] = {}
         self._forms: dict[int, forms.Form] = {}
+        self._pins: dict[int, dict] = {}
         self._lock = threading.Lock()
 
     # ---- deploy -------------------------------------------------------------------
@@ -180,8 +181,22 @@ class DefinitionStore:
             raise KeyError(f"no {kind} named {key!r} is deployed")
         return row
 
-    def latest_process(self, session, key) -> Definition:
-        return self._latest(session, "bpmn", key)
+    def latest_process(self, session, key) -> tuple[int, int]:
+        """(definition id, version) of the newest version of a process."""
+        row = session.exec(select(Definition.id, Definition.version).where(Definition.kind == "bpmn", Definition.key == key)
+                           .order_by(Definition.version.desc()).limit(1)).first()
+        if row is None:
+            raise KeyError(f"no process named {key!r} is deployed")
+        return row
+
+    def pinned(self, session, definition_id: int, kind: str, key: str) -> int | None:
+        """Id of the decision or form a process version was deployed with (cached: immutable)."""
+        pins = self._pins.get(definition_id)
+        if pins is None:
+            pins = json.loads(session.exec(select(Definition.pins).where(Definition.id == definition_id)).one())
+            with self._lock:
+                self._pins[definition_id] = pins
+        return pins.get(kind, {}).get(key)
 
     def version_of(self, session, definition_id: int) -> Definition:
         return session.get(Definition, definition_id)
@@ -207,8 +222,7 @@ class DefinitionStore:
         return spec
 
     def form_for(self, session, process_definition_id: int, form_ref: str) -> tuple[int, forms.Form] | None:
-        row = session.get(Definition, process_definition_id)
-        form_id = json.loads(row.pins).get("form", {}).get(form_ref)
+        form_id = self.pinned(session, process_definition_id, "form", form_ref)
         if form_id is None:
             return None
         form = self._forms.get(form_id)

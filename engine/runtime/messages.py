@@ -5,7 +5,8 @@ from sqlmodel import Session, select
 from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
 
-from engine.db.models import AwaitedMessage, Instance
+from engine.db.models import AwaitedMessage
+from engine.runtime.rows import fetch_instance
 from engine.runtime import state
 from engine.runtime.errors import Actor, NotFound
 
@@ -25,7 +26,7 @@ def deliver(engine, s: Session, name: str, payload: dict, actor: Actor,
                        + (f" with key {business_key!r}" if business_key else ""))
     delivered = []
     for iid in ids:
-        row = s.get(Instance, iid)
+        row = fetch_instance(s, iid, lock=True)
         wf = engine.load(s, row, actor)
         if name not in state.awaited_messages(wf):
             continue

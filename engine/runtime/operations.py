@@ -10,14 +10,15 @@ that must happen at most once per instance and task.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from sqlmodel import Session
 
 from engine.clock import to_db
-from engine.db.models import AuditEvent, OperationEffect
+from engine.db.models import OperationEffect
+from engine.runtime.audit import audit
 
 Operation = Callable[["OpContext", Mapping[str, Any], Mapping[str, str]], "dict | None"]
 
@@ -37,12 +38,9 @@ class OpContext:
     element: str
     actor: str
     engine: Any  # the CaseEngine, for operations that start other processes
-    audit_events: list = field(default_factory=list)
 
     def audit(self, kind: str, **detail) -> None:
-        self.session.add(AuditEvent(instance_id=self.instance_id, business_key=self.business_key,
-                                    at=to_db(self.now), actor=self.actor, kind=kind, element=self.element,
-                                    detail=json.dumps(detail, ensure_ascii=False, default=str)))
+        audit(self.session, self.now, self.instance_id, self.business_key, self.actor, kind, self.element, detail)
 
     def once(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run fn at most once for this instance + task + name; return its stored result."""

@@ -77,3 +77,9 @@ def position(wf) -> list[dict]:
         out.append({"element": bpmn_id, "name": getattr(spec, "bpmn_name", None) or bpmn_id,
                     "state": TaskState.get_name(t.state), "task_id": str(t.id)})
     return out
+
+
+def snapshot(wf) -> tuple[frozenset[str], frozenset[str]]:
+    """(ready user-task ids, awaited message names): what the side tables hold for this
+    workflow version, so a step can diff them without reading them back."""
+    return frozenset(str(t.id) for t in ready_user_tasks(wf)), frozenset(awaited_messages(wf))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, insert, or_
 from sqlmodel import Session, select
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
@@ -11,6 +11,7 @@ from engine.clock import from_db, to_db
 from engine.db.models import AwaitedMessage, Instance, OpenTask, TaskGroup
 from engine.runtime import state
 from engine.runtime.errors import Actor, Conflict, Forbidden
+from engine.runtime.rows import fetch_instance, fetch_open_task, task_groups
 
 
 def _resolve(wf, task, text: str | None):
@@ -32,21 +33,32 @@ class TaskIndex:
     def __init__(self, engine):
         self.engine = engine
 
-    def sync(self, s: Session, row: Instance, wf) -> None:
+    def sync(self, s: Session, row: Instance, wf, before=(frozenset(), frozenset())) -> None:
+        """Bring open tasks and awaited messages in line with `wf`; `before` is what they
+        held for the version just replaced (state.snapshot), so only the difference is written."""
+        had_tasks, had_messages = before
         ready = {str(t.id): t for t in state.ready_user_tasks(wf)}
-        existing = set(s.exec(select(OpenTask.id).where(OpenTask.instance_id == row.id)).all())
-        gone = existing - ready.keys()
+        gone = had_tasks - ready.keys()
+        conn = s.connection()
         if gone:
-            s.execute(delete(TaskGroup).where(TaskGroup.task_id.in_(gone)))
-            s.execute(delete(OpenTask).where(OpenTask.id.in_(gone)))
+            conn.execute(delete(TaskGroup).where(TaskGroup.task_id.in_(gone)))
+            conn.execute(delete(OpenTask).where(OpenTask.id.in_(gone)))
+        new_ids = ready.keys() - had_tasks
+        if new_ids:
+            self._open(s, row, wf, [ready[i] for i in sorted(new_ids)])
+        awaited = state.awaited_messages(wf)
+        if awaited != had_messages:
+            conn.execute(delete(AwaitedMessage).where(AwaitedMessage.instance_id == row.id))
+            if awaited:
+                conn.execute(insert(AwaitedMessage), [{"instance_id": row.id, "name": n, "business_key": row.business_key}
+                                                   for n in sorted(awaited)])
+
+    def _open(self, s: Session, row: Instance, wf, tasks: list) -> None:
         now = to_db(self.engine.clock())
-        for task_id in ready.keys() - existing:
-            task = ready[task_id]
+        rows, group_rows = [], []
+        for task in tasks:
             spec = task.task_spec
-            form_id = None
-            if spec.form_ref:
-                found = self.engine.definitions.form_for(s, row.definition_id, spec.form_ref)
-                form_id = found[0] if found else None
+            form_id = self.engine.definitions.pinned(s, row.definition_id, "form", spec.form_ref) if spec.form_ref else None
             assignee = _resolve(wf, task, spec.assignee)
             groups = set()
             for g in spec.candidate_groups:
@@ -55,39 +67,37 @@ class TaskIndex:
                     groups.update(str(v) for v in value if v)
                 elif value:
                     groups.add(str(value))
-            ot = OpenTask(id=task_id, instance_id=row.id, process_key=row.process_key,
-                           business_key=row.business_key, name=spec.bpmn_id or spec.name,
-                           title=(spec.bpmn_name or spec.bpmn_id or spec.name)[:255], form_ref=spec.form_ref,
-                           form_definition_id=form_id, assignee=str(assignee) if assignee else None,
-                          due_at=to_db(_as_datetime(_resolve(wf, task, spec.due_date))), created_at=now)
-            s.add(ot)
-            s.flush()
-            for listener in self.engine.task_listeners:
-                listener(s, row, ot)
-            for g in sorted(groups):
-                s.add(TaskGroup(task_id=task_id, group_name=g[:128]))
-        awaited = state.awaited_messages(wf)
-        have = set(s.exec(select(AwaitedMessage.name).where(AwaitedMessage.instance_id == row.id)).all())
-        if awaited != have:
-            s.execute(delete(AwaitedMessage).where(AwaitedMessage.instance_id == row.id))
-            for name in sorted(awaited):
-                s.add(AwaitedMessage(instance_id=row.id, name=name, business_key=row.business_key))
+            task_id = str(task.id)
+            rows.append({"id": task_id, "instance_id": row.id, "process_key": row.process_key,
+                         "business_key": row.business_key, "name": spec.bpmn_id or spec.name,
+                         "title": (spec.bpmn_name or spec.bpmn_id or spec.name)[:255], "form_ref": spec.form_ref,
+                         "form_definition_id": form_id, "assignee": str(assignee)[:128] if assignee else None,
+                         "claimed_by": None, "due_at": to_db(_as_datetime(_resolve(wf, task, spec.due_date))),
+                         "created_at": now})
+            group_rows.extend({"task_id": task_id, "group_name": g[:128]} for g in sorted(groups))
+        conn = s.connection()
+        conn.execute(insert(OpenTask), rows)
+        if group_rows:
+            conn.execute(insert(TaskGroup), group_rows)
+        for listener in self.engine.task_listeners:
+            for r in rows:
+                listener(s, row, r)
 
-    def authorized(self, s: Session, task_id: str, actor: Actor) -> OpenTask:
-        """The open task, locked for this transaction, if `actor` may work on it.
+    def authorized(self, s: Session, task_id: str, actor: Actor):
+        """The open task (a row mapping), locked for this transaction, if `actor` may work on it.
 
         The row lock (PostgreSQL) makes concurrent completions queue here; the losers then
         find the task gone and get a Conflict."""
-        ot = s.get(OpenTask, task_id, with_for_update=True)
+        ot = fetch_open_task(s, task_id, lock=True)
         if ot is None:
             raise Conflict(f"task {task_id} is not open (already completed, cancelled or unknown)")
-        if actor.id in (ot.assignee, ot.claimed_by):
+        if actor.id in (ot["assignee"], ot["claimed_by"]):
             return ot
-        groups = set(s.exec(select(TaskGroup.group_name).where(TaskGroup.task_id == task_id)).all())
-        if ot.claimed_by is None and groups & actor.groups:
+        groups = task_groups(s, task_id)
+        if ot["claimed_by"] is None and groups & actor.groups:
             return ot
-        if ot.claimed_by is not None and groups & actor.groups:
-            raise Conflict(f"task is claimed by {ot.claimed_by}")
+        if ot["claimed_by"] is not None and groups & actor.groups:
+            raise Conflict(f"task is claimed by {ot['claimed_by']}")
         raise Forbidden("this task is not assigned to you or your groups")
 
     def for_actor(self, actor: Actor | None = None, *, process_key: str | None = None,
@@ -119,9 +129,9 @@ class TaskIndex:
     def form(self, task_id: str):
         """The form-js schema a task needs, or None."""
         with self.engine.transaction(write=False) as s:
-            ot = s.get(OpenTask, task_id)
-            if ot is None or not ot.form_ref:
+            ot = fetch_open_task(s, task_id)
+            if ot is None or not ot["form_ref"]:
                 return None
-            row = s.get(Instance, ot.instance_id)
-            found = self.engine.definitions.form_for(s, row.definition_id, ot.form_ref)
+            row = fetch_instance(s, ot["instance_id"])
+            found = self.engine.definitions.form_for(s, row.definition_id, ot["form_ref"])
             return found[1] if found else None

@@ -1,0 +1,26 @@
+"""The append-only audit log. Rows are buffered per transaction and written in one batch
+just before it commits, so a step with many events costs one INSERT."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from engine.clock import to_db
+from engine.db.models import AuditEvent
+
+
+def audit(s: Session, now: datetime, instance_id: int | None, business_key: str | None, actor: str, kind: str,
+          element: str | None, detail: dict) -> None:
+    s.info.setdefault("audit", []).append({
+        "instance_id": instance_id, "business_key": business_key, "at": to_db(now), "actor": actor[:128],
+        "kind": kind[:32], "element": element[:128] if element else None,
+        "detail": json.dumps(detail, ensure_ascii=False, default=str)})
+
+
+def flush_audit(s: Session) -> None:
+    rows = s.info.pop("audit", None)
+    if rows:
+        s.connection().execute(insert(AuditEvent), rows)
