@@ -25,11 +25,13 @@ def add_months(when: datetime, months: int) -> datetime:
 def notify(session: Session, key: str, recipient: str, subject: str, body: str, now: datetime) -> bool:
     """Queue a notification once per key (one INSERT ... ON CONFLICT DO NOTHING).
     Returns False if it was already queued."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(Notification).values(key=key[:200], recipient=recipient[:120], subject=subject[:200], body=body,
-                                       created_at=to_db(now)).on_conflict_do_nothing(index_elements=["key"])
-    return session.execute(stmt).rowcount == 1
+    stmt = _NOTIFY[session.get_bind().dialect.name == "postgresql"]
+    return session.connection().execute(stmt, {"key": key[:200], "recipient": recipient[:120], "subject": subject[:200],
+                                               "body": body, "created_at": to_db(now)}).rowcount == 1
+
+
+_NOTIFY = {pg: insert(Notification).on_conflict_do_nothing(index_elements=["key"])
+           for pg, insert in ((True, pg_insert), (False, sqlite_insert))}
 
 
 def need(data, name: str, kind=None):

@@ -2,9 +2,11 @@
 escalation. Operations named by work_order.bpmn, and the way orders enter the system."""
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
@@ -18,11 +20,15 @@ SOURCES = ("citizen", "camera", "patrol", "inspection")
 CATEGORIES = ("exposed_garbage", "street_vending", "illegal_ads", "road_damage", "manhole_cover",
               "gas_hazard", "tree_fallen", "other")
 STATE_OF_TASK = {"Task_rectify": "at_unit", "Task_review": "in_review", "Task_reroute": "rerouting"}
+_SET_STATE = update(WorkOrder).where(WorkOrder.number == bindparam("order_number")).values(state=bindparam("new_state"))
+_NEW = insert(WorkOrder).returning(WorkOrder.id)
+_NUMBER = update(WorkOrder).where(WorkOrder.id == bindparam("order_id")).values(number=bindparam("new_number"))
+_INSTANCE = update(WorkOrder).where(WorkOrder.id == bindparam("order_id")).values(instance_id=bindparam("new_instance"))
 
 
 def report(engine, actor: Actor, *, source: str, category: str, area: str, description: str = "",
            address_code: str | None = None, lat: float | None = None, lon: float | None = None,
-           reporter: str | None = None, origin: str | None = None, session: Session | None = None) -> WorkOrder:
+           reporter: str | None = None, origin: str | None = None, session: Session | None = None) -> "Reported":
     """Record a problem and start its process; the DMN table routes it to a unit."""
     errors = {}
     if source not in SOURCES:
@@ -35,18 +41,27 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
         raise ValidationFailed(errors)
     with engine.transaction(session) as s:
         now = engine.clock()
-        order = WorkOrder(number=f"tmp-{id(object())}", source=source, category=category, area=area,
-                          address_code=address_code, lat=lat, lon=lon, description=description[:4000],
-                          reporter=reporter, reported_at=to_db(now), origin=origin)
-        s.add(order)
+        values = dict(number=f"new-{uuid.uuid4()}", source=source, category=category, area=area,
+                      address_code=address_code, lat=lat, lon=lon, description=description[:4000],
+                      reporter=reporter, reported_at=to_db(now), origin=origin, state="reported", overdue=False,
+                      reject_count=0, reroute_count=0)
+        order_id = s.connection().execute(_NEW, values).scalar_one()
+        number = f"WO{now:%Y%m%d}-{order_id:06d}"
+        s.connection().execute(_NUMBER, {"order_id": order_id, "new_number": number})
+        instance_id = engine.start(PROCESS, {
+            "order_id": order_id, "category": category, "area": area, "source": source,
+            "description": values["description"], "reported_at": now.isoformat()}, actor,
+            business_key=number, session=s)
         s.flush()
-        order.number = f"WO{now:%Y%m%d}-{order.id:06d}"
-        s.flush()
-        order.instance_id = engine.start(PROCESS, {
-            "order_id": order.id, "category": category, "area": area, "source": source,
-            "description": order.description, "reported_at": now.isoformat()}, actor,
-            business_key=order.number, session=s)
-        return order
+        s.connection().execute(_INSTANCE, {"order_id": order_id, "new_instance": instance_id})
+        return Reported(order_id, number, instance_id)
+
+
+@dataclass(frozen=True)
+class Reported:
+    id: int
+    number: str
+    instance_id: int
 
 
 def on_task_opened(session: Session, instance, open_task: dict) -> None:
@@ -54,8 +69,8 @@ def on_task_opened(session: Session, instance, open_task: dict) -> None:
     if instance.process_key != PROCESS or open_task["name"] not in STATE_OF_TASK:
         return
     session.flush()  # pending ORM changes to the order first, then this one
-    session.connection().execute(update(WorkOrder).where(WorkOrder.number == instance.business_key)
-                                 .values(state=STATE_OF_TASK[open_task["name"]]))
+    session.connection().execute(_SET_STATE, {"order_number": instance.business_key,
+                                              "new_state": STATE_OF_TASK[open_task["name"]]})
 
 
 def _order(ctx: OpContext, data) -> WorkOrder:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlmodel import Session
 
 from engine.clock import to_db
-from engine.db.models import AuditEvent
+from engine.runtime.rows import INSERT_AUDIT
 
 
 def audit(s: Session, now: datetime, instance_id: int | None, business_key: str | None, actor: str, kind: str,
@@ -23,4 +22,4 @@ def audit(s: Session, now: datetime, instance_id: int | None, business_key: str 
 def flush_audit(s: Session) -> None:
     rows = s.info.pop("audit", None)
     if rows:
-        s.connection().execute(insert(AuditEvent), rows)
+        s.connection().execute(INSERT_AUDIT, rows)

@@ -25,7 +25,8 @@ from engine.bpmn import expressions, serializer
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import from_db, to_db, utcnow
 from engine.db.models import AuditEvent, Instance, OpenTask
-from engine.runtime.rows import InstanceRow, fetch_instance, fetch_open_task, insert_instance, instance_query
+from engine.runtime.rows import (SAVE_COMPLETED, SAVE_INSTANCE, InstanceRow, fetch_instance, fetch_open_task,
+                                 insert_instance, instance_query)
 from engine.runtime import state
 from engine.runtime.data import DataError, check_plain
 from engine.runtime.definitions import DefinitionStore
@@ -117,10 +118,10 @@ class CaseEngine:
         next_timer = None if done else state.next_timer(wf)
         values = dict(workflow=serializer.dumps(wf), version=row.version + 1, updated_at=to_db(now),
                       next_timer_at=to_db(next_timer), state="completed" if done else "running", error=None)
+        params = {**values, "row_id": row.id, "row_version": row.version}
         if done:
-            values["completed_at"] = to_db(now)
-        result = s.connection().execute(update(Instance).where(Instance.id == row.id, Instance.version == row.version)
-                                        .values(**values))
+            values["completed_at"] = params["completed_at"] = to_db(now)
+        result = s.connection().execute(SAVE_COMPLETED if done else SAVE_INSTANCE, params)
         if result.rowcount != 1:
             raise Conflict(f"instance {row.id} was changed by someone else; reload and retry")
         for k, v in values.items():

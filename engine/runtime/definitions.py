@@ -21,6 +21,7 @@ from engine.bpmn.validate import BPMN_NS, check_bpmn, check_dmn
 from engine.bpmn.xml import DefinitionError, load_xml
 from engine.clock import to_db
 from engine.db.models import Definition
+from engine.runtime.rows import LATEST_PROCESS
 
 KINDS = {".bpmn": "bpmn", ".dmn": "dmn", ".form": "form", ".json": "form"}
 MAX_FILES_PER_DEPLOY = 50
@@ -183,8 +184,7 @@ class DefinitionStore:
 
     def latest_process(self, session, key) -> tuple[int, int]:
         """(definition id, version) of the newest version of a process."""
-        row = session.exec(select(Definition.id, Definition.version).where(Definition.kind == "bpmn", Definition.key == key)
-                           .order_by(Definition.version.desc()).limit(1)).first()
+        row = session.connection().execute(LATEST_PROCESS, {"key": key}).first()
         if row is None:
             raise KeyError(f"no process named {key!r} is deployed")
         return row

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, insert, or_
+import functools
+
+from sqlalchemy import bindparam, or_
 from sqlmodel import Session, select
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
 from engine.clock import from_db, to_db
-from engine.db.models import AwaitedMessage, Instance, OpenTask, TaskGroup
+from engine.db.models import Instance, OpenTask, TaskGroup
 from engine.runtime import state
 from engine.runtime.errors import Actor, Conflict, Forbidden
-from engine.runtime.rows import fetch_instance, fetch_open_task, task_groups
+from engine.runtime.rows import (DELETE_AWAITED, DELETE_GROUPS, DELETE_TASKS, INSERT_AWAITED, INSERT_GROUPS,
+                                 INSERT_TASKS, fetch_instance, fetch_open_task, task_groups)
 
 
 def _resolve(wf, task, text: str | None):
@@ -41,16 +44,16 @@ class TaskIndex:
         gone = had_tasks - ready.keys()
         conn = s.connection()
         if gone:
-            conn.execute(delete(TaskGroup).where(TaskGroup.task_id.in_(gone)))
-            conn.execute(delete(OpenTask).where(OpenTask.id.in_(gone)))
+            conn.execute(DELETE_GROUPS, {"ids": sorted(gone)})
+            conn.execute(DELETE_TASKS, {"ids": sorted(gone)})
         new_ids = ready.keys() - had_tasks
         if new_ids:
             self._open(s, row, wf, [ready[i] for i in sorted(new_ids)])
         awaited = state.awaited_messages(wf)
         if awaited != had_messages:
-            conn.execute(delete(AwaitedMessage).where(AwaitedMessage.instance_id == row.id))
+            conn.execute(DELETE_AWAITED, {"id": row.id})
             if awaited:
-                conn.execute(insert(AwaitedMessage), [{"instance_id": row.id, "name": n, "business_key": row.business_key}
+                conn.execute(INSERT_AWAITED, [{"instance_id": row.id, "name": n, "business_key": row.business_key}
                                                    for n in sorted(awaited)])
 
     def _open(self, s: Session, row: Instance, wf, tasks: list) -> None:
@@ -76,9 +79,9 @@ class TaskIndex:
                          "created_at": now})
             group_rows.extend({"task_id": task_id, "group_name": g[:128]} for g in sorted(groups))
         conn = s.connection()
-        conn.execute(insert(OpenTask), rows)
+        conn.execute(INSERT_TASKS, rows)
         if group_rows:
-            conn.execute(insert(TaskGroup), group_rows)
+            conn.execute(INSERT_GROUPS, group_rows)
         for listener in self.engine.task_listeners:
             for r in rows:
                 listener(s, row, r)
@@ -103,28 +106,22 @@ class TaskIndex:
     def for_actor(self, actor: Actor | None = None, *, process_key: str | None = None,
                   business_key: str | None = None, instance_id: int | None = None,
                   limit: int = 100, offset: int = 0) -> list[dict]:
+        """Open tasks a person may work on: assigned to them, claimed by them, or unclaimed
+        in one of their groups; optionally narrowed to a process, business key or instance."""
+        params = {"actor": actor.id if actor else None, "groups": sorted(actor.groups) if actor else [],
+                  "process_key": process_key, "business_key": business_key, "instance_id": instance_id,
+                  "limit": max(0, min(limit, 1000)), "offset": max(0, offset)}
+        q = _task_query(actor is not None, process_key is not None, business_key is not None, instance_id is not None)
         with self.engine.transaction(write=False) as s:
-            q = select(OpenTask)
-            if actor is not None:
-                by_group = select(TaskGroup.task_id).where(TaskGroup.group_name.in_(sorted(actor.groups)))
-                q = q.where(or_(OpenTask.assignee == actor.id, OpenTask.claimed_by == actor.id,
-                                (OpenTask.claimed_by.is_(None)) & OpenTask.id.in_(by_group)))
-            if process_key:
-                q = q.where(OpenTask.process_key == process_key)
-            if business_key:
-                q = q.where(OpenTask.business_key == business_key)
-            if instance_id is not None:
-                q = q.where(OpenTask.instance_id == instance_id)
-            rows = s.exec(q.order_by(OpenTask.created_at, OpenTask.id).offset(offset).limit(min(limit, 1000))).all()
+            conn = s.connection()
+            rows = conn.execute(q, params).mappings().all()
             groups: dict[str, list[str]] = {}
             if rows:
-                for tid, g in s.exec(select(TaskGroup.task_id, TaskGroup.group_name)
-                                     .where(TaskGroup.task_id.in_([r.id for r in rows]))):
+                for tid, g in conn.execute(_GROUPS_OF, {"ids": [r["id"] for r in rows]}):
                     groups.setdefault(tid, []).append(g)
-            return [{"id": r.id, "instance_id": r.instance_id, "process_key": r.process_key,
-                     "business_key": r.business_key, "name": r.name, "title": r.title, "form_ref": r.form_ref,
-                     "assignee": r.assignee, "claimed_by": r.claimed_by, "groups": sorted(groups.get(r.id, [])),
-                     "due_at": from_db(r.due_at), "created_at": from_db(r.created_at)} for r in rows]
+            return [{**r, "groups": sorted(groups.get(r["id"], [])), "due_at": from_db(r["due_at"]),
+                     "created_at": from_db(r["created_at"])}
+                    for r in rows]
 
     def form(self, task_id: str):
         """The form-js schema a task needs, or None."""
@@ -135,3 +132,23 @@ class TaskIndex:
             row = fetch_instance(s, ot["instance_id"])
             found = self.engine.definitions.form_for(s, row.definition_id, ot["form_ref"])
             return found[1] if found else None
+
+
+_GROUPS_OF = select(TaskGroup.task_id, TaskGroup.group_name).where(TaskGroup.task_id.in_(bindparam("ids", expanding=True)))
+
+
+@functools.lru_cache(maxsize=None)
+def _task_query(by_actor: bool, by_process: bool, by_key: bool, by_instance: bool):
+    """One prebuilt statement per combination of filters (16 at most)."""
+    q = select(OpenTask.__table__)
+    if by_actor:
+        by_group = select(TaskGroup.task_id).where(TaskGroup.group_name.in_(bindparam("groups", expanding=True)))
+        q = q.where(or_(OpenTask.assignee == bindparam("actor"), OpenTask.claimed_by == bindparam("actor"),
+                        OpenTask.claimed_by.is_(None) & OpenTask.id.in_(by_group)))
+    if by_process:
+        q = q.where(OpenTask.process_key == bindparam("process_key"))
+    if by_key:
+        q = q.where(OpenTask.business_key == bindparam("business_key"))
+    if by_instance:
+        q = q.where(OpenTask.instance_id == bindparam("instance_id"))
+    return q.order_by(OpenTask.created_at, OpenTask.id).limit(bindparam("limit")).offset(bindparam("offset"))
