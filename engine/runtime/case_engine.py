@@ -100,22 +100,22 @@ class CaseEngine:
 
     def _advance(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor,
                  mutate: Callable[[BpmnWorkflow], None] | None) -> None:
-        armed = state.armed_timers(wf)
-        before = state.snapshot(wf)
+        before = state.scan(wf)
         if mutate is not None:
             mutate(wf)
         wf.do_engine_steps()
-        for task_id, (element, due) in armed.items():
+        for task_id, (element, due) in before.timers.items():
             t = wf.tasks.get(task_id)
             if t is not None and t.state == TaskState.COMPLETED:
                 self._audit(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
         serializer.compact(wf)
         self._save(s, row, wf, actor, before)
 
-    def _save(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor, before) -> None:
+    def _save(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor, before: state.Scan) -> None:
         now = self.clock()
         done = wf.is_completed()
-        next_timer = None if done else state.next_timer(wf)
+        after = state.scan(wf)
+        next_timer = None if done else after.next_timer
         values = dict(workflow=serializer.dumps(wf), version=row.version + 1, updated_at=to_db(now),
                       next_timer_at=to_db(next_timer), state="completed" if done else "running", error=None)
         params = {**values, "row_id": row.id, "row_version": row.version}
@@ -126,7 +126,7 @@ class CaseEngine:
             raise Conflict(f"instance {row.id} was changed by someone else; reload and retry")
         for k, v in values.items():
             setattr(row, k, v)
-        self.tasks.sync(s, row, wf, before)
+        self.tasks.sync(s, row, wf, before, after)
         if done:
             self._audit(s, row, actor.id, "instance_completed")
 

@@ -28,7 +28,7 @@ def deliver(engine, s: Session, name: str, payload: dict, actor: Actor,
     for iid in ids:
         row = fetch_instance(s, iid, lock=True)
         wf = engine.load(s, row, actor)
-        if name not in state.awaited_messages(wf):
+        if name not in state.scan(wf).awaited:
             continue
 
         def catch(wf, name=name):

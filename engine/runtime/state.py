@@ -1,6 +1,7 @@
 """Reading a workflow's position: ready human tasks, pending timers, awaited messages."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
@@ -11,10 +12,6 @@ from SpiffWorkflow.task import TaskState
 from engine.bpmn.specs import CityUserTask
 
 
-def ready_user_tasks(wf) -> list:
-    return [t for t in wf.get_tasks(state=TaskState.READY) if isinstance(t.task_spec, CityUserTask)]
-
-
 def _definitions(task) -> list:
     ed = getattr(task.task_spec, "event_definition", None)
     if ed is None:
@@ -22,10 +19,6 @@ def _definitions(task) -> list:
     if isinstance(ed, MultipleEventDefinition):
         return list(ed.event_definitions)
     return [ed]
-
-
-def waiting_tasks(wf) -> list:
-    return wf.get_tasks(state=TaskState.WAITING)
 
 
 def timer_due(task) -> datetime | None:
@@ -42,30 +35,6 @@ def timer_due(task) -> datetime | None:
     return due if isinstance(due, datetime) else None
 
 
-def next_timer(wf) -> datetime | None:
-    dues = [d for d in (timer_due(t) for t in waiting_tasks(wf)) if d is not None]
-    return min(dues) if dues else None
-
-
-def armed_timers(wf) -> dict:
-    """task id -> (element id, due) for every waiting timer."""
-    out = {}
-    for t in waiting_tasks(wf):
-        due = timer_due(t)
-        if due is not None:
-            out[t.id] = (t.task_spec.bpmn_id or t.task_spec.name, due)
-    return out
-
-
-def awaited_messages(wf) -> set[str]:
-    names = set()
-    for t in waiting_tasks(wf):
-        for d in _definitions(t):
-            if isinstance(d, MessageEventDefinition):
-                names.add(d.name)
-    return names
-
-
 def position(wf) -> list[dict]:
     """Where an instance stands: each ready or waiting element."""
     out = []
@@ -79,7 +48,32 @@ def position(wf) -> list[dict]:
     return out
 
 
-def snapshot(wf) -> tuple[frozenset[str], frozenset[str]]:
-    """(ready user-task ids, awaited message names): what the side tables hold for this
-    workflow version, so a step can diff them without reading them back."""
-    return frozenset(str(t.id) for t in ready_user_tasks(wf)), frozenset(awaited_messages(wf))
+@dataclass(frozen=True)
+class Scan:
+    """One pass over a workflow's live tasks: what the side tables mirror."""
+    ready: dict            # task id (str) -> ready user task
+    awaited: frozenset     # message names
+    timers: dict           # task id (UUID) -> (element id, due)
+
+    @property
+    def next_timer(self) -> datetime | None:
+        return min((due for _, due in self.timers.values()), default=None)
+
+
+EMPTY = Scan({}, frozenset(), {})
+
+
+def scan(wf) -> Scan:
+    ready, awaited, timers = {}, set(), {}
+    for t in wf.get_tasks(state=TaskState.READY | TaskState.WAITING):
+        if t.state == TaskState.READY:
+            if isinstance(t.task_spec, CityUserTask):
+                ready[str(t.id)] = t
+            continue
+        for d in _definitions(t):
+            if isinstance(d, MessageEventDefinition):
+                awaited.add(d.name)
+        due = timer_due(t)
+        if due is not None:
+            timers[t.id] = (t.task_spec.bpmn_id or t.task_spec.name, due)
+    return Scan(ready, frozenset(awaited), timers)

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
 from engine.clock import from_db, to_db
-from engine.db.models import Instance, OpenTask, TaskGroup
+from engine.db.models import OpenTask, TaskGroup
 from engine.runtime import state
 from engine.runtime.errors import Actor, Conflict, Forbidden
 from engine.runtime.rows import (DELETE_AWAITED, DELETE_GROUPS, DELETE_TASKS, INSERT_AWAITED, INSERT_GROUPS,
@@ -36,27 +36,26 @@ class TaskIndex:
     def __init__(self, engine):
         self.engine = engine
 
-    def sync(self, s: Session, row: Instance, wf, before=(frozenset(), frozenset())) -> None:
-        """Bring open tasks and awaited messages in line with `wf`; `before` is what they
-        held for the version just replaced (state.snapshot), so only the difference is written."""
-        had_tasks, had_messages = before
-        ready = {str(t.id): t for t in state.ready_user_tasks(wf)}
-        gone = had_tasks - ready.keys()
+    def sync(self, s: Session, row, wf, before: state.Scan, after: state.Scan) -> None:
+        """Bring open tasks and awaited messages in line with the workflow: `before` is what
+        they held for the version just replaced, `after` the new one; only the difference is written."""
+        ready = after.ready
+        gone = before.ready.keys() - ready.keys()
         conn = s.connection()
         if gone:
             conn.execute(DELETE_GROUPS, {"ids": sorted(gone)})
             conn.execute(DELETE_TASKS, {"ids": sorted(gone)})
-        new_ids = ready.keys() - had_tasks
+        new_ids = ready.keys() - before.ready.keys()
         if new_ids:
             self._open(s, row, wf, [ready[i] for i in sorted(new_ids)])
-        awaited = state.awaited_messages(wf)
-        if awaited != had_messages:
+        awaited = after.awaited
+        if awaited != before.awaited:
             conn.execute(DELETE_AWAITED, {"id": row.id})
             if awaited:
                 conn.execute(INSERT_AWAITED, [{"instance_id": row.id, "name": n, "business_key": row.business_key}
                                                    for n in sorted(awaited)])
 
-    def _open(self, s: Session, row: Instance, wf, tasks: list) -> None:
+    def _open(self, s: Session, row, wf, tasks: list) -> None:
         now = to_db(self.engine.clock())
         rows, group_rows = [], []
         for task in tasks:
