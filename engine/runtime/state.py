@@ -60,7 +60,6 @@ class Scan:
         return min((due for _, due in self.timers.values()), default=None)
 
 
-EMPTY = Scan({}, frozenset(), {})
 
 
 def scan(wf) -> Scan:
