@@ -254,6 +254,8 @@ class CaseEngine:
                     wf = self.load(s, row, actor)
                     self._run_or_raise(s, row, wf, actor, lambda wf: wf.refresh_timers())
                     fired += 1
+            except Conflict:
+                continue  # someone else advanced it first; the next sweep sees its new timer
             except Exception as exc:  # one broken instance must not stop the sweep
                 if row_id is None:
                     raise
