@@ -39,22 +39,26 @@ def _shown_url(url: str) -> str:
     return make_url(url).set(password=None).render_as_string(hide_password=False)
 
 
-def _engine(args, clock=None):
+def _engine(args):
     """The engine without (re)deploying the bundled processes: read-only commands and
     deploys must never overwrite what a designer deployed."""
     from engine.system import build
-    return build(_url(args), deploy_bundled=False, **({"clock": clock} if clock else {}))
+    return build(_url(args), deploy_bundled=False)
 
 
 def _table(rows: list[tuple], header: tuple) -> str:
     rows = [tuple("" if v is None else str(v) for v in r) for r in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
-    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+
+    def line(r):
+        return "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
     return "\n".join([line(header)] + [line(r) for r in rows])
 
 
 def _when(dt) -> str:
-    return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else ""
+    """A stored (UTC) time in the machine's local time."""
+    from engine.clock import from_db
+    return from_db(dt).astimezone().strftime("%Y-%m-%d %H:%M") if dt else ""
 
 
 def _cli_actor():
@@ -66,32 +70,45 @@ def _cli_actor():
     return Actor(f"cli:{user}", {"designer"})
 
 
+def _bundled_key(name: str, raw: bytes) -> tuple[str, str]:
+    """(kind, key) of one of our own workflows/ files (trusted: parsed plainly)."""
+    import json
+    from lxml import etree
+    from engine.runtime.definitions import KINDS
+    kind = KINDS[Path(name).suffix.lower()]
+    if kind == "form":
+        return kind, json.loads(raw)["id"]
+    wanted = "decision" if kind == "dmn" else "process"
+    for el in etree.fromstring(raw).iter():
+        if isinstance(el.tag, str) and etree.QName(el).localname == wanted and el.get("isExecutable") != "false":
+            return kind, el.get("id")
+    raise ValueError(f"{name}: no {wanted} found")
+
+
 def _deploy_missing_bundled(engine, out=print) -> None:
-    """Deploy the bundled workflows/ files that were never deployed. A bundled file that
-    differs from what is deployed is left alone (a designer may have deployed a newer one)."""
+    """Deploy the bundled workflows/ definitions that were never deployed. One that differs
+    from what is deployed is left alone: a designer may have deployed a newer version, and
+    restarting the server must not silently replace it."""
     from sqlmodel import select
     from engine.db.models import Definition
-    from engine.runtime.definitions import KINDS
     from engine.runtime.errors import Actor
     from engine.system import bundled_files
     with engine.transaction() as s:
-        latest = {}
-        for d in s.exec(select(Definition).order_by(Definition.version)):
-            latest[(d.kind, d.filename)] = d
+        latest = {(d.kind, d.key): d for d in s.exec(select(Definition).order_by(Definition.version))}
     missing, differs = [], []
     for name, raw in bundled_files():
-        d = latest.get((KINDS[Path(name).suffix], name))
+        d = latest.get(_bundled_key(name, raw))
         if d is None:
             missing.append((name, raw))
         elif d.content != raw.decode("utf-8"):
-            differs.append(f"{d.key} v{d.version}")
+            differs.append(f"{d.kind} {d.key} v{d.version}")
     if missing:
         deployed = engine.deploy(missing, Actor("system"))
-        out(f"deployed bundled definitions / 已部署内置定义: "
+        out("deployed bundled definitions / 已部署内置定义: "
             + ", ".join(f"{d.kind} {d.key} v{d.version}" for d in deployed if d.changed))
     if differs:
-        out("note / 提示: deployed " + ", ".join(differs) + " differ from workflows/; kept the deployed versions"
-            " (run `cityloop deploy workflows/...` to update) / 已部署版本与 workflows/ 不同，保留已部署版本")
+        out("note / 提示: " + ", ".join(differs) + " differ from workflows/; kept the deployed versions"
+            " (`cityloop deploy workflows/...` updates them) / 已部署版本与 workflows/ 不同，保留已部署版本")
 
 
 def _facts(engine) -> dict:

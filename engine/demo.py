@@ -11,7 +11,6 @@ groups match the tasks, and the SLA timers that ran out fire as escalations.
 """
 from __future__ import annotations
 
-import logging
 import math
 import random
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, H
                                   Unit)
 from engine.runtime.errors import Actor
 
-log = logging.getLogger("cityloop.demo")
 DEFAULT_SEED = 20260302
 HISTORY = timedelta(days=10)
 DELIVERERS = 10

@@ -84,3 +84,30 @@ def test_calendar_jobs_plan_shifts_and_open_due_inspections(system, clock):
 def _instances(engine, key):
     with Session(engine.db) as s:
         return s.exec(select(Instance).where(Instance.process_key == key)).all()
+
+
+def test_two_workers_sweeping_together_fire_each_timer_once(db_url, clock):
+    import threading
+    first = build(db_url, clock=clock)
+    seed(first)
+    second = build(db_url, clock=clock)
+    orders = [workorders.report(first, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
+              for _ in range(12)]
+    clock.advance(hours=25)
+    counts = []
+    barrier = threading.Barrier(2)
+
+    def sweep(engine):
+        barrier.wait()
+        counts.append(engine.fire_due_timers())
+
+    threads = [threading.Thread(target=sweep, args=(e,)) for e in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sum(counts) == 12, counts
+    assert [_escalations(first, o.number) for o in orders] == [1] * 12
+    assert first.fire_due_timers() == 0
+    first.db.dispose()
+    second.db.dispose()

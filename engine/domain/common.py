@@ -26,11 +26,12 @@ def notify(session: Session, key: str, recipient: str, subject: str, body: str, 
     """Queue a notification once per key (one INSERT ... ON CONFLICT DO NOTHING).
     Returns False if it was already queued."""
     stmt = _NOTIFY[session.get_bind().dialect.name == "postgresql"]
-    return session.connection().execute(stmt, {"key": key[:200], "recipient": recipient[:120], "subject": subject[:200],
-                                               "body": body, "created_at": to_db(now)}).rowcount == 1
+    inserted = session.connection().execute(stmt, {"key": key[:200], "recipient": recipient[:120],
+                                                   "subject": subject[:200], "body": body, "created_at": to_db(now)})
+    return inserted.first() is not None  # RETURNING gives a row only when it was inserted
 
 
-_NOTIFY = {pg: insert(Notification).on_conflict_do_nothing(index_elements=["key"])
+_NOTIFY = {pg: insert(Notification).on_conflict_do_nothing(index_elements=["key"]).returning(Notification.id)
            for pg, insert in ((True, pg_insert), (False, sqlite_insert))}
 
 

@@ -41,7 +41,7 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
         raise ValidationFailed(errors)
     with engine.transaction(session) as s:
         now = engine.clock()
-        values = dict(number=f"new-{uuid.uuid4()}", source=source, category=category, area=area,
+        values = dict(number=f"new-{uuid.uuid4().hex[:24]}", source=source, category=category, area=area,
                       address_code=address_code, lat=lat, lon=lon, description=description[:4000],
                       reporter=reporter, reported_at=to_db(now), origin=origin, state="reported", overdue=False,
                       reject_count=0, reroute_count=0)
