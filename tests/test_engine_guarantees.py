@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlmodel import Session, select
 
-from engine.db.models import AuditEvent, Instance, OpenTask
+from engine.db.models import AuditEvent, Instance, OpenTask, TaskGroup
 from engine.domain import workorders
 from engine.domain.models import WorkOrder
 from engine.runtime.errors import Actor, Conflict
@@ -58,7 +58,9 @@ def test_twenty_concurrent_completions_one_wins(district):
                                                AuditEvent.kind == "task_completed")).all()
         assert len(done) == 1
         open_tasks = s.exec(select(OpenTask).where(OpenTask.instance_id == order.instance_id)).all()
+        stale_groups = s.exec(select(TaskGroup).where(TaskGroup.task_id == task["id"])).all()
     assert [t.name for t in open_tasks] == ["Task_review"]
+    assert stale_groups == [], "a closed task's groups go with it"
 
 
 def test_stale_version_is_a_conflict(district):

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
@@ -19,7 +19,8 @@ PROCESS = "work_order"
 SOURCES = ("citizen", "camera", "patrol", "inspection")
 CATEGORIES = ("exposed_garbage", "street_vending", "illegal_ads", "road_damage", "manhole_cover",
               "gas_hazard", "tree_fallen", "other")
-STATE_OF_TASK = {"Task_rectify": "at_unit", "Task_review": "in_review", "Task_reroute": "rerouting"}
+# States the operations do not set themselves (dispatch and reject_order set "at_unit").
+STATE_OF_TASK = {"Task_review": "in_review", "Task_reroute": "rerouting"}
 _SET_STATE = update(WorkOrder).where(WorkOrder.number == bindparam("order_number")).values(state=bindparam("new_state"))
 _NEW = insert(WorkOrder).returning(WorkOrder.id)
 _NUMBER = update(WorkOrder).where(WorkOrder.id == bindparam("order_id")).values(number=bindparam("new_number"))
@@ -52,7 +53,6 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
             "order_id": order_id, "category": category, "area": area, "source": source,
             "description": values["description"], "reported_at": now.isoformat()}, actor,
             business_key=number, session=s)
-        s.flush()
         s.connection().execute(_INSTANCE, {"order_id": order_id, "new_instance": instance_id})
         return Reported(order_id, number, instance_id)
 
@@ -73,18 +73,36 @@ def on_task_opened(session: Session, instance, open_task: dict) -> None:
                                               "new_state": STATE_OF_TASK[open_task["name"]]})
 
 
-def _order(ctx: OpContext, data) -> WorkOrder:
-    order = ctx.session.get(WorkOrder, need(data, "order_id", int))
-    if order is None:
+# Each operation is one UPDATE ... RETURNING on the order: on PostgreSQL every round trip
+# costs about 0.2 ms, and an operation runs inside every step that reaches it.
+_W = WorkOrder
+_UNIT = select(Unit.code, Unit.leader_id).where(Unit.code == bindparam("code"))
+_DISPATCH = (update(_W).where(_W.id == bindparam("order_id"))
+             .values(unit_code=bindparam("new_unit"), sla_due=bindparam("due"), dispatched_at=bindparam("at"),
+                     priority=func.coalesce(bindparam("new_priority"), _W.priority, "normal"), overdue=False,
+                     state="at_unit", reroute_count=_W.reroute_count + bindparam("rerouted"))
+             .returning(_W.number, _W.category, _W.area, _W.description, _W.priority))
+_ESCALATE = (update(_W).where(_W.id == bindparam("order_id"), _W.state != "closed").values(overdue=True)
+             .returning(_W.number, _W.unit_code, _W.sla_due, _W.category, _W.area))
+_REJECT = (update(_W).where(_W.id == bindparam("order_id"))
+           .values(reject_count=_W.reject_count + 1, state="at_unit")
+           .returning(_W.number, _W.unit_code, _W.reject_count))
+_CLOSE = (update(_W).where(_W.id == bindparam("order_id")).values(state="closed", closed_at=bindparam("at"))
+          .returning(_W.unit_code, _W.sla_due))
+
+
+def _run(ctx: OpContext, data, stmt, **params):
+    ctx.session.flush()
+    row = ctx.session.connection().execute(stmt, {"order_id": need(data, "order_id", int), **params}).first()
+    if row is None and stmt is not _ESCALATE:
         raise OperationError(f"work order {data['order_id']} does not exist")
-    return order
+    return row
 
 
 def dispatch(ctx: OpContext, data, params):
     """Route the order straight to its responsible unit and start its SLA clock."""
-    order = _order(ctx, data)
     unit_code = need(data, "unit", str)
-    unit = ctx.session.get(Unit, unit_code)
+    unit = ctx.session.connection().execute(_UNIT, {"code": unit_code}).first()
     if unit is None:
         raise OperationError(f"unit {unit_code!r} does not exist")
     hours = data.get("sla_hours") or 72
@@ -92,11 +110,8 @@ def dispatch(ctx: OpContext, data, params):
         raise OperationError(f"sla_hours {hours!r} is out of range")
     rerouted = params.get("mode") == "reroute"
     sla_due = ctx.now + timedelta(hours=hours)
-    order.unit_code, order.sla_due, order.dispatched_at = unit.code, to_db(sla_due), to_db(ctx.now)
-    order.priority = data.get("priority") or order.priority or "normal"
-    order.overdue, order.state = False, "at_unit"
-    if rerouted:
-        order.reroute_count += 1
+    order = _run(ctx, data, _DISPATCH, new_unit=unit.code, due=to_db(sla_due), at=to_db(ctx.now),
+                 new_priority=data.get("priority"), rerouted=int(rerouted))
     ctx.audit("rerouted" if rerouted else "dispatched", unit=unit.code, priority=order.priority,
               sla_due=sla_due.isoformat(), reason=data.get("reason") if rerouted else None)
     notify(ctx.session, f"dispatch:{order.number}:{ctx.task_id}", f"unit:{unit.code}",
@@ -106,11 +121,10 @@ def dispatch(ctx: OpContext, data, params):
 
 def escalate(ctx: OpContext, data, params):
     """SLA passed: mark overdue, tell the unit leader and the dispatchers (once per dispatch)."""
-    order = _order(ctx, data)
-    if order.state == "closed":
+    order = _run(ctx, data, _ESCALATE)
+    if order is None:  # closed meanwhile (or gone): nothing to escalate
         return None
-    order.overdue = True
-    unit = ctx.session.get(Unit, order.unit_code) if order.unit_code else None
+    unit = ctx.session.connection().execute(_UNIT, {"code": order.unit_code}).first() if order.unit_code else None
     leader = unit.leader_id if unit and unit.leader_id else f"leader:{order.unit_code}"
     key = f"escalate:{order.number}:{from_db(order.sla_due).isoformat() if order.sla_due else ''}"
     first = notify(ctx.session, key + ":leader", leader, f"Overdue: {order.number}",
@@ -124,9 +138,7 @@ def escalate(ctx: OpContext, data, params):
 
 def reject_order(ctx: OpContext, data, params):
     """Reviewer sent it back: count the loop and tell the unit why."""
-    order = _order(ctx, data)
-    order.reject_count += 1
-    order.state = "at_unit"
+    order = _run(ctx, data, _REJECT)
     reason = data.get("reason") or ""
     ctx.audit("rejected", unit=order.unit_code, reason=reason, loop=order.reject_count)
     notify(ctx.session, f"reject:{order.number}:{ctx.task_id}", f"unit:{order.unit_code}",
@@ -136,9 +148,8 @@ def reject_order(ctx: OpContext, data, params):
 
 def close_order(ctx: OpContext, data, params):
     """Reviewer approved: the loop is closed."""
-    order = _order(ctx, data)
-    order.state, order.closed_at = "closed", to_db(ctx.now)
-    on_time = order.sla_due is None or to_db(ctx.now) <= order.sla_due
+    order = _run(ctx, data, _CLOSE, at=to_db(ctx.now))
+    on_time = order.sla_due is None or ctx.now <= from_db(order.sla_due)
     ctx.audit("closed", unit=order.unit_code, on_time=on_time)
     return None
 

@@ -164,23 +164,21 @@ class CaseEngine:
     # ---- human tasks ----------------------------------------------------------------------
     def claim(self, task_id: str, actor: Actor, release: bool = False) -> None:
         with self.transaction() as s:
-            ot = self.tasks.authorized(s, task_id, actor)
+            ot, row = self.tasks.authorized(s, task_id, actor)
             if release and ot["claimed_by"] != actor.id:
                 raise Conflict("you have not claimed this task")
             if not release and ot["claimed_by"] not in (None, actor.id):
                 raise Conflict(f"task already claimed by {ot['claimed_by']}")
             s.connection().execute(update(OpenTask).where(OpenTask.id == task_id)
                                    .values(claimed_by=None if release else actor.id))
-            self._audit(s, fetch_instance(s, ot["instance_id"]), actor.id,
-                        "task_released" if release else "task_claimed", element=ot["name"])
+            self._audit(s, row, actor.id, "task_released" if release else "task_claimed", element=ot["name"])
 
     def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
                  expected_version: int | None = None) -> dict:
         """Complete a ready user task with form data. Returns the instance's new position."""
         try:
             with self.transaction() as s:
-                ot = self.tasks.authorized(s, task_id, actor)
-                row = fetch_instance(s, ot["instance_id"])
+                ot, row = self.tasks.authorized(s, task_id, actor)
                 if expected_version is not None and row.version != expected_version:
                     raise Conflict(f"instance is at version {row.version}, not {expected_version}")
                 clean = self._validated(s, row, ot, data)

@@ -53,7 +53,6 @@ SAVE_COMPLETED = SAVE_INSTANCE.values(completed_at=bindparam("completed_at"))
 _OPEN_TASK = select(OpenTask.__table__).where(OpenTask.id == bindparam("id"))
 _OPEN_TASK_LOCKED = _OPEN_TASK.with_for_update()
 _GROUPS = select(TaskGroup.group_name).where(TaskGroup.task_id == bindparam("id"))
-DELETE_GROUPS = delete(TaskGroup).where(TaskGroup.task_id.in_(bindparam("ids", expanding=True)))
 DELETE_TASKS = delete(OpenTask).where(OpenTask.id.in_(bindparam("ids", expanding=True)))
 INSERT_TASKS = insert(OpenTask)
 INSERT_GROUPS = insert(TaskGroup)
@@ -77,6 +76,21 @@ def insert_instance(s: Session, **values) -> InstanceRow:
 
 def fetch_open_task(s: Session, task_id: str, lock: bool = False):
     return s.connection().execute(_OPEN_TASK_LOCKED if lock else _OPEN_TASK, {"id": task_id}).mappings().first()
+
+
+_TASK_WITH_INSTANCE = (select(OpenTask.__table__, *[c.label(f"i_{c.key}") for c in _INSTANCE_COLUMNS])
+                       .join(Instance.__table__, Instance.id == OpenTask.instance_id)
+                       .where(OpenTask.id == bindparam("id")).with_for_update(of=OpenTask.__table__))
+
+
+def fetch_task_with_instance(s: Session, task_id: str):
+    """(open task mapping, InstanceRow) in one round trip, the task row locked."""
+    found = s.connection().execute(_TASK_WITH_INSTANCE, {"id": task_id}).mappings().first()
+    if found is None:
+        return None
+    n = len(OpenTask.__table__.columns)
+    values = list(found.values())
+    return dict(zip(list(found.keys())[:n], values[:n])), InstanceRow(*values[n:])
 
 
 def task_groups(s: Session, task_id: str) -> set[str]:

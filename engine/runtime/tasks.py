@@ -13,8 +13,9 @@ from engine.clock import from_db, to_db
 from engine.db.models import OpenTask, TaskGroup
 from engine.runtime import state
 from engine.runtime.errors import Actor, Conflict, Forbidden
-from engine.runtime.rows import (DELETE_AWAITED, DELETE_GROUPS, DELETE_TASKS, INSERT_AWAITED, INSERT_GROUPS,
-                                 INSERT_TASKS, fetch_instance, fetch_open_task, task_groups)
+from engine.runtime.rows import (DELETE_AWAITED, DELETE_TASKS, INSERT_AWAITED, INSERT_GROUPS,
+                                 INSERT_TASKS, fetch_instance, fetch_open_task, fetch_task_with_instance,
+                                 task_groups)
 
 
 def _resolve(wf, task, text: str | None):
@@ -42,8 +43,7 @@ class TaskIndex:
         ready = after.ready
         gone = before.ready.keys() - ready.keys()
         conn = s.connection()
-        if gone:
-            conn.execute(DELETE_GROUPS, {"ids": sorted(gone)})
+        if gone:  # their task_group rows go with them (ON DELETE CASCADE)
             conn.execute(DELETE_TASKS, {"ids": sorted(gone)})
         new_ids = ready.keys() - before.ready.keys()
         if new_ids:
@@ -86,18 +86,19 @@ class TaskIndex:
                 listener(s, row, r)
 
     def authorized(self, s: Session, task_id: str, actor: Actor):
-        """The open task (a row mapping), locked for this transaction, if `actor` may work on it.
+        """(open task as a row mapping, its instance) if `actor` may work on the task.
 
-        The row lock (PostgreSQL) makes concurrent completions queue here; the losers then
-        find the task gone and get a Conflict."""
-        ot = fetch_open_task(s, task_id, lock=True)
-        if ot is None:
+        One query, locking the task row (PostgreSQL): concurrent completions queue here,
+        and the losers then find the task gone and get a Conflict."""
+        found = fetch_task_with_instance(s, task_id)
+        if found is None:
             raise Conflict(f"task {task_id} is not open (already completed, cancelled or unknown)")
+        ot, row = found
         if actor.id in (ot["assignee"], ot["claimed_by"]):
-            return ot
+            return ot, row
         groups = task_groups(s, task_id)
         if ot["claimed_by"] is None and groups & actor.groups:
-            return ot
+            return ot, row
         if ot["claimed_by"] is not None and groups & actor.groups:
             raise Conflict(f"task is claimed by {ot['claimed_by']}")
         raise Forbidden("this task is not assigned to you or your groups")
