@@ -70,40 +70,10 @@ def _cli_actor():
     return Actor(f"cli:{user}", {"designer"})
 
 
-def _bundled_key(name: str, raw: bytes) -> tuple[str, str]:
-    """(kind, key) of one of our own workflows/ files (trusted: parsed plainly)."""
-    import json
-    from lxml import etree
-    from engine.runtime.definitions import KINDS
-    kind = KINDS[Path(name).suffix.lower()]
-    if kind == "form":
-        return kind, json.loads(raw)["id"]
-    wanted = "decision" if kind == "dmn" else "process"
-    for el in etree.fromstring(raw).iter():
-        if isinstance(el.tag, str) and etree.QName(el).localname == wanted and el.get("isExecutable") != "false":
-            return kind, el.get("id")
-    raise ValueError(f"{name}: no {wanted} found")
-
-
 def _deploy_missing_bundled(engine, out=print) -> None:
-    """Deploy the bundled workflows/ definitions that were never deployed. One that differs
-    from what is deployed is left alone: a designer may have deployed a newer version, and
-    restarting the server must not silently replace it."""
-    from sqlmodel import select
-    from engine.db.models import Definition
-    from engine.runtime.errors import Actor
-    from engine.system import bundled_files
-    with engine.transaction() as s:
-        latest = {(d.kind, d.key): d for d in s.exec(select(Definition).order_by(Definition.version))}
-    missing, differs = [], []
-    for name, raw in bundled_files():
-        d = latest.get(_bundled_key(name, raw))
-        if d is None:
-            missing.append((name, raw))
-        elif d.content != raw.decode("utf-8"):
-            differs.append(f"{d.kind} {d.key} v{d.version}")
-    if missing:
-        deployed = engine.deploy(missing, Actor("system"))
+    from engine.system import deploy_missing_bundled
+    deployed, differs = deploy_missing_bundled(engine)
+    if deployed:
         out("deployed bundled definitions / 已部署内置定义: "
             + ", ".join(f"{d.kind} {d.key} v{d.version}" for d in deployed if d.changed))
     if differs:

@@ -121,3 +121,17 @@ def test_instances_store_the_spec_by_reference_and_history_does_not_grow_them(di
     assert district.instance(order.instance_id)["state"] == "completed"
     rejected = [e for e in district.audit(business_key=order.number) if e["kind"] == "rejected"]
     assert [e["detail"]["loop"] for e in rejected] == list(range(1, 21)), "the history lives in the audit log"
+
+
+def test_restart_keeps_a_designers_newer_version(db_url, clock):
+    from engine.system import build
+    first = build(db_url, clock=clock)
+    bpmn = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text().replace('name="Review"', 'name="Review by two"', 1)
+    assert {d.key: d.version for d in first.deploy([("work_order.bpmn", bpmn)], DESIGNER)}["work_order"] == 2
+    first.db.dispose()
+    again = build(db_url, clock=clock)
+    with Session(again.db) as s:
+        from engine.db.models import Definition
+        versions = s.exec(select(Definition.version).where(Definition.key == "work_order")).all()
+    assert sorted(versions) == [1, 2], "a restart does not redeploy the bundled file over the designer's"
+    again.db.dispose()

@@ -1,0 +1,51 @@
+# cityloop: `make run` and `make test` are the two commands (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cityloop-installed
+PG_TEST_URL := $(or $(CITYLOOP_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-sqlite test-pg bench
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (the install is editable).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+run: setup
+	$(VENV)/bin/cityloop serve --demo
+
+# The whole suite on SQLite, then on PostgreSQL when configured or a local server answers.
+# Fails if any run fails (including pytest's "no tests collected", exit 5).
+test: setup
+	@status=0; \
+	$(MAKE) --no-print-directory test-sqlite || status=1; \
+	if [ -n "$$CITYLOOP_TEST_DATABASE_URL" ] || $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null; then \
+		$(MAKE) --no-print-directory test-pg || status=1; \
+	else \
+		echo "== PostgreSQL: not configured and nothing answers on 127.0.0.1:5432; skipped"; \
+	fi; \
+	if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: passed"; fi; \
+	exit $$status
+
+test-sqlite: setup
+	@echo "== pytest on SQLite"
+	env -u CITYLOOP_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+test-pg: setup
+	@echo "== pytest on PostgreSQL ($(PG_TEST_URL))"
+	@$(PY) -c 'import sys, psycopg; from psycopg.conninfo import conninfo_to_dict, make_conninfo; \
+	url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://"); db = conninfo_to_dict(url).get("dbname"); \
+	conn = psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True, connect_timeout=5); \
+	exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone(); \
+	exists or conn.execute("CREATE DATABASE " + psycopg.sql.Identifier(db).as_string(conn)); conn.close()' \
+	'$(PG_TEST_URL)' || echo "   (could not check/create the test database; trying anyway)"
+	CITYLOOP_TEST_DATABASE_URL='$(PG_TEST_URL)' $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.lifecycle
