@@ -44,3 +44,11 @@ def system(db_url, clock):
     engine = build(db_url, clock=clock)
     yield engine
     engine.db.dispose()
+
+
+@pytest.fixture
+def district(system):
+    """The system with the tiny test district of tests/district.py seeded."""
+    from tests.district import seed
+    seed(system)
+    return system

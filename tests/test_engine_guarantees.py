@@ -12,16 +12,10 @@ from engine.domain import workorders
 from engine.domain.models import WorkOrder
 from engine.runtime.errors import Actor, Conflict
 from engine.system import WORKFLOWS
-from tests.district import DISPATCHER, PHOTO, REVIEWER, WORKER_EAST, only_task, seed
+from tests.district import DISPATCHER, PHOTO, REVIEWER, WORKER_EAST, only_task
 
 DESIGNER = Actor("designer1", {"designer"})
 FIXED = {"action": "fixed", "after_photos": [PHOTO]}
-
-
-@pytest.fixture
-def district(system):
-    seed(system)
-    return system
 
 
 def _row(engine, iid) -> Instance:

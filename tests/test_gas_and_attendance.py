@@ -10,16 +10,10 @@ from sqlmodel import Session, select
 from engine.domain import attendance, gas
 from engine.domain.models import Attendance, Household, Inspection, Notification, Shift, WorkOrder
 from engine.runtime.errors import Actor, NotFound
-from tests.district import DELIVERER, GAS_OFFICE, PHOTO, only_task, seed
+from tests.district import DELIVERER, GAS_OFFICE, PHOTO, only_task
 
 GOOD = {"hose_ok": "ok", "valve_leak_test": "pass", "ventilation": "adequate", "co_alarm": "working",
         "cylinder_inspection_date": "2027-05-01", "stove_flameout_protection": "present", "photos": [PHOTO]}
-
-
-@pytest.fixture
-def district(system):
-    seed(system)
-    return system
 
 
 def _household(engine, hid=1) -> Household:

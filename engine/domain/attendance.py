@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
-from engine.domain.common import need, notify, parse_time
+from engine.domain.common import load, need, notify, parse_time
 from engine.domain.models import Attendance, Cleaner, Contract, Crew, Shift
 from engine.runtime.errors import Actor, NotFound
-from engine.runtime.operations import OpContext, OperationError, Registry
+from engine.runtime.operations import OpContext, Registry
 
 PROCESS = "crew_attendance"
 MESSAGE = "badge_checkin"
@@ -60,10 +60,7 @@ def check_in(engine, shift_id: int, badge_id: str, seen_at: datetime, verified: 
 
 
 def _shift(ctx: OpContext, data) -> Shift:
-    shift = ctx.session.get(Shift, need(data, "shift_id", int))
-    if shift is None:
-        raise OperationError(f"shift {data['shift_id']} does not exist")
-    return shift
+    return load(ctx.session, Shift, data, "shift_id")
 
 
 def open_shift(ctx: OpContext, data, params):

@@ -45,6 +45,14 @@ def need(data, name: str, kind=None):
     return value
 
 
+def load(session: Session, model, data, name: str):
+    """The record a process variable names (e.g. household_id), or an OperationError."""
+    row = session.get(model, need(data, name, int))
+    if row is None:
+        raise OperationError(f"{model.__name__.lower()} {data[name]} does not exist")
+    return row
+
+
 def parse_time(value) -> datetime:
     if isinstance(value, datetime):
         return value

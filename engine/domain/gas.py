@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from engine.clock import to_db
 from engine.db.models import Instance
 from engine.domain import workorders
-from engine.domain.common import add_months, dumps, need, notify
+from engine.domain.common import load, add_months, dumps, need, notify
 from engine.domain.models import AddressCode, Household, Inspection, Street
 from engine.runtime.errors import Actor, NotFound
 from engine.runtime.operations import OpContext, OperationError, Registry
@@ -57,10 +57,7 @@ def start_due_inspections(engine, within: timedelta = timedelta(days=7)) -> int:
 
 
 def _household(ctx: OpContext, data) -> Household:
-    hh = ctx.session.get(Household, need(data, "household_id", int))
-    if hh is None:
-        raise OperationError(f"household {data['household_id']} does not exist")
-    return hh
+    return load(ctx.session, Household, data, "household_id")
 
 
 def assess_checklist(ctx: OpContext, data, params):
