@@ -58,9 +58,13 @@ class CaseEngine:
         if session is not None:
             yield session
             return
+        options = {"write": write}
+        if not write and self.db.dialect.name == "postgresql":
+            # Reads need no BEGIN/COMMIT round trips: each statement sees committed data.
+            options["isolation_level"] = "AUTOCOMMIT"
         with Session(self.db, expire_on_commit=False, autoflush=False) as s:
             with s.begin():
-                s.connection(execution_options={"write": write})
+                s.connection(execution_options=options)
                 yield s
                 flush_audit(s)
 
