@@ -158,20 +158,36 @@ def cmd_serve(args) -> int:
             f"  shifts today / 今日班次:        {f['shifts']} ({f['shifts_closed']} closed / 已结束)",
             f"  timer sweep / 定时器扫描:       every {args.sweep_seconds:g} s / 每 {args.sweep_seconds:g} 秒",
             f"  calendar jobs / 日历任务:       {calendar}",
-            "  HTTP API: not yet (issue 3) / 暂无 HTTP 接口",
+            f"  HTTP API / 接口:               http://{args.host}:{args.port}/  (OpenAPI docs / 文档: /docs)",
             "Press Ctrl-C to stop / 按 Ctrl-C 停止",
         ]))
-        while not stop.wait(args.status_every):
-            f = _facts(engine)
-            log.info("status: open tasks %s; overdue orders %d; households due %d; shifts today %d; next timer %s"
-                     " / 状态：待办 %d，超时工单 %d，到期用户 %d", _by_process(f["tasks"]), f["overdue"], f["due"],
-                     f["shifts"], _when(f["next_timer"]) or "none", sum(f["tasks"].values()), f["overdue"], f["due"])
+        threading.Thread(target=_status_loop, args=(engine, stop, args.status_every), daemon=True).start()
+        _serve_http(engine, args, stop)
     finally:
         print("stopping / 正在停止 ...")
         sched.shutdown(wait=True)
         engine.db.dispose()
         print("stopped / 已停止")
     return 0
+
+
+def _status_loop(engine, stop: threading.Event, every: float) -> None:
+    while not stop.wait(every):
+        f = _facts(engine)
+        log.info("status: open tasks %s; overdue orders %d; households due %d; shifts today %d; next timer %s"
+                 " / 状态：待办 %d，超时工单 %d，到期用户 %d", _by_process(f["tasks"]), f["overdue"], f["due"],
+                 f["shifts"], _when(f["next_timer"]) or "none", sum(f["tasks"].values()), f["overdue"], f["due"])
+
+
+def _serve_http(engine, args, stop: threading.Event) -> None:
+    """Serve the API in this process until SIGINT/SIGTERM (uvicorn's own handlers)."""
+    import uvicorn
+    from engine.api.app import create_app
+    app = create_app(engine, scheduler=False)  # this process already runs the scheduler
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           access_log=False, lifespan="on"))
+    server.run()
+    stop.set()
 
 
 def cmd_demo_seed(args) -> int:
@@ -274,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run the engine and its scheduler")
+    s = sub.add_parser("serve", help="run the HTTP server, the engine and its scheduler")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.add_argument("--demo", action="store_true", help="seed the demo district if the database is empty")
     s.add_argument("--households", type=int, default=300, help="demo gas households (with --demo)")
     s.add_argument("--sweep-seconds", type=float, default=5.0, help="timer sweep interval (default 5)")

@@ -19,6 +19,8 @@ from typing import Callable
 
 from sqlmodel import select
 
+from engine.auth.models import Account
+from engine.auth.service import hash_password
 from engine.clock import ManualClock, to_db, utcnow
 from engine.demo_data import (AREA_PREFIX, AREAS, CONTRACTS, DESCRIPTIONS, GIVEN, LONG_SLA, NOT_OURS_REASONS,
                               REJECT_REASONS, SLA_HOURS, STREETS, SURNAMES, UNITS)
@@ -29,6 +31,7 @@ from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, H
 from engine.runtime.errors import Actor
 
 DEFAULT_SEED = 20260302
+DEMO_PASSWORD = "cityloop-demo"  # every demo account; README says so
 HISTORY = timedelta(days=10)
 DELIVERERS = 10
 CLEANERS_PER_CREW = 8
@@ -160,6 +163,9 @@ class _District:
             for sid, role, unit in staff:
                 s.add(Staff(id=sid, name=self.name(), role=role, unit_code=unit, phone=self.phone()))
             s.flush()
+            shared = hash_password(DEMO_PASSWORD)  # one Argon2 hash for every demo account
+            for sid, _, _ in staff:
+                s.add(Account(staff_id=sid, password_hash=shared, changed_at=to_db(self.now)))
             for code in UNITS:
                 s.get(Unit, code).leader_id = f"leader.{code}"
             self.progress(f"units and staff: {len(UNITS)} units, {len(staff)} staff")

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from lxml import etree
 from sqlmodel import Session, select
@@ -23,6 +25,7 @@ from sqlmodel import Session, select
 from engine.clock import from_db, utcnow
 from engine.db.models import AuditEvent, Definition, Instance
 from engine.db.session import make_engine
+from engine.demo import DEMO_PASSWORD
 from engine.domain.common import add_months
 from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, Household, Inspection, Shift, Staff,
                                   Unit, WorkOrder)
@@ -270,7 +273,10 @@ def test_todays_shifts_are_planned(session):
 # ---- serve ------------------------------------------------------------------------------------
 def test_serve_prints_its_summary_and_stops_on_sigterm(tmp_path):
     url = fresh_database_url(tmp_path)
-    proc = subprocess.Popen(_command() + ["serve", "--demo", "--sweep-seconds", "0.5"], cwd=tmp_path,
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(_command() + ["serve", "--demo", "--sweep-seconds", "0.5", "--port", str(port)], cwd=tmp_path,
                             env=_env(url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
@@ -282,6 +288,14 @@ def test_serve_prints_its_summary_and_stops_on_sigterm(tmp_path):
             assert time.monotonic() < deadline, "no summary in time:\n" + "".join(lines)
             time.sleep(0.1)
         time.sleep(1.5)        # let a few sweeps run
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
+        me = httpx.get(f"{base}/api/v1/auth/me", timeout=10)
+        assert me.status_code == 401 and me.json()["error"] == "unauthorized"
+        token = httpx.post(f"{base}/api/v1/auth/login", json={"username": "dispatcher1", "password": DEMO_PASSWORD},
+                           timeout=10).json()["access_token"]
+        me = httpx.get(f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert me.json()["role"] == "dispatcher"
         stopping = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -1,0 +1,55 @@
+"""The one server: the case engine behind FastAPI (OpenAPI docs at /docs).
+
+`create_app()` builds the engine from DATABASE_URL (embedded SQLite by default) when none
+is given. Run several workers against one PostgreSQL with
+`uvicorn engine.api.app:create_app --factory --workers N`; each runs the timer sweep, and
+SKIP LOCKED keeps them from firing a timer twice."""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from engine.api import errors
+from engine.api.routes import admin, auth
+
+log = logging.getLogger("cityloop.api")
+ROUTERS = (auth.router, admin.router)
+
+
+def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None = None) -> FastAPI:
+    scheduler = os.environ.get("CITYLOOP_SCHEDULER", "1") == "1" if scheduler is None else scheduler
+    demo = os.environ.get("CITYLOOP_DEMO", "0") == "1" if demo is None else demo
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nonlocal engine
+        if engine is None:
+            from engine.system import build
+            engine = build()
+        if demo:
+            from engine.demo import is_seeded, seed_database
+            if not is_seeded(engine):
+                seed_database(engine.db.url.render_as_string(hide_password=False))
+        app.state.engine = engine
+        sched = None
+        if scheduler:
+            from engine.scheduler import start_scheduler
+            sched = start_scheduler(engine)
+        try:
+            yield
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=False)
+
+    app = FastAPI(title="cityloop", version="0.1.0", lifespan=lifespan,
+                  description="City operations case management: work orders, gas safety, crew attendance.")
+    errors.install(app)
+    app.add_middleware(errors.BodyLimit)
+    for router in ROUTERS:
+        app.include_router(router)
+    if engine is not None:
+        app.state.engine = engine
+    return app

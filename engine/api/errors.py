@@ -1,0 +1,103 @@
+"""One error shape for every failure: {"error": code, "message": text, "errors": {field: ...}}.
+Bad input is a 4xx with a clear message, never a 500; bodies over the limit are a 413."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.auth.service import AuthError, RateLimited
+from engine.bpmn.xml import DefinitionError
+from engine.runtime.errors import Conflict, EngineError, Forbidden, NotFound, ProcessError, ValidationFailed
+
+log = logging.getLogger("cityloop.api")
+MAX_BODY = 16 * 1024 * 1024
+
+_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, ValidationFailed: 422, ProcessError: 422}
+
+
+def problem(status: int, code: str, message: str, errors: dict | None = None, headers=None) -> JSONResponse:
+    body = {"error": code, "message": message}
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(EngineError)
+    async def engine_error(request: Request, exc: EngineError):
+        status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+        return problem(status, exc.code, str(exc), getattr(exc, "errors", None))
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, exc: AuthError):
+        return problem(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, exc: RateLimited):
+        return problem(429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(DefinitionError)
+    async def definition_error(request: Request, exc: DefinitionError):
+        return problem(422, "invalid_definition", str(exc),
+                       {"problems": [{"file": exc.source, "element": el, "message": msg} for el, msg in exc.problems]})
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError):
+        errors = {}
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")) or "body"
+            errors[where] = err.get("msg", "invalid")
+        return problem(422, "invalid", "the request does not match what this endpoint takes", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return problem(exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"),
+                       str(exc.detail))
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, exc: ValueError):
+        return problem(400, "bad_request", str(exc))
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over `limit` bytes (declared or streamed)."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _too_large(send, self.limit)
+        seen = 0
+
+        async def counting():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting, send)
+        except _TooLarge:
+            await _too_large(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send, limit: int) -> None:
+    body = (b'{"error":"too_large","message":"request body over %d bytes"}' % limit)
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

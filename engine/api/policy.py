@@ -1,0 +1,50 @@
+"""Who may call what: one permission per route, granted to roles.
+
+Every route of the app declares exactly one permission through `allow(...)`; the route
+matrix test walks all routes, so a route without a rule fails the suite. Object-level
+rules (a unit sees only its orders, a deliverer only their households) live in the
+routes themselves, on top of these."""
+from __future__ import annotations
+
+ANONYMOUS = "anonymous"
+STAFF = frozenset({"admin", "designer", "dispatcher", "reviewer", "unit_worker", "unit_leader", "deliverer",
+                   "supervisor"})
+DEVICES = frozenset({"gateway", "camera"})
+EVERYONE = STAFF | DEVICES | {ANONYMOUS}
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "public": EVERYONE,                                   # log-in, pairing, Open311 intake
+    "me": STAFF | DEVICES,
+    "workorders.read": frozenset({"admin", "dispatcher", "reviewer", "unit_worker", "unit_leader"}),
+    "workorders.create": frozenset({"admin", "dispatcher"}),
+    "workorders.comment": frozenset({"admin", "dispatcher", "reviewer", "unit_worker", "unit_leader"}),
+    "tasks.work": STAFF - {"designer"},                   # list/claim/complete own or group tasks
+    "tasks.reassign": frozenset({"admin", "dispatcher", "unit_leader"}),
+    "processes.read": frozenset({"admin", "designer", "dispatcher"}),
+    "processes.deploy": frozenset({"designer"}),
+    "camera.detect": frozenset({"camera", "admin"}),
+    "gas.read": frozenset({"admin", "dispatcher", "deliverer", "unit_worker", "unit_leader"}),
+    "gas.import": frozenset({"admin"}),
+    "attendance.read": frozenset({"admin", "supervisor", "unit_leader", "dispatcher"}),
+    "attendance.checkin": frozenset({"supervisor", "gateway"}),
+    "attendance.manage": frozenset({"admin"}),
+    "dashboards.read": frozenset({"admin", "dispatcher", "reviewer", "unit_leader"}),
+    "staff.manage": frozenset({"admin"}),
+    "devices.manage": frozenset({"admin"}),
+}
+
+
+def allowed(permission: str, role: str) -> bool:
+    return role in PERMISSIONS[permission]
+
+
+def groups_of(role: str, unit_code: str | None) -> frozenset[str]:
+    """The BPMN candidate groups a role belongs to (see workflows/README.md)."""
+    groups: set[str] = {role}
+    if role in ("unit_worker", "unit_leader") and unit_code:
+        groups.add(f"unit:{unit_code}")
+        if role == "unit_leader":
+            groups.add(f"leader:{unit_code}")
+        if unit_code == "gas-office":
+            groups.add("gas_office")
+    return frozenset(groups)

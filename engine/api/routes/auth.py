@@ -1,0 +1,63 @@
+"""Log-in for staff, pairing for devices, and who-am-I."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from engine.api.deps import allow, engine_of
+from engine.auth import service
+from engine.auth.service import Principal
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class PairIn(BaseModel):
+    device_id: str = Field(min_length=1, max_length=40)
+    code: str = Field(pattern=r"^[0-9]{8}$")
+
+
+class MeOut(BaseModel):
+    id: str
+    kind: str
+    role: str
+    unit_code: str | None
+    device_id: str | None
+
+
+@router.post("/login", response_model=TokenOut, summary="Log in (staff) / 登录")
+def login(body: LoginIn, request: Request, _: None = allow("public")):
+    engine = engine_of(request)
+    address = request.client.host if request.client else "unknown"
+    try:
+        with engine.transaction() as s:
+            token, ttl = service.login(s, body.username, body.password, address, engine.clock())
+    except service.AuthError:
+        with engine.transaction() as s:  # its own transaction: the failed one rolled back
+            service.record_failure(s, body.username, address, engine.clock())
+        raise
+    return TokenOut(access_token=token, expires_in=ttl)
+
+
+@router.post("/pair", response_model=TokenOut, summary="Pair a device with its one-time code / 设备配对")
+def pair(body: PairIn, request: Request, _: None = allow("public")):
+    engine = engine_of(request)
+    with engine.transaction() as s:
+        token = service.pair(s, body.device_id, body.code, engine.clock())
+    return TokenOut(access_token=token, expires_in=0)
+
+
+@router.get("/me", response_model=MeOut, summary="Who am I / 当前身份")
+def me(principal: Principal = allow("me")):
+    return MeOut(id=principal.id, kind=principal.kind, role=principal.role, unit_code=principal.unit_code,
+                 device_id=principal.device_id)

@@ -1,0 +1,50 @@
+"""Accounts, paired devices, one-time pairing codes and login attempts."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+class Account(SQLModel, table=True):
+    """Log-in credentials of a staff member (Staff holds who they are)."""
+    staff_id: str = Field(primary_key=True, foreign_key="staff.id", max_length=64)
+    password_hash: str = Field(sa_column=Column(Text, nullable=False))
+    changed_at: datetime
+
+
+class Device(SQLModel, table=True):
+    """A paired tablet, badge gateway or camera system with its own revocable token."""
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=120)
+    kind: str = Field(max_length=16)               # tablet | gateway | camera
+    owner_id: Optional[str] = Field(default=None, foreign_key="staff.id", max_length=64)  # tablets act for them
+    token_hash: Optional[str] = Field(default=None, max_length=64, unique=True)
+    paired_at: Optional[datetime] = None
+    revoked_at: Optional[datetime] = None
+    last_seen_at: Optional[datetime] = None
+    created_at: datetime
+    created_by: str = Field(max_length=64)
+
+
+class PairingCode(SQLModel, table=True):
+    code_hash: str = Field(primary_key=True, max_length=64)
+    device_id: str = Field(foreign_key="device.id", max_length=40, index=True)
+    expires_at: datetime
+    used_at: Optional[datetime] = None
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Failed log-ins, for rate limiting across workers."""
+    __table_args__ = (Index("ix_login_attempt_key_at", "key", "at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200)
+    at: datetime
+
+
+class ServerSecret(SQLModel, table=True):
+    """The token-signing key, shared by every worker on the database."""
+    name: str = Field(primary_key=True, max_length=32)
+    value: str = Field(max_length=128)

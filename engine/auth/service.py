@@ -1,0 +1,189 @@
+"""Log-in, tokens, device pairing and revocation: plain functions over the database.
+
+Passwords are hashed with Argon2id (memory-hard). Staff get short-lived signed access
+tokens (JWT, HS256, key shared through the database). Devices get a random opaque token
+stored only as its SHA-256; every request looks it up, so a revoked device is refused on its
+very next request."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func
+from sqlmodel import Session, select
+
+from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
+from engine.clock import to_db
+from engine.domain.models import Staff
+
+ACCESS_TTL = timedelta(minutes=30)
+PAIRING_TTL = timedelta(minutes=15)
+MAX_FAILURES = 5              # per account+address within the window
+FAILURE_WINDOW = timedelta(minutes=15)
+ROLES = ("admin", "designer", "dispatcher", "reviewer", "unit_worker", "unit_leader", "deliverer", "supervisor")
+DEVICE_KINDS = ("tablet", "gateway", "camera")
+_HASHER = PasswordHasher()    # argon2id, library defaults (64 MiB, 3 passes)
+_DUMMY = _HASHER.hash("not a password")
+
+
+class AuthError(Exception):
+    """Credentials or token refused (401)."""
+
+
+class RateLimited(Exception):
+    """Too many failed log-ins (429)."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"too many failed log-ins; try again in {retry_after} s")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a person, or a device (a tablet acts for its owner)."""
+    id: str                 # staff id, or device id for gateways and cameras
+    kind: str               # user | device
+    role: str               # a staff role, or gateway / camera
+    unit_code: str | None = None
+    device_id: str | None = None
+
+
+def hash_password(password: str) -> str:
+    if not isinstance(password, str) or len(password) < 8 or len(password) > 256:
+        raise ValueError("a password has 8 to 256 characters")
+    return _HASHER.hash(password)
+
+
+def set_password(s: Session, staff_id: str, password: str, now: datetime) -> None:
+    account = s.get(Account, staff_id)
+    if account is None:
+        s.add(Account(staff_id=staff_id, password_hash=hash_password(password), changed_at=to_db(now)))
+    else:
+        account.password_hash, account.changed_at = hash_password(password), to_db(now)
+
+
+def _secret(s: Session) -> str:
+    row = s.get(ServerSecret, "jwt")
+    if row is None:
+        s.add(ServerSecret(name="jwt", value=secrets.token_hex(32)))
+        s.flush()
+        row = s.get(ServerSecret, "jwt")
+    return row.value
+
+
+def _attempt_key(username: str, address: str) -> str:
+    return f"{username[:64]}|{address[:64]}"
+
+
+def record_failure(s: Session, username: str, address: str, now: datetime) -> None:
+    s.add(LoginAttempt(key=_attempt_key(username, address), at=to_db(now)))
+
+
+def login(s: Session, username: str, password: str, address: str, now: datetime) -> tuple[str, int]:
+    """(access token, seconds valid). Failures (see record_failure) are limited per account
+    and address: after MAX_FAILURES in FAILURE_WINDOW, RateLimited."""
+    key = _attempt_key(username, address)
+    since = to_db(now - FAILURE_WINDOW)
+    failures = s.exec(select(func.count()).select_from(LoginAttempt)
+                      .where(LoginAttempt.key == key, LoginAttempt.at >= since)).one()
+    if failures >= MAX_FAILURES:
+        raise RateLimited(int(FAILURE_WINDOW.total_seconds()))
+    staff = s.get(Staff, username) if username else None
+    account = s.get(Account, username) if staff is not None and staff.active else None
+    try:
+        _HASHER.verify(account.password_hash if account else _DUMMY, password)
+        ok = account is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        raise AuthError("wrong user name or password")  # the caller records it: this transaction rolls back
+    s.execute(delete(LoginAttempt).where(LoginAttempt.key == key))
+    return issue_token(s, staff, now), int(ACCESS_TTL.total_seconds())
+
+
+def issue_token(s: Session, staff: Staff, now: datetime) -> str:
+    claims = {"sub": staff.id, "role": staff.role, "unit": staff.unit_code, "iat": int(now.timestamp()),
+              "exp": int((now + ACCESS_TTL).timestamp()), "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, _secret(s), algorithm="HS256")
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def authenticate(s: Session, token: str, now: datetime) -> Principal:
+    """The principal behind a bearer token (a staff JWT or a device token)."""
+    if not token or len(token) > 4096:
+        raise AuthError("missing or malformed token")
+    if token.startswith("dev_"):
+        device = s.exec(select(Device).where(Device.token_hash == _hash_token(token))).first()
+        if device is None or device.revoked_at is not None:
+            raise AuthError("device token revoked or unknown")
+        device.last_seen_at = to_db(now)
+        if device.kind == "tablet":
+            owner = s.get(Staff, device.owner_id) if device.owner_id else None
+            if owner is None or not owner.active:
+                raise AuthError("the tablet's owner is not an active account")
+            return Principal(owner.id, "device", owner.role, owner.unit_code, device.id)
+        return Principal(device.id, "device", device.kind, None, device.id)
+    try:
+        claims = _decode(s, token, now)
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"token refused: {exc}") from None
+    staff = s.get(Staff, claims["sub"])
+    if staff is None or not staff.active:
+        raise AuthError("account disabled")
+    return Principal(staff.id, "user", staff.role, staff.unit_code)
+
+
+def _decode(s: Session, token: str, now: datetime) -> dict:
+    claims = jwt.decode(token, _secret(s), algorithms=["HS256"], options={"require": ["exp", "sub"], "verify_exp": False})
+    if claims["exp"] <= now.timestamp():  # expiry against the engine clock, which tests control
+        raise jwt.ExpiredSignatureError("token expired")
+    return claims
+
+
+def create_device(s: Session, name: str, kind: str, owner_id: str | None, created_by: str,
+                  now: datetime) -> tuple[Device, str]:
+    """A device to pair, and its one-time pairing code (shown once)."""
+    if kind not in DEVICE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(DEVICE_KINDS)}")
+    if kind == "tablet" and (owner_id is None or s.get(Staff, owner_id) is None):
+        raise ValueError("a tablet needs an owner who is a staff member")
+    device = Device(id=f"d-{uuid.uuid4().hex[:12]}", name=name[:120], kind=kind,
+                    owner_id=owner_id if kind == "tablet" else None, created_at=to_db(now), created_by=created_by)
+    s.add(device)
+    s.flush()
+    code = f"{secrets.randbelow(10**8):08d}"
+    s.add(PairingCode(code_hash=_hash_token(f"{device.id}:{code}"), device_id=device.id,
+                      expires_at=to_db(now + PAIRING_TTL)))
+    return device, code
+
+
+def pair(s: Session, device_id: str, code: str, now: datetime) -> str:
+    """Exchange a one-time code for the device's token (shown once)."""
+    row = s.get(PairingCode, _hash_token(f"{device_id}:{code}"))
+    if row is None or row.used_at is not None or to_db(now) > row.expires_at:
+        raise AuthError("pairing code wrong, used or expired")
+    device = s.get(Device, device_id)
+    if device is None or device.revoked_at is not None:
+        raise AuthError("device revoked")
+    row.used_at = to_db(now)
+    token = "dev_" + secrets.token_urlsafe(32)
+    device.token_hash, device.paired_at = _hash_token(token), to_db(now)
+    return token
+
+
+def revoke(s: Session, device_id: str, now: datetime) -> Device:
+    device = s.get(Device, device_id)
+    if device is None:
+        raise LookupError(f"no device {device_id}")
+    device.revoked_at = to_db(now)
+    return device
+

@@ -1,0 +1,82 @@
+"""Log-in, token expiry, rate limiting, device pairing and revocation over HTTP."""
+from __future__ import annotations
+
+from tests.api.conftest import ACCOUNTS, PASSWORD, bearer, login
+
+
+def test_login_and_me(client):
+    r = login(client, "dispatcher1")
+    assert r.status_code == 200 and r.json()["token_type"] == "bearer" and r.json()["expires_in"] == 1800
+    me = client.get("/api/v1/auth/me", headers=bearer(r.json()["access_token"]))
+    assert me.json() == {"id": "dispatcher1", "kind": "user", "role": "dispatcher", "unit_code": None,
+                         "device_id": None}
+
+
+def test_wrong_password_and_unknown_user_look_the_same(client):
+    a, b = login(client, "dispatcher1", "nope nope nope"), login(client, "nobody", "nope nope nope")
+    assert a.status_code == b.status_code == 401 and a.json()["message"] == b.json()["message"]
+
+
+def test_repeated_failures_are_rate_limited(client):
+    for _ in range(5):
+        assert login(client, "reviewer1", "wrong password!").status_code == 401
+    r = login(client, "reviewer1")  # even the right password, for a while
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert login(client, "dispatcher1").status_code == 200, "other accounts are not affected"
+
+
+def test_token_expires_on_the_engine_clock(client, system, clock):
+    token = login(client, "dispatcher1").json()["access_token"]
+    clock.advance(minutes=29)
+    assert client.get("/api/v1/auth/me", headers=bearer(token)).status_code == 200
+    clock.advance(minutes=2)
+    r = client.get("/api/v1/auth/me", headers=bearer(token))
+    assert r.status_code == 401 and "expired" in r.json()["message"]
+
+
+def test_forged_or_garbage_tokens_are_refused(client, tokens):
+    head, payload, sig = tokens["dispatcher"].split(".")
+    for bad in ("garbage", f"{head}.{payload}.AAAA", "dev_" + "x" * 40, "Bearer", "x" * 5000):
+        assert client.get("/api/v1/auth/me", headers=bearer(bad)).status_code == 401
+    assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_device_pairing_and_revocation(client, tokens):
+    admin = bearer(tokens["admin"])
+    r = client.post("/api/v1/devices", json={"name": "Tablet 7", "kind": "tablet", "owner_id": "deliverer1"}, headers=admin)
+    assert r.status_code == 201, r.text
+    device_id, code = r.json()["id"], r.json()["pairing_code"]
+    assert client.post("/api/v1/auth/pair", json={"device_id": device_id, "code": "00000000"}).status_code == 401
+    paired = client.post("/api/v1/auth/pair", json={"device_id": device_id, "code": code})
+    assert paired.status_code == 200
+    token = paired.json()["access_token"]
+    assert client.post("/api/v1/auth/pair", json={"device_id": device_id, "code": code}).status_code == 401, "one time"
+    me = client.get("/api/v1/auth/me", headers=bearer(token)).json()
+    assert me == {"id": "deliverer1", "kind": "device", "role": "deliverer", "unit_code": None, "device_id": device_id}
+    assert client.post(f"/api/v1/devices/{device_id}/revoke", headers=admin).status_code == 200
+    r = client.get("/api/v1/auth/me", headers=bearer(token))
+    assert r.status_code == 401 and "revoked" in r.json()["message"]
+
+
+def test_gateway_devices_have_their_own_role(client, tokens):
+    admin = bearer(tokens["admin"])
+    r = client.post("/api/v1/devices", json={"name": "East depot gateway", "kind": "gateway"}, headers=admin).json()
+    token = client.post("/api/v1/auth/pair", json={"device_id": r["id"], "code": r["pairing_code"]}).json()["access_token"]
+    assert client.get("/api/v1/auth/me", headers=bearer(token)).json()["role"] == "gateway"
+    assert client.get("/api/v1/staff", headers=bearer(token)).status_code == 403
+
+
+def test_admin_manages_staff_with_clear_errors(client, tokens):
+    admin = bearer(tokens["admin"])
+    body = {"id": "worker.roads.9", "name": "Road Worker", "role": "unit_worker", "unit_code": "roads",
+            "password": "a long enough one"}
+    assert client.post("/api/v1/staff", json=body, headers=admin).status_code == 201
+    assert client.post("/api/v1/staff", json=body, headers=admin).status_code == 409
+    bad = client.post("/api/v1/staff", json={**body, "id": "x.y", "role": "king"}, headers=admin)
+    assert bad.status_code == 422 and "role" in bad.json()["errors"]
+    short = client.post("/api/v1/staff", json={**body, "id": "abc", "password": "short"}, headers=admin)
+    assert short.status_code == 422 and "password" in short.json()["errors"]
+    assert login(client, "worker.roads.9", "a long enough one").status_code == 200
+    client.post("/api/v1/staff/worker.roads.9/disable", headers=admin)
+    assert login(client, "worker.roads.9", "a long enough one").status_code == 401
+    assert set(ACCOUNTS) and PASSWORD
