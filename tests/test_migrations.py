@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 import engine.db.models  # noqa: F401
 import engine.domain.models  # noqa: F401
 import engine.auth.models  # noqa: F401
+import engine.domain.records  # noqa: F401
 from engine.db.migrate import alembic_config, current, upgrade
 from engine.db.session import make_engine
 

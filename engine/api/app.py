@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from engine.api import errors
-from engine.api.routes import admin, auth
+from engine.api.routes import (admin, attendance, auth, camera, dashboards, gas, open311, processes, tasks,
+                               workorders)
 
 log = logging.getLogger("cityloop.api")
-ROUTERS = (auth.router, admin.router)
+ROUTERS = tuple(m.router for m in (auth, admin, workorders, tasks, processes, open311, camera, gas, attendance,
+                                   dashboards))
 
 
 def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None = None) -> FastAPI:

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 import engine.db.models  # noqa: F401  (register tables)
 import engine.domain.models  # noqa: F401
 import engine.auth.models  # noqa: F401
+import engine.domain.records  # noqa: F401
 
 target_metadata = SQLModel.metadata
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,6 @@
+"""HTTP routes: open311 (being built; see issue 3)."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["open311"])

@@ -1,0 +1,6 @@
+"""HTTP routes: processes (being built; see issue 3)."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["processes"])
