@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from lxml import etree
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from engine.clock import utcnow
@@ -54,7 +55,10 @@ def deploy_missing_bundled(engine: CaseEngine) -> tuple[list, list[str]]:
             missing.append((name, raw))
         elif d.content != raw.decode("utf-8"):
             differs.append(f"{d.kind} {d.key} v{d.version}")
-    deployed = engine.deploy(missing, Actor("system")) if missing else []
+    try:
+        deployed = engine.deploy(missing, Actor("system")) if missing else []
+    except IntegrityError:  # another worker starting at the same moment deployed them first
+        deployed = []
     return deployed, differs
 
 

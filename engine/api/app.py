@@ -50,6 +50,12 @@ def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None 
                   description="City operations case management: work orders, gas safety, crew attendance.")
     errors.install(app)
     app.add_middleware(errors.BodyLimit)
+
+    @app.middleware("http")
+    async def worker_header(request, call_next):
+        response = await call_next(request)
+        response.headers["X-Cityloop-Worker"] = str(os.getpid())  # which process answered
+        return response
     for router in ROUTERS:
         app.include_router(router)
     if engine is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
@@ -25,14 +26,18 @@ def plan_shift(engine, crew_code: str, starts_at: datetime, actor: Actor = Actor
         crew = s.get(Crew, crew_code)
         if crew is None:
             raise NotFound(f"no crew {crew_code!r}")
-        existing = s.exec(select(Shift).where(Shift.crew_code == crew_code,
-                                              Shift.starts_at == to_db(starts_at))).first()
+        same = select(Shift).where(Shift.crew_code == crew_code, Shift.starts_at == to_db(starts_at))
+        existing = s.exec(same).first()
         if existing is not None:
             return existing
         grace_end = starts_at + timedelta(minutes=crew.grace_minutes)
         shift = Shift(crew_code=crew_code, starts_at=to_db(starts_at), grace_ends_at=to_db(grace_end))
-        s.add(shift)
-        s.flush()
+        try:
+            with s.begin_nested():  # another worker may plan the same shift at the same moment
+                s.add(shift)
+                s.flush()
+        except IntegrityError:
+            return s.exec(same).one()
         roster = list(s.exec(select(Cleaner.id).where(Cleaner.crew_code == crew_code).order_by(Cleaner.id)).all())
         shift.instance_id = engine.start(PROCESS, {
             "crew_id": crew_code, "shift_id": shift.id, "shift_start": starts_at.isoformat(),

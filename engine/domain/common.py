@@ -45,6 +45,14 @@ def need(data, name: str, kind=None):
     return value
 
 
+def exclusive(session: Session, name: str) -> None:
+    """Hold a database-wide lock on `name` until this transaction ends (PostgreSQL advisory
+    lock; SQLite writers are already serialized by BEGIN IMMEDIATE). For calendar jobs that
+    every worker runs at the same minute."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(n)s))", {"n": name})
+
+
 def load(session: Session, model, data, name: str):
     """The record a process variable names (e.g. household_id), or an OperationError."""
     row = session.get(model, need(data, name, int))

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from engine.clock import to_db
 from engine.db.models import Instance
 from engine.domain import workorders
-from engine.domain.common import load, add_months, dumps, need, notify
+from engine.domain.common import add_months, dumps, exclusive, load, need, notify
 from engine.domain.models import AddressCode, Household, Inspection, Street
 from engine.runtime.errors import Actor, NotFound
 from engine.runtime.operations import OpContext, OperationError, Registry
@@ -46,6 +46,7 @@ def start_due_inspections(engine, within: timedelta = timedelta(days=7)) -> int:
     """Daily job: open an inspection task for each due household that has none running."""
     started = 0
     with engine.transaction() as s:
+        exclusive(s, "gas-due-list")  # every worker runs this job; one at a time sees the others' starts
         running = set(s.exec(select(Instance.business_key).where(
             Instance.process_key == PROCESS, Instance.state == "running")).all())
         for hh in due_households(s, engine.clock(), within):
