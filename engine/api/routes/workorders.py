@@ -1,6 +1,354 @@
-"""HTTP routes: work-orders (being built; see issue 3)."""
+"""Work orders: report a patrol finding, list with filters, detail with the timeline from
+the audit log, comments and photo attachments.
+
+Object rule: unit workers and leaders see and touch only orders of their own unit (any
+other order is a 404, so its existence does not leak); dispatchers, reviewers and
+administrators see all."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Any, Literal
 
-router = APIRouter(tags=["work-orders"])
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import and_, false, func, or_, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from engine.api.deps import actor_of, allow, engine_of
+from engine.api.errors import problem
+from engine.auth.service import Principal
+from engine.clock import from_db, to_db
+from engine.domain import workorders
+from engine.domain.models import AddressCode, WorkOrder
+from engine.domain.records import Attachment, Comment, WorkOrderAttachment
+from engine.runtime.audit import audit
+from engine.runtime.errors import NotFound, ValidationFailed
+from engine.storage import StoreError, TooLarge, UnsupportedType, store_of
+
+router = APIRouter(prefix="/api/v1", tags=["work-orders"])
+
+STATES = ("reported", "at_unit", "rerouting", "in_review", "closed")
+KINDS = ("report", "evidence", "after", "snapshot")
+UNIT_ROLES = frozenset({"unit_worker", "unit_leader"})
+
+
+# ---- models ----------------------------------------------------------------------------
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: Literal[workorders.CATEGORIES]
+    area: str = Field(min_length=1, max_length=40, description="street-office area code, e.g. dongcheng")
+    description: str = Field(default="", max_length=4000)
+    source: Literal["patrol", "citizen"] = Field(default="patrol", description="patrol finding, or a phoned-in report")
+    reporter: str | None = Field(default=None, max_length=120)
+    address_code: str | None = Field(default=None, min_length=1, max_length=40)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self):
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give lat and lon together, or neither")
+        return self
+
+
+class OrderOut(BaseModel):
+    number: str
+    source: str
+    category: str
+    area: str
+    address_code: str | None
+    lat: float | None
+    lon: float | None
+    description: str
+    state: str
+    unit_code: str | None
+    priority: str | None
+    sla_due: datetime | None
+    overdue: bool = Field(description="escalated, or still open past its SLA")
+    reject_count: int
+    reroute_count: int
+    reported_at: datetime
+    dispatched_at: datetime | None
+    closed_at: datetime | None
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TimelineEvent(BaseModel):
+    at: datetime
+    actor: str
+    kind: str
+    element: str | None
+    reason: str | None = Field(description="why, when the event carries a reason or note")
+    detail: dict[str, Any]
+
+
+class OpenTaskOut(BaseModel):
+    id: str
+    name: str
+    title: str
+    assignee: str | None
+    claimed_by: str | None
+    groups: list[str]
+    due_at: datetime | None
+
+
+class ProcessOut(BaseModel):
+    instance_id: int
+    process_key: str
+    version: int
+    state: str
+    error: str | None
+    next_timer_at: datetime | None
+    position: list[dict[str, Any]]
+    open_tasks: list[OpenTaskOut]
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class CommentOut(BaseModel):
+    id: int
+    author: str
+    at: datetime
+    text: str
+
+
+class AttachmentOut(BaseModel):
+    sha256: str
+    kind: str
+    content_type: str
+    size: int
+    added_by: str
+    at: datetime
+    url: str
+
+
+class OrderDetail(OrderOut):
+    reporter: str | None
+    origin: str | None
+    process: ProcessOut | None
+    timeline: list[TimelineEvent]
+    comments: list[CommentOut]
+    attachments: list[AttachmentOut]
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _scope(principal: Principal):
+    """The SQL condition for the orders a caller may see."""
+    if principal.role not in UNIT_ROLES:
+        return true()
+    return WorkOrder.unit_code == principal.unit_code if principal.unit_code else false()
+
+
+def _order(s: Session, number: str, principal: Principal) -> WorkOrder:
+    order = s.exec(select(WorkOrder).where(WorkOrder.number == number, _scope(principal))).first()
+    if order is None:
+        raise NotFound(f"no work order {number!r}")
+    return order
+
+
+def _is_overdue(o: WorkOrder, now: datetime) -> bool:
+    return bool(o.overdue) or (o.state != "closed" and o.sla_due is not None and from_db(o.sla_due) < now)
+
+
+def _order_out(o: WorkOrder, now: datetime) -> dict:
+    return dict(number=o.number, source=o.source, category=o.category, area=o.area, address_code=o.address_code,
+                lat=o.lat, lon=o.lon, description=o.description, state=o.state, unit_code=o.unit_code,
+                priority=o.priority, sla_due=from_db(o.sla_due), overdue=_is_overdue(o, now),
+                reject_count=o.reject_count, reroute_count=o.reroute_count, reported_at=from_db(o.reported_at),
+                dispatched_at=from_db(o.dispatched_at), closed_at=from_db(o.closed_at))
+
+
+def _reason(detail: dict) -> str | None:
+    data = detail.get("data") if isinstance(detail.get("data"), dict) else {}
+    for value in (detail.get("reason"), data.get("reason"), data.get("note"), detail.get("message")):
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def link_attachment(s: Session, order: WorkOrder, sha256: str, kind: str, by: str, now: datetime) -> bool:
+    """Link a stored attachment to an order (once). True if it was new."""
+    dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(WorkOrderAttachment).values(work_order_id=order.id, sha256=sha256, kind=kind,
+                                                      added_by=by[:64], at=to_db(now)).on_conflict_do_nothing()
+    added = s.connection().execute(stmt).rowcount == 1
+    if added:
+        audit(s, now, order.instance_id, order.number, by, "attachment_added", None, {"sha256": sha256, "kind": kind})
+    return added
+
+
+def _attachments(s: Session, order_id: int) -> list[AttachmentOut]:
+    rows = s.exec(select(WorkOrderAttachment, Attachment).join(Attachment, Attachment.sha256 == WorkOrderAttachment.sha256)
+                  .where(WorkOrderAttachment.work_order_id == order_id).order_by(WorkOrderAttachment.at))
+    return [AttachmentOut(sha256=link.sha256, kind=link.kind, content_type=a.content_type, size=a.size,
+                          added_by=link.added_by, at=from_db(link.at), url=f"/api/v1/attachments/{link.sha256}")
+            for link, a in rows]
+
+
+def _process(engine, order: WorkOrder) -> ProcessOut | None:
+    if order.instance_id is None:
+        return None
+    try:
+        inst = engine.instance(order.instance_id)
+    except NotFound:
+        return None
+    tasks = engine.tasks.for_actor(None, business_key=order.number, instance_id=order.instance_id)
+    return ProcessOut(instance_id=inst["id"], process_key=inst["process_key"], version=inst["version"],
+                      state=inst["state"], error=inst["error"], next_timer_at=inst["next_timer_at"],
+                      position=inst["position"],
+                      open_tasks=[OpenTaskOut(**{k: t[k] for k in OpenTaskOut.model_fields}) for t in tasks])
+
+
+def _detail(request: Request, number: str, principal: Principal) -> OrderDetail:
+    engine = engine_of(request)
+    with engine.transaction(write=False) as s:
+        order = _order(s, number, principal)
+        comments = [CommentOut(id=c.id, author=c.author, at=from_db(c.at), text=c.text)
+                    for c in s.exec(select(Comment).where(Comment.work_order_id == order.id).order_by(Comment.id))]
+        attachments = _attachments(s, order.id)
+    timeline = [TimelineEvent(at=e["at"], actor=e["actor"], kind=e["kind"], element=e["element"],
+                              reason=_reason(e["detail"]), detail=e["detail"])
+                for e in engine.audit(business_key=order.number)]
+    return OrderDetail(**_order_out(order, engine.clock()), reporter=order.reporter, origin=order.origin,
+                       process=_process(engine, order), timeline=timeline, comments=comments, attachments=attachments)
+
+
+# ---- routes ----------------------------------------------------------------------------
+@router.post("/work-orders", response_model=OrderDetail, status_code=201,
+             summary="Report a problem (patrol finding) / 上报问题（巡查发现）")
+def create_order(body: OrderIn, request: Request, principal: Principal = allow("workorders.create")):
+    engine = engine_of(request)
+    lat, lon = body.lat, body.lon
+    if body.address_code is not None:
+        with engine.transaction(write=False) as s:
+            address = s.get(AddressCode, body.address_code)
+        if address is None:
+            raise ValidationFailed({"address_code": f"no address code {body.address_code!r}"})
+        if lat is None:
+            lat, lon = address.lat, address.lon
+    reported = workorders.report(engine, actor_of(principal), source=body.source, category=body.category,
+                                 area=body.area, description=body.description, address_code=body.address_code,
+                                 lat=lat, lon=lon, reporter=body.reporter)
+    return _detail(request, reported.number, principal)
+
+
+@router.get("/work-orders", response_model=OrderPage, summary="List work orders / 工单列表")
+def list_orders(request: Request,
+                state: Literal[STATES] | None = None,
+                unit: str | None = Query(default=None, max_length=40, description="responsible unit code"),
+                category: Literal[workorders.CATEGORIES] | None = None,
+                overdue: bool | None = Query(default=None, description="escalated, or open past its SLA"),
+                area: str | None = Query(default=None, max_length=40),
+                reported_from: datetime | None = Query(default=None, description="ISO 8601, inclusive"),
+                reported_to: datetime | None = Query(default=None, description="ISO 8601, exclusive"),
+                limit: int = Query(default=50, ge=1, le=500),
+                offset: int = Query(default=0, ge=0, le=10_000_000),
+                principal: Principal = allow("workorders.read")):
+    engine = engine_of(request)
+    now = engine.clock()
+    where = [_scope(principal)]
+    for column, value in ((WorkOrder.state, state), (WorkOrder.unit_code, unit), (WorkOrder.category, category),
+                          (WorkOrder.area, area)):
+        if value is not None:
+            where.append(column == value)
+    if reported_from is not None:
+        where.append(WorkOrder.reported_at >= to_db(reported_from))
+    if reported_to is not None:
+        where.append(WorkOrder.reported_at < to_db(reported_to))
+    if overdue is not None:
+        late = or_(WorkOrder.overdue.is_(True),
+                   and_(WorkOrder.state != "closed", WorkOrder.sla_due.is_not(None), WorkOrder.sla_due < to_db(now)))
+        where.append(late if overdue else ~late)
+    with engine.transaction(write=False) as s:
+        total = s.exec(select(func.count()).select_from(WorkOrder).where(*where)).one()
+        rows = s.exec(select(WorkOrder).where(*where).order_by(WorkOrder.reported_at.desc(), WorkOrder.id.desc())
+                      .limit(limit).offset(offset)).all()
+    return OrderPage(items=[_order_out(o, now) for o in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/work-orders/{number}", response_model=OrderDetail,
+            summary="A work order with its timeline, process position, comments and attachments / 工单详情")
+def get_order(number: str, request: Request, principal: Principal = allow("workorders.read")):
+    return _detail(request, number, principal)
+
+
+@router.post("/work-orders/{number}/comments", response_model=CommentOut, status_code=201,
+             summary="Comment on a work order / 添加备注")
+def add_comment(number: str, body: CommentIn, request: Request, principal: Principal = allow("workorders.comment")):
+    if not body.text.strip():
+        raise ValidationFailed({"text": "a comment needs some text"})
+    engine = engine_of(request)
+    now = engine.clock()
+    with engine.transaction() as s:
+        order = _order(s, number, principal)
+        comment = Comment(work_order_id=order.id, author=principal.id, at=to_db(now), text=body.text)
+        s.add(comment)
+        s.flush()
+        audit(s, now, order.instance_id, order.number, principal.id, "commented", None,
+              {"comment_id": comment.id, "text": body.text[:200]})
+        return CommentOut(id=comment.id, author=comment.author, at=now, text=comment.text)
+
+
+@router.post("/work-orders/{number}/attachments", response_model=AttachmentOut, status_code=201,
+             summary="Upload a photo (JPEG, PNG or WebP, at most 10 MiB) / 上传照片",
+             responses={413: {"description": "over 10 MiB"}, 415: {"description": "not a JPEG, PNG or WebP image"}})
+def add_attachment(number: str, request: Request, file: UploadFile = File(description="the image"),
+                   kind: Literal[KINDS] = Form(default="evidence"),
+                   principal: Principal = allow("workorders.comment")):
+    engine = engine_of(request)
+    store = store_of(request)
+    with engine.transaction(write=False) as s:
+        _order(s, number, principal)  # 404 before reading anything
+    data = file.file.read(store.max_bytes + 1)
+    now = engine.clock()
+    try:
+        with engine.transaction() as s:
+            order = _order(s, number, principal)
+            sha = store.put(data, file.content_type, principal.id, s, now)
+            link_attachment(s, order, sha, kind, principal.id, now)
+            s.flush()
+            return next(a for a in _attachments(s, order.id) if a.sha256 == sha)
+    except TooLarge as exc:
+        return problem(413, exc.code, str(exc))
+    except UnsupportedType as exc:
+        return problem(415, exc.code, str(exc))
+    except StoreError as exc:
+        return problem(422, exc.code, str(exc), {"file": str(exc)})
+
+
+@router.get("/attachments/{sha256}", response_class=StreamingResponse,
+            summary="An attachment's bytes (if linked to an order you may see) / 下载附件",
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+                             "description": "the stored bytes"}})
+def get_attachment(sha256: str, request: Request, principal: Principal = allow("workorders.read")):
+    engine = engine_of(request)
+    with engine.transaction(write=False) as s:
+        found = s.exec(select(Attachment).join(WorkOrderAttachment, WorkOrderAttachment.sha256 == Attachment.sha256)
+                       .join(WorkOrder, WorkOrder.id == WorkOrderAttachment.work_order_id)
+                       .where(Attachment.sha256 == sha256, _scope(principal)).limit(1)).first()
+    if found is None:
+        raise NotFound(f"no attachment {sha256[:64]!r}")
+    try:
+        stream = store_of(request).open(sha256)
+    except (KeyError, StoreError):
+        raise NotFound(f"attachment {sha256} is recorded but its bytes are missing") from None
+    headers = {"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable",
+               "X-Content-Type-Options": "nosniff", "Content-Length": str(found.size)}
+    return StreamingResponse(_chunks(stream), media_type=found.content_type, headers=headers)
+
+
+def _chunks(stream, size: int = 64 * 1024):
+    with stream:
+        while chunk := stream.read(size):
+            yield chunk
