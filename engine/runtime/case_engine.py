@@ -226,12 +226,20 @@ class CaseEngine:
                      business_key: str | None = None, instance_id: int | None = None,
                      session: Session | None = None) -> list[int]:
         """Deliver a message to every instance awaiting it (by business key or id)."""
+        return list(self.send_messages(name, [payload], actor, business_key=business_key, instance_id=instance_id,
+                                       session=session))
+
+    def send_messages(self, name: str, payloads: list[Mapping[str, Any]], actor: Actor, *,
+                      business_key: str | None = None, instance_id: int | None = None,
+                      session: Session | None = None) -> dict[int, int]:
+        """Deliver several messages in order, each instance loaded and saved once (a batch of
+        badge check-ins is one step). Returns {instance id: how many it took}."""
         try:
-            payload = check_plain(dict(payload), "message payload")
+            clean = [check_plain(dict(p), "message payload") for p in payloads]
         except (DataError, TypeError, ValueError) as exc:
             raise ValidationFailed({"payload": str(exc)}) from None
         with self.transaction(session) as s:
-            return deliver(self, s, name, payload, actor, business_key, instance_id)
+            return deliver(self, s, name, clean, actor, business_key, instance_id)
 
     # ---- timers ---------------------------------------------------------------------------
     def fire_due_timers(self, limit: int = 100) -> int:

@@ -11,8 +11,10 @@ from engine.runtime import state
 from engine.runtime.errors import Actor, NotFound
 
 
-def deliver(engine, s: Session, name: str, payload: dict, actor: Actor,
-            business_key: str | None, instance_id: int | None) -> list[int]:
+def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
+            business_key: str | None, instance_id: int | None) -> dict[int, int]:
+    """Deliver each payload in turn to every instance awaiting `name`; an instance is loaded
+    and saved once however many payloads it takes. Returns {instance id: payloads taken}."""
     if business_key is None and instance_id is None:
         raise NotFound("a message needs a business key or an instance id")
     q = select(AwaitedMessage.instance_id).where(AwaitedMessage.name == name)
@@ -24,19 +26,25 @@ def deliver(engine, s: Session, name: str, payload: dict, actor: Actor,
     if not ids:
         raise NotFound(f"no running instance is waiting for message {name!r}"
                        + (f" with key {business_key!r}" if business_key else ""))
-    delivered = []
+    delivered: dict[int, int] = {}
     for iid in ids:
         row = fetch_instance(s, iid, lock=True)
         wf = engine.load(s, row, actor)
+        taken = 0
+
+        def catch_all(wf):
+            nonlocal taken
+            for payload in payloads:
+                if name not in state.scan(wf).awaited:
+                    break  # the process moved past waiting (e.g. its grace period ended)
+                engine._audit(s, row, actor.id, "message_received", element=name, payload=payload)
+                # The result variable is fixed by the server: senders choose data, not names.
+                wf.catch(BpmnEvent(MessageEventDefinition(name), payload={"payload": payload, "result_var": name}))
+                wf.do_engine_steps()
+                taken += 1
+
         if name not in state.scan(wf).awaited:
             continue
-
-        def catch(wf, name=name):
-            # The result variable is fixed by the server: senders choose data, not names.
-            event = BpmnEvent(MessageEventDefinition(name), payload={"payload": payload, "result_var": name})
-            wf.catch(event)
-
-        engine._audit(s, row, actor.id, "message_received", element=name, payload=payload)
-        engine._run_or_raise(s, row, wf, actor, catch)
-        delivered.append(iid)
+        engine._run_or_raise(s, row, wf, actor, catch_all)
+        delivered[iid] = taken
     return delivered
