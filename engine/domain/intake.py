@@ -1,0 +1,437 @@
+"""Intake: how citizens' Open311 service requests and AI-camera detections become work orders.
+
+Plain domain logic (no HTTP): the service list and its mapping to work-order categories,
+locating a report in a street-office area, checking what a citizen sent, reading requests
+back for the public, and de-duplicating camera detections into open orders.
+
+Locating (the `area` the dispatch table routes on), first rule that applies:
+  1. `address_id` names an address code: its street's area (and its position if none given);
+  2. lat/long: the street of the nearest address code within `locate_max_m` (default 1 km);
+  3. `address_string` names a street (English or Chinese name) or an address code/label;
+  4. otherwise `default_area` ("unlocated"): the dispatch table's catch-all rows route it and
+     a dispatcher re-routes it by hand.
+
+Settings come from the environment, read on each use (defaults in brackets):
+CITYLOOP_CAMERA_MIN_CONFIDENCE [0.6], CITYLOOP_CAMERA_RADIUS_M [50],
+CITYLOOP_CAMERA_WINDOW_HOURS [24], CITYLOOP_INTAKE_MAX_DISTANCE_M [1000],
+CITYLOOP_INTAKE_DEFAULT_AREA [unlocated]. A bad value is logged and the default used.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from engine.clock import from_db, to_db
+from engine.db.models import AuditEvent
+from engine.domain import workorders
+from engine.domain.common import exclusive
+from engine.domain.models import AddressCode, Street, Unit, WorkOrder
+from engine.domain.records import Attachment, CameraDetection, Open311Request, WorkOrderAttachment
+from engine.runtime.audit import audit
+from engine.runtime.errors import Actor, ValidationFailed
+
+log = logging.getLogger("cityloop.intake")
+EARTH_RADIUS_M = 6_371_008.8
+MAX_RESULTS = 1000
+DEFAULT_SPAN = timedelta(days=90)   # GeoReport v2: without dates, the last 90 days
+
+
+# ---- services ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Service:
+    code: str            # the work-order category
+    name: str
+    name_zh: str
+    group: str
+    keywords: tuple[str, ...]
+    notice: str          # what the citizen is told on submitting
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} / {self.name_zh}"
+
+
+SERVICES: dict[str, Service] = {s.code: s for s in (
+    Service("exposed_garbage", "Exposed garbage", "暴露垃圾", "sanitation", ("garbage", "litter", "bins", "垃圾"),
+            "Sent to the cleaning contractor; usually cleared within 24 hours. / 已派往环卫单位，一般24小时内处理。"),
+    Service("street_vending", "Street vending", "占道经营", "city appearance", ("vendor", "stall", "摊贩"),
+            "Sent to the market patrol of the street office. / 已派往街道市容巡查队。"),
+    Service("illegal_ads", "Illegal advertising", "违法小广告", "city appearance",
+            ("ads", "flyers", "graffiti", "广告"),
+            "Sent to the advertising removal team. / 已派往违法广告清理队。"),
+    Service("road_damage", "Road damage", "道路破损", "roads", ("pothole", "pavement", "路面"),
+            "Urgent: sent to roads maintenance. / 紧急：已派往道路养护单位。"),
+    Service("manhole_cover", "Missing or broken manhole cover", "井盖缺失或破损", "roads", ("manhole", "井盖"),
+            "Urgent: sent to roads maintenance. Keep clear of the opening. / 紧急：已派往道路养护单位，请远离井口。"),
+    Service("gas_hazard", "Bottled gas hazard", "瓶装燃气隐患", "safety", ("gas", "cylinder", "燃气"),
+            "Sent to the gas safety office. If you smell gas, leave and call 110/119. / "
+            "已派往燃气安全办公室；闻到燃气味请撤离并拨打110/119。"),
+    Service("tree_fallen", "Fallen tree or branch", "树木倒伏", "landscaping", ("tree", "branch", "树"),
+            "Sent to the landscaping team. / 已派往绿化养护队。"),
+    Service("other", "Other city problem", "其他城市管理问题", "other", ("other", "其他"),
+            "Sent to the district dispatch desk. / 已转区城运调度台。"),
+)}
+assert set(SERVICES) == set(workorders.CATEGORIES), "one Open311 service per work-order category"
+
+# What AI cameras may call a category, besides the work-order category names themselves.
+CAMERA_ALIASES = {"garbage": "exposed_garbage", "litter": "exposed_garbage", "overflowing_bin": "exposed_garbage",
+                  "vendor": "street_vending", "street_vendor": "street_vending", "stall": "street_vending",
+                  "illegal_ad": "illegal_ads", "advertisement": "illegal_ads", "flyer": "illegal_ads",
+                  "pothole": "road_damage", "manhole": "manhole_cover", "missing_manhole_cover": "manhole_cover",
+                  "fallen_tree": "tree_fallen"}
+
+
+def camera_category(raw: str) -> str:
+    name = raw.strip().lower().replace("-", "_").replace(" ", "_")
+    category = name if name in workorders.CATEGORIES else CAMERA_ALIASES.get(name)
+    if category is None:
+        raise ValidationFailed({"category": f"unknown category {raw!r}; use one of {', '.join(workorders.CATEGORIES)}"})
+    return category
+
+
+# ---- settings ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IntakeConfig:
+    camera_min_confidence: float = 0.6
+    camera_radius_m: float = 50.0
+    camera_window: timedelta = timedelta(hours=24)
+    locate_max_m: float = 1000.0
+    default_area: str = "unlocated"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "IntakeConfig":
+        d = cls()
+        return cls(camera_min_confidence=_env_num(env, "CITYLOOP_CAMERA_MIN_CONFIDENCE", d.camera_min_confidence, 0, 1),
+                   camera_radius_m=_env_num(env, "CITYLOOP_CAMERA_RADIUS_M", d.camera_radius_m, 1, 10_000),
+                   camera_window=timedelta(hours=_env_num(env, "CITYLOOP_CAMERA_WINDOW_HOURS",
+                                                          d.camera_window.total_seconds() / 3600, 0.01, 24 * 30)),
+                   locate_max_m=_env_num(env, "CITYLOOP_INTAKE_MAX_DISTANCE_M", d.locate_max_m, 1, 100_000),
+                   default_area=(env.get("CITYLOOP_INTAKE_DEFAULT_AREA") or d.default_area)[:40])
+
+
+def _env_num(env, name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+        if math.isfinite(value) and low <= value <= high:
+            return value
+    except ValueError:
+        pass
+    log.warning("%s=%r is not a number in [%s, %s]; using %s", name, raw, low, high, default)
+    return default
+
+
+# ---- locating ---------------------------------------------------------------------------
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _box(lat: float, lon: float, radius_m: float) -> tuple[float, float]:
+    """Half-sizes in degrees of a box holding the circle (a cheap index-friendly prefilter)."""
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M)
+    return dlat, dlat / max(math.cos(math.radians(lat)), 0.01)
+
+
+@dataclass(frozen=True)
+class Location:
+    area: str
+    lat: float | None
+    lon: float | None
+    address_code: str | None = None
+    how: str = "default"        # address_id | nearest_address | address_string | default
+
+
+def locate(s: Session, cfg: IntakeConfig, lat: float | None = None, lon: float | None = None,
+           address_string: str | None = None, address_id: str | None = None) -> Location:
+    if address_id:
+        row = s.exec(select(AddressCode, Street.area).join(Street, Street.code == AddressCode.street_code)
+                     .where(AddressCode.code == address_id)).first()
+        if row is None:
+            raise ValidationFailed({"address_id": f"unknown address code {address_id!r}"})
+        code, area = row
+        return Location(area, code.lat if lat is None else lat, code.lon if lon is None else lon, code.code,
+                        "address_id")
+    if lat is not None and lon is not None:
+        dlat, dlon = _box(lat, lon, cfg.locate_max_m)
+        rows = s.exec(select(AddressCode.lat, AddressCode.lon, Street.area)
+                      .join(Street, Street.code == AddressCode.street_code)
+                      .where(AddressCode.lat.between(lat - dlat, lat + dlat),
+                             AddressCode.lon.between(lon - dlon, lon + dlon)).limit(5000)).all()
+        best = min(((haversine_m(lat, lon, r.lat, r.lon), r.area) for r in rows), default=None)
+        if best is not None and best[0] <= cfg.locate_max_m:
+            return Location(best[1], lat, lon, None, "nearest_address")
+    if address_string:
+        area = _area_named(s, address_string)
+        if area is not None:
+            return Location(area, lat, lon, None, "address_string")
+    return Location(cfg.default_area, lat, lon, None, "default")
+
+
+def _area_named(s: Session, text: str) -> str | None:
+    wanted = text.strip().lower()
+    found = s.exec(select(Street.area).join(AddressCode, AddressCode.street_code == Street.code)
+                   .where((func.lower(AddressCode.code) == wanted) | (func.lower(AddressCode.label) == wanted))).first()
+    if found is not None:
+        return found
+    streets = s.exec(select(Street.name, Street.name_zh, Street.area).limit(5000)).all()
+    named = [(len(n), area) for name, name_zh, area in streets for n in (name, name_zh)
+             if n and n.lower() in wanted]
+    return max(named)[1] if named else None
+
+
+# ---- citizen reports (Open311) -------------------------------------------------------------
+XML_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+TEXT_LIMITS = {"service_code": 40, "description": 4000, "address_string": 255, "address_id": 40, "email": 255,
+                "first_name": 64, "last_name": 64, "phone": 32, "device_id": 64, "media_url": 500}
+
+
+@dataclass(frozen=True)
+class CitizenReport:
+    service_code: str
+    lat: float | None = None
+    lon: float | None = None
+    description: str = ""
+    address_string: str | None = None
+    address_id: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    device_id: str | None = None
+    media_url: str | None = None
+
+
+def clean_text(name: str, value: Any, limit: int) -> str | None:
+    """A text field as sent: None when empty; refused when not text, too long or not
+    representable in XML 1.0 / PostgreSQL text (control characters, NUL, lone surrogates)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValidationFailed({name: "must be text"})
+    value = value.strip()
+    if len(value) > limit:
+        raise ValidationFailed({name: f"longer than {limit} characters"})
+    if XML_UNSAFE.search(value):
+        raise ValidationFailed({name: "contains control characters"})
+    return value or None
+
+
+def _coordinate(name: str, value: Any, bound: float) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValidationFailed({name: "must be a number"})
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValidationFailed({name: "must be a number"}) from None
+    if not math.isfinite(number) or abs(number) > bound:
+        raise ValidationFailed({name: f"must be between -{bound:g} and {bound:g}"})
+    return number
+
+
+def parse_citizen_report(fields: Mapping[str, Any]) -> CitizenReport:
+    """Check what a citizen sent (GeoReport v2 POST fields; `long` is the longitude)."""
+    text = {name: clean_text(name, fields.get(name), limit) for name, limit in TEXT_LIMITS.items()}
+    code = text.pop("service_code")
+    if code is None:
+        raise ValidationFailed({"service_code": "required"})
+    if code not in SERVICES:
+        raise ValidationFailed({"service_code": f"unknown service {code!r}; see services.json"})
+    lat, lon = _coordinate("lat", fields.get("lat"), 90), _coordinate("long", fields.get("long"), 180)
+    if (lat is None) != (lon is None):
+        raise ValidationFailed({"lat" if lat is None else "long": "lat and long go together"})
+    if lat is None and not text["address_string"] and not text["address_id"]:
+        raise ValidationFailed({"location": "a location is required: lat and long, address_string or address_id"})
+    if text["email"] and not _EMAIL.match(text["email"]):
+        raise ValidationFailed({"email": "not an e-mail address"})
+    if text["media_url"] and not re.match(r"^https?://[^\s]+$", text["media_url"], re.IGNORECASE):
+        raise ValidationFailed({"media_url": "must be an http(s) URL"})
+    return CitizenReport(service_code=code, lat=lat, lon=lon, description=text.pop("description") or "", **text)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    id: int
+    number: str
+    notice: str
+
+
+def submit_citizen_report(engine, actor: Actor, r: CitizenReport, cfg: IntakeConfig | None = None) -> Submitted:
+    """Record the request, start its work order (the dispatch table routes it), one transaction."""
+    cfg = cfg or IntakeConfig.from_env()
+    with engine.transaction() as s:
+        where = locate(s, cfg, r.lat, r.lon, r.address_string, r.address_id)
+        name = " ".join(n for n in (r.first_name, r.last_name) if n)
+        reported = workorders.report(engine, actor, source="citizen", category=r.service_code, area=where.area,
+                                     description=r.description, address_code=where.address_code, lat=where.lat,
+                                     lon=where.lon, reporter=(name or "citizen (Open311)")[:120], origin="open311",
+                                     session=s)
+        s.add(Open311Request(work_order_id=reported.id, service_code=r.service_code, address_string=r.address_string,
+                             email=r.email, phone=r.phone, first_name=r.first_name, last_name=r.last_name,
+                             device_id=r.device_id, media_url=r.media_url, requested_at=to_db(engine.clock())))
+        s.flush()
+        notice = f"{SERVICES[r.service_code].notice} Work order {reported.number}."
+        return Submitted(reported.id, reported.number, notice)
+
+
+@dataclass
+class RequestQuery:
+    ids: list[int] | None = None
+    service_codes: list[str] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    statuses: list[str] | None = None       # open | closed
+    limit: int = MAX_RESULTS
+
+
+def find_requests(s: Session, q: RequestQuery, now: datetime) -> list[dict]:
+    """Open311 requests newest first, as GeoReport fields (datetimes aware, UTC). Only orders
+    that came in through Open311 are public; with ids, the other filters do not apply."""
+    stmt = (select(WorkOrder, Open311Request, Unit.name, Unit.name_zh)
+            .join(Open311Request, Open311Request.work_order_id == WorkOrder.id)
+            .join(Unit, Unit.code == WorkOrder.unit_code, isouter=True))
+    if q.ids is not None:
+        stmt = stmt.where(WorkOrder.id.in_(q.ids))
+    else:
+        start = now - DEFAULT_SPAN if q.start is None and q.end is None else q.start
+        if start is not None:
+            stmt = stmt.where(WorkOrder.reported_at >= to_db(start))
+        if q.end is not None:
+            stmt = stmt.where(WorkOrder.reported_at <= to_db(q.end))
+        if q.service_codes:
+            stmt = stmt.where(WorkOrder.category.in_(q.service_codes))
+        if q.statuses and set(q.statuses) != {"open", "closed"}:
+            closed = "closed" in q.statuses
+            stmt = stmt.where(WorkOrder.state == "closed" if closed else WorkOrder.state != "closed")
+    stmt = stmt.order_by(WorkOrder.reported_at.desc(), WorkOrder.id.desc()).limit(min(q.limit, MAX_RESULTS))
+    rows = s.exec(stmt).all()
+    updated = {}
+    if rows:  # the last thing that happened to each order, from its audit log
+        updated = dict(s.exec(select(AuditEvent.business_key, func.max(AuditEvent.at))
+                              .where(AuditEvent.business_key.in_([o.number for o, *_ in rows]))
+                              .group_by(AuditEvent.business_key)).all())
+    return [_georeport(order, req, unit_name, unit_name_zh, updated.get(order.number))
+            for order, req, unit_name, unit_name_zh in rows]
+
+
+def _georeport(order: WorkOrder, req: Open311Request, unit_name, unit_name_zh, updated) -> dict:
+    service = SERVICES.get(order.category)
+    agency = unit_name if not unit_name or unit_name_zh in (None, "", unit_name) else f"{unit_name} / {unit_name_zh}"
+    return {"service_request_id": order.id, "status": "closed" if order.state == "closed" else "open",
+            "status_notes": STATUS_NOTES.get(order.state, order.state),
+            "service_name": service.name if service else order.category, "service_code": order.category,
+            "description": order.description, "agency_responsible": agency,
+            "service_notice": service.notice if service else None,
+            "requested_datetime": from_db(order.reported_at),
+            "updated_datetime": from_db(updated) or from_db(order.reported_at),
+            "expected_datetime": from_db(order.sla_due), "address": req.address_string,
+            "address_id": order.address_code, "zipcode": None, "lat": order.lat, "long": order.lon,
+            "media_url": req.media_url}
+
+
+STATUS_NOTES = {"reported": "Received / 已受理", "at_unit": "With the responsible unit / 处置中",
+                "rerouting": "Being passed to the right unit / 改派中", "in_review": "Fixed; being checked / 待核查",
+                "closed": "Fixed and checked / 已结案"}
+
+
+# ---- camera detections ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Detection:
+    camera_id: str
+    category: str           # a work-order category (see camera_category)
+    confidence: float
+    at: datetime            # aware
+    lat: float
+    lon: float
+    snapshot_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DetectionOutcome:
+    detection_id: int
+    outcome: str            # created | attached | below_threshold | replayed
+    work_order_id: int | None = None
+    work_order_number: str | None = None
+    distance_m: float | None = None
+    threshold: float | None = None
+
+
+def record_detection(engine, actor: Actor, d: Detection, cfg: IntakeConfig | None = None) -> DetectionOutcome:
+    """Store a detection; below the confidence threshold that is all. Otherwise attach it to an
+    open order of the same category within the radius and time window, or start a new order.
+    Detections of one category are taken one at a time so two cameras never both create."""
+    cfg = cfg or IntakeConfig.from_env()
+    with engine.transaction() as s:
+        exclusive(s, f"camera-intake:{d.category}")
+        if d.snapshot_sha256 and s.get(Attachment, d.snapshot_sha256) is None:
+            raise ValidationFailed({"snapshot_sha256": "no attachment with this sha256; upload the snapshot first"})
+        replay = s.exec(select(CameraDetection).where(
+            CameraDetection.camera_id == d.camera_id, CameraDetection.category == d.category,
+            CameraDetection.at == to_db(d.at), CameraDetection.lat == d.lat, CameraDetection.lon == d.lon)).first()
+        if replay is not None:
+            number = s.get(WorkOrder, replay.work_order_id).number if replay.work_order_id else None
+            return DetectionOutcome(replay.id, "replayed", replay.work_order_id, number)
+        now = engine.clock()
+        row = CameraDetection(camera_id=d.camera_id, category=d.category, confidence=d.confidence, at=to_db(d.at),
+                              lat=d.lat, lon=d.lon, snapshot_sha256=d.snapshot_sha256, received_at=to_db(now))
+        if d.confidence < cfg.camera_min_confidence:
+            s.add(row)
+            s.flush()
+            return DetectionOutcome(row.id, "below_threshold", threshold=cfg.camera_min_confidence)
+        found = open_duplicate(s, cfg, d.category, d.lat, d.lon, d.at)
+        if found is not None:
+            order, distance, outcome = found[0], round(found[1], 1), "attached"
+            row.work_order_id, row.duplicate = order.id, True
+        else:
+            where = locate(s, cfg, d.lat, d.lon)
+            service = SERVICES[d.category]
+            reported = workorders.report(
+                engine, actor, source="camera", category=d.category, area=where.area, lat=d.lat, lon=d.lon,
+                description=f"Camera {d.camera_id}: {service.name} (confidence {d.confidence:.2f}) / "
+                            f"摄像头识别：{service.name_zh}",
+                reporter=f"camera:{d.camera_id}"[:120], origin=f"camera:{d.camera_id}"[:64], session=s)
+            order, distance, outcome = s.get(WorkOrder, reported.id), None, "created"
+            row.work_order_id = order.id
+        s.add(row)
+        s.flush()
+        if d.snapshot_sha256 and s.get(WorkOrderAttachment, (order.id, d.snapshot_sha256)) is None:
+            s.add(WorkOrderAttachment(work_order_id=order.id, sha256=d.snapshot_sha256, kind="snapshot",
+                                      added_by=actor.id[:64], at=to_db(now)))
+        audit(s, now, order.instance_id, order.number, actor.id, "camera_detection", None,
+              {"detection_id": row.id, "camera_id": d.camera_id, "confidence": d.confidence, "at": d.at.isoformat(),
+               "duplicate": row.duplicate, "distance_m": distance})
+        return DetectionOutcome(row.id, outcome, order.id, order.number, distance)
+
+
+def open_duplicate(s: Session, cfg: IntakeConfig, category: str, lat: float, lon: float,
+                   at: datetime) -> tuple[WorkOrder, float] | None:
+    """The nearest open order of `category` within the radius, reported within the window
+    of `at` (either side: a camera may upload late). None if there is none."""
+    dlat, dlon = _box(lat, lon, cfg.camera_radius_m)
+    candidates = s.exec(select(WorkOrder).where(
+        WorkOrder.category == category, WorkOrder.state != "closed",
+        WorkOrder.lat.between(lat - dlat, lat + dlat), WorkOrder.lon.between(lon - dlon, lon + dlon),
+        WorkOrder.reported_at >= to_db(at - cfg.camera_window), WorkOrder.reported_at <= to_db(at + cfg.camera_window))
+        .limit(500)).all()
+    near = [(haversine_m(lat, lon, o.lat, o.lon), o.id, o) for o in candidates]
+    near = [n for n in near if n[0] <= cfg.camera_radius_m]
+    if not near:
+        return None
+    distance, _, order = min(near, key=lambda n: (n[0], n[1]))
+    return order, distance
