@@ -124,3 +124,8 @@ def test_claimed_task_is_reserved_for_the_claimer(district):
     with pytest.raises(Conflict):
         district.complete(task["id"], colleague, {"action": "fixed", "after_photos": [PHOTO]})
     district.complete(task["id"], WORKER_EAST, {"action": "fixed", "after_photos": [PHOTO]})
+
+
+def test_an_unlocated_report_goes_to_the_dispatch_desk(district):
+    order = workorders.report(district, DISPATCHER, source="citizen", category="exposed_garbage", area="unlocated")
+    assert _order(district, order.number).unit_code == "dispatch-desk"
