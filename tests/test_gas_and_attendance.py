@@ -40,6 +40,7 @@ def test_minor_hazard_spawns_rectification_but_keeps_supply(district):
         order = s.exec(select(WorkOrder)).one()
         insp = s.exec(select(Inspection)).one()
     assert (order.category, order.unit_code, order.source) == ("gas_hazard", "gas-office", "inspection")
+    assert insp.work_order_number == order.number, "the inspection names its rectification order"
     assert insp.hazard_level == "minor" and "aged" in insp.hazard_reason.lower()
     assert not _household(district, 2).supply_suspended
 

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError as DBAPIDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth.service import AuthError, RateLimited
@@ -57,6 +58,11 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         return problem(exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"),
                        str(exc.detail))
+
+    @app.exception_handler(DBAPIDataError)
+    async def database_refused_value(request: Request, exc: DBAPIDataError):
+        # e.g. a NUL byte or an out-of-range number that got as far as the database
+        return problem(400, "bad_request", "a value in this request cannot be stored or searched for")
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, exc: ValueError):

@@ -111,6 +111,10 @@ def spawn_rectification(ctx: OpContext, data, params):
         return order.number
 
     number = ctx.once("spawn_rectification", spawn)
+    latest = ctx.session.exec(select(Inspection).where(Inspection.instance_id == ctx.instance_id)
+                              .order_by(Inspection.id.desc())).first()
+    if latest is not None and latest.work_order_number is None:
+        latest.work_order_number = number
     ctx.audit("rectification_ordered", work_order=number)
     return {"rectification_order": number}
 

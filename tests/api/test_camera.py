@@ -54,7 +54,7 @@ def test_repeated_detections_attach_to_one_open_order(client, system, clock, cam
     assert far["outcome"] == "created" and far["work_order_id"] != order_id
     orders = _orders(system)
     assert len(orders) == 2 and {o.source for o in orders} == {"camera"}
-    assert all(o.unit_code == "clean-west" for o in orders)   # no address code nearby: catch-all area
+    assert all(o.unit_code == "dispatch-desk" for o in orders)   # no address code nearby: the dispatch desk
 
     rows = client.get(URL, params={"work_order": order_id}, headers=camera).json()
     assert len(rows) == 3 and sorted(r["duplicate"] for r in rows) == [False, True, True]
