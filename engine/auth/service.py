@@ -16,6 +16,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
@@ -68,13 +70,21 @@ def set_password(s: Session, staff_id: str, password: str, now: datetime) -> Non
         account.password_hash, account.changed_at = hash_password(password), to_db(now)
 
 
+_SECRETS: dict[str, str] = {}  # by database URL: the key never changes once made
+
+
 def _secret(s: Session) -> str:
-    row = s.get(ServerSecret, "jwt")
-    if row is None:
-        s.add(ServerSecret(name="jwt", value=secrets.token_hex(32)))
-        s.flush()
-        row = s.get(ServerSecret, "jwt")
-    return row.value
+    """The signing key shared by every worker on this database, made by whichever asks first."""
+    bind = s.get_bind()
+    cache_key = bind.url.render_as_string(hide_password=False)
+    if cache_key in _SECRETS:
+        return _SECRETS[cache_key]
+    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    s.execute(insert(ServerSecret).values(name="jwt", value=secrets.token_hex(32))
+              .on_conflict_do_nothing(index_elements=["name"]))  # two workers may race here
+    value = s.exec(select(ServerSecret.value).where(ServerSecret.name == "jwt")).one()
+    _SECRETS[cache_key] = value
+    return value
 
 
 def _attempt_key(username: str, address: str) -> str:
