@@ -42,7 +42,7 @@ def allow(permission: str) -> Callable:
                 return None
             raise AuthError("log in first: send Authorization: Bearer <token>")
         engine = engine_of(request)
-        with engine.transaction() as s:
+        with engine.transaction(write=False) as s:  # a read: never queue behind writers
             principal = service.authenticate(s, token, engine.clock())
         if not allowed(permission, principal.role):
             raise RoleForbidden(f"role {principal.role!r} may not {permission.replace('.', ' ')}")

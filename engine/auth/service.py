@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -25,6 +25,7 @@ from engine.clock import to_db
 from engine.domain.models import Staff
 
 ACCESS_TTL = timedelta(minutes=30)
+LAST_SEEN_EVERY = timedelta(minutes=1)  # a device's last-seen time is written at most this often
 PAIRING_TTL = timedelta(minutes=15)
 MAX_FAILURES = 5              # per account+address within the window
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -135,7 +136,8 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
         device = s.exec(select(Device).where(Device.token_hash == _hash_token(token))).first()
         if device is None or device.revoked_at is not None:
             raise AuthError("device token revoked or unknown")
-        device.last_seen_at = to_db(now)
+        if device.last_seen_at is None or to_db(now) - device.last_seen_at > LAST_SEEN_EVERY:
+            mark_seen(s, device.id, now)
         if device.kind == "tablet":
             owner = s.get(Staff, device.owner_id) if device.owner_id else None
             if owner is None or not owner.active:
@@ -150,6 +152,15 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
     if staff is None or not staff.active:
         raise AuthError("account disabled")
     return Principal(staff.id, "user", staff.role, staff.unit_code)
+
+
+def mark_seen(s: Session, device_id: str, now: datetime) -> None:
+    """Record a device's last request. Authentication reads in a read-only transaction, so this
+    writes through its own short connection (and rarely: see LAST_SEEN_EVERY)."""
+    with s.get_bind().connect() as conn:
+        conn = conn.execution_options(write=True)
+        with conn.begin():
+            conn.execute(update(Device).where(Device.id == device_id).values(last_seen_at=to_db(now)))
 
 
 def _decode(s: Session, token: str, now: datetime) -> dict:
