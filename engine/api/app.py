@@ -13,12 +13,31 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from engine.api import errors
-from engine.api.routes import (admin, attendance, auth, camera, dashboards, gas, open311, processes, tasks,
-                               workorders)
+from engine.api.routes import (admin, attendance, auth, camera, checkins, dashboards, gas, open311, processes,
+                               tasks, workorders)
 
 log = logging.getLogger("cityloop.api")
 ROUTERS = tuple(m.router for m in (auth, admin, workorders, tasks, processes, open311, camera, gas, attendance,
-                                   dashboards))
+                                   checkins, dashboards))
+
+
+class WorkerHeader:
+    """Pure ASGI middleware naming the process that answered (X-Cityloop-Worker); cheaper
+    than an @app.middleware function, which wraps every response in extra tasks."""
+
+    def __init__(self, app):
+        self.app, self.pid = app, str(os.getpid()).encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_header(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-cityloop-worker", self.pid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None = None) -> FastAPI:
@@ -50,12 +69,7 @@ def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None 
                   description="City operations case management: work orders, gas safety, crew attendance.")
     errors.install(app)
     app.add_middleware(errors.BodyLimit)
-
-    @app.middleware("http")
-    async def worker_header(request, call_next):
-        response = await call_next(request)
-        response.headers["X-Cityloop-Worker"] = str(os.getpid())  # which process answered
-        return response
+    app.add_middleware(WorkerHeader)
     for router in ROUTERS:
         app.include_router(router)
     if engine is not None:
