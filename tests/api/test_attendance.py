@@ -10,19 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
-from engine.auth import service
-from engine.domain.models import Notification, Staff
-from tests.api.conftest import bearer
+from engine.domain.models import Notification
+from tests.api.conftest import bearer, token_for
 
 A = "/api/v1/attendance"
-
-
-def token_for(system, staff_id: str, role: str, unit: str | None = None) -> str:
-    with system.transaction() as s:
-        if s.get(Staff, staff_id) is None:
-            s.add(Staff(id=staff_id, name=staff_id, role=role, unit_code=unit))
-            s.flush()
-        return service.issue_token(s, s.get(Staff, staff_id), system.clock())
 
 
 @pytest.fixture

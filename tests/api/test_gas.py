@@ -7,22 +7,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import Session, func, select
 
-from engine.auth import service
-from engine.domain.models import AddressCode, Household, Staff
+from engine.domain.models import AddressCode, Household
 from engine.runtime.errors import Actor
-from tests.api.conftest import bearer
+from tests.api.conftest import bearer, token_for
 
 HEADER = "address_code,holder,phone,deliverer_id,last_inspected_at\n"
 GOOD = {"hose_ok": "ok", "valve_leak_test": "pass", "ventilation": "adequate", "co_alarm": "working",
         "cylinder_inspection_date": "2027-05-01", "stove_flameout_protection": "present", "photos": ["ab" * 32]}
-
-
-def token_for(system, staff_id: str, role: str, unit: str | None = None) -> str:
-    with system.transaction() as s:
-        if s.get(Staff, staff_id) is None:
-            s.add(Staff(id=staff_id, name=staff_id, role=role, unit_code=unit))
-            s.flush()
-        return service.issue_token(s, s.get(Staff, staff_id), system.clock())
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from engine.domain import gas
 from engine.runtime.errors import Actor
-from tests.api.conftest import bearer
-from tests.api.test_workorders import (attachments, complete, only_task, report, tasks_of, token_for,  # noqa: F401
-                                       upload)
+from tests.api.conftest import bearer, token_for
+from tests.api.test_workorders import attachments, complete, only_task, report, tasks_of, upload  # noqa: F401
 
 
 def test_my_tasks_carry_their_form_and_paginate(client, tokens, clock):

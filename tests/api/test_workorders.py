@@ -11,7 +11,7 @@ from engine.auth import service
 from engine.domain.models import Staff
 from engine.domain.records import Attachment
 from engine.storage import AttachmentStore
-from tests.api.conftest import ACCOUNTS, bearer
+from tests.api.conftest import ACCOUNTS, bearer, token_for
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + os.urandom(64)
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(64)
@@ -22,15 +22,6 @@ WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + os.urandom(32)
 def attachments(app, tmp_path):
     store = app.state.attachments = AttachmentStore(tmp_path / "attachments")
     return store
-
-
-def token_for(system, staff_id: str, role: str, unit: str | None = None) -> str:
-    """An extra account (e.g. a worker of another unit) and its access token."""
-    with system.transaction() as s:
-        if s.get(Staff, staff_id) is None:
-            s.add(Staff(id=staff_id, name=staff_id, role=role, unit_code=unit))
-            s.flush()
-        return service.issue_token(s, s.get(Staff, staff_id), system.clock())
 
 
 def advance(clock, system, tokens, **delta) -> None:

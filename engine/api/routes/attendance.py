@@ -1,5 +1,5 @@
-"""Cleaning attendance: contracts, crews and rosters, badges, shifts, check-ins in batches,
-and attendance per shift.
+"""Cleaning attendance: contracts, crews and rosters, badges, shifts and attendance per shift
+(check-ins in batches are in engine.api.routes.checkins).
 
 Object rule: a supervisor sees and works only their own crews (Crew.supervisor_id); a unit
 leader sees the crews of their unit's contracts; dispatchers and administrators see all; a
@@ -7,10 +7,10 @@ badge gateway may check in to any shift. Others' crews and shifts are a 404."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -20,15 +20,11 @@ from engine.auth.service import Principal
 from engine.clock import from_db, to_db
 from engine.domain import attendance
 from engine.domain.models import Attendance, Badge, Cleaner, Contract, Crew, Shift, Staff, Unit
-from engine.runtime.errors import Conflict, EngineError, NotFound, ValidationFailed
+from engine.runtime.errors import Conflict, NotFound, ValidationFailed
 
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="row id")]
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
-MAX_BATCH = 1000
-OPENS_BEFORE = timedelta(hours=2)     # a sighting earlier than this before the start is not for this shift
-MAX_SKEW = timedelta(minutes=5)       # a device clock this far ahead of the server's is not believed
 PLAN_AHEAD = timedelta(days=62)
-RANK = {"expected": 0, "unverified": 1, "late": 2, "present": 3, "absent": 0}
 CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"        # contract, crew and unit codes
 PERSON = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"      # staff and cleaner ids
 BADGE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
@@ -139,35 +135,6 @@ class ShiftAttendance(BaseModel):
     rows: list[AttendanceRow]
 
 
-class CheckinItem(BaseModel):
-    badge_id: str = Field(pattern=BADGE)
-    seen_at: When
-    verified: bool
-    source: str = Field(default="", max_length=32, pattern=TEXT)
-
-
-class CheckinBatch(BaseModel):
-    items: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
-
-
-class Verdict(BaseModel):
-    index: int
-    badge_id: str | None
-    verdict: Literal["applied", "ignored", "invalid", "conflict"]
-    code: int
-    status: str | None = None
-    message: str | None = None
-
-
-class BatchOut(BaseModel):
-    shift_id: int
-    applied: int
-    ignored: int
-    invalid: int
-    conflict: int
-    results: list[Verdict]
-
-
 # ---- object rules --------------------------------------------------------------------------------
 def _crew_scope(principal: Principal) -> list:
     if principal.role == "supervisor":
@@ -219,6 +186,14 @@ def _crew_out(crew: Crew, roster_size: int, **extra) -> dict:
                 grace_minutes=crew.grace_minutes, roster_size=roster_size, **extra)
 
 
+def _new_row_errors(s, model, key: str, what: str, parent, field: str, parent_key: str, parent_what: str) -> dict:
+    """Conflict if a `model` row `key` exists already; else the field errors so far: whether
+    the `parent` row it belongs to (named by `field`) exists."""
+    if s.get(model, key) is not None:
+        raise Conflict(f"{what} {key!r} already exists")
+    return {} if s.get(parent, parent_key) is not None else {field: f"no {parent_what} {parent_key!r}"}
+
+
 # ---- contracts, crews, cleaners, badges ------------------------------------------------------------
 @router.get("/contracts", response_model=list[ContractOut], summary="Cleaning contracts / 保洁合同")
 def list_contracts(request: Request, principal: Principal = allow("attendance.read")):
@@ -264,11 +239,7 @@ def get_crew(crew_code: Annotated[str, Path(pattern=CODE)], request: Request, pr
 @router.post("/crews", response_model=CrewDetail, status_code=201, summary="Add a crew / 新增班组")
 def create_crew(body: CrewIn, request: Request, _: Principal = allow("attendance.manage")):
     with engine_of(request).transaction() as s:
-        if s.get(Crew, body.code) is not None:
-            raise Conflict(f"crew {body.code!r} already exists")
-        errors = {}
-        if s.get(Contract, body.contract_code) is None:
-            errors["contract_code"] = f"no contract {body.contract_code!r}"
+        errors = _new_row_errors(s, Crew, body.code, "crew", Contract, "contract_code", body.contract_code, "contract")
         if body.supervisor_id:
             sup = s.get(Staff, body.supervisor_id)
             if sup is None or sup.role != "supervisor":
@@ -283,11 +254,7 @@ def create_crew(body: CrewIn, request: Request, _: Principal = allow("attendance
 @router.post("/cleaners", response_model=CleanerOut, status_code=201, summary="Add a cleaner to a crew / 新增保洁员")
 def create_cleaner(body: CleanerIn, request: Request, _: Principal = allow("attendance.manage")):
     with engine_of(request).transaction() as s:
-        if s.get(Cleaner, body.id) is not None:
-            raise Conflict(f"cleaner {body.id!r} already exists")
-        errors = {}
-        if s.get(Crew, body.crew_code) is None:
-            errors["crew_code"] = f"no crew {body.crew_code!r}"
+        errors = _new_row_errors(s, Cleaner, body.id, "cleaner", Crew, "crew_code", body.crew_code, "crew")
         if body.badge_id:
             badge = s.get(Badge, body.badge_id)
             holder = s.exec(select(Cleaner.id).where(Cleaner.badge_id == body.badge_id)).first()
@@ -398,120 +365,3 @@ def shift_attendance(shift_id: RowId, request: Request, principal: Principal = a
                 "rows": [dict(cleaner_id=a.cleaner_id, name=name, status=a.status,
                               checked_in_at=from_db(a.checked_in_at), badge_id=a.badge_id, source=a.source)
                          for a, name in rows]}
-
-
-# ---- check-ins ------------------------------------------------------------------------------------
-_ITEM = TypeAdapter(CheckinItem)
-
-
-def _invalid_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors())
-
-
-@router.post("/shifts/{shift_id}/checkins", response_model=BatchOut,
-             summary="Badge check-ins in a batch, one verdict per item / 批量打卡")
-def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: Principal = allow("attendance.checkin")):
-    """Up to 1000 sightings {badge_id, seen_at (ISO 8601 with offset), verified, source}. Each
-    gets a verdict: applied (with the status it gives), ignored (with the reason: unknown badge,
-    not on the roster, no better than an earlier check-in), invalid (with a message) or conflict
-    (409: the shift's grace period is over)."""
-    engine = engine_of(request)
-    actor = actor_of(principal)
-    now = engine.clock()
-    with engine.transaction(write=False) as s:
-        shift = _shift(s, principal, shift_id)
-        starts, grace_end = from_db(shift.starts_at), from_db(shift.grace_ends_at)
-        parsed: list[CheckinItem | str] = []
-        for raw in body.items:
-            try:
-                parsed.append(_ITEM.validate_python(raw))
-            except ValidationError as exc:
-                parsed.append(_invalid_message(exc))
-        ids = sorted({p.badge_id for p in parsed if isinstance(p, CheckinItem)})
-        badges = {b.id: b for b in s.exec(select(Badge).where(Badge.id.in_(ids)))} if ids else {}
-        holders = dict(s.exec(select(Cleaner.badge_id, Cleaner.id).where(Cleaner.badge_id.in_(ids))).all()) if ids else {}
-        status = dict(s.exec(select(Attendance.cleaner_id, Attendance.status).where(Attendance.shift_id == shift.id)).all())
-    closed_msg = (f"the grace period of shift {shift.id} ended at {grace_end.isoformat()}; check-ins are closed "
-                  "/ 宽限期已过，打卡已关闭")
-    results, pending, closed = [], [], shift.closed or now > grace_end
-    for i, item in enumerate(parsed):
-        if isinstance(item, str):
-            results.append(Verdict(index=i, badge_id=_badge_of(body.items[i]), verdict="invalid", code=422, message=item))
-            continue
-        v = dict(index=i, badge_id=item.badge_id)
-        if closed:
-            results.append(Verdict(**v, verdict="conflict", code=409, message=closed_msg))
-            continue
-        seen = item.seen_at
-        if seen > now + MAX_SKEW:
-            results.append(Verdict(**v, verdict="invalid", code=422, message=f"seen_at is in the future (server time {now.isoformat()})"))
-            continue
-        if seen < starts - OPENS_BEFORE or seen > grace_end:
-            results.append(Verdict(**v, verdict="invalid", code=422,
-                                   message=f"seen_at is outside this shift's check-in window ({(starts - OPENS_BEFORE).isoformat()} to {grace_end.isoformat()})"))
-            continue
-        badge, cleaner = badges.get(item.badge_id), holders.get(item.badge_id)
-        reason = ("unknown badge" if badge is None else "badge deactivated" if not badge.active
-                  else "badge not on this shift's roster" if cleaner not in status else None)
-        if reason:
-            results.append(Verdict(**v, verdict="ignored", code=200, message=reason))
-            continue
-        new = ("present" if seen <= starts else "late") if item.verified else "unverified"
-        if RANK[new] <= RANK.get(status[cleaner], 0):
-            results.append(Verdict(**v, verdict="ignored", code=200, status=status[cleaner],
-                                   message=f"already checked in as {status[cleaner]}"))
-            continue
-        status[cleaner] = new
-        pending.append((i, item, new))
-        results.append(None)  # decided below, with the whole batch
-    _apply_all(engine, shift.id, pending, results, actor, principal.role, closed_msg)
-    tally = {k: sum(r.verdict == k for r in results) for k in ("applied", "ignored", "invalid", "conflict")}
-    return BatchOut(shift_id=shift.id, results=results, **tally)
-
-
-def _apply_all(engine, shift_id: int, pending: list, results: list, actor, role: str, closed_msg: str) -> None:
-    """All good sightings in one step of the shift's process (attendance.check_in_many). The
-    process takes them in order until its grace period ends; the rest are a conflict. If the
-    step fails as a whole, each sighting goes on its own so that only the bad one is refused."""
-    if not pending:
-        return
-    sightings = [(item.badge_id, item.seen_at, item.verified, item.source or role) for _, item, _ in pending]
-    taken = None
-    for _attempt in range(3):
-        try:
-            taken = attendance.check_in_many(engine, shift_id, sightings, actor)
-            break
-        except NotFound:
-            taken = 0
-            break
-        except Conflict:
-            continue  # another batch moved the shift's instance first: apply on top of it
-        except EngineError:
-            for i, item, new in pending:
-                results[i] = _apply_one(engine, shift_id, i, item, actor, role, new)
-            return
-    for k, (i, item, new) in enumerate(pending):
-        if taken is None:
-            results[i] = Verdict(index=i, badge_id=item.badge_id, verdict="conflict", code=409,
-                                 message="the shift was busy; send this check-in again")
-        elif k < taken:
-            results[i] = Verdict(index=i, badge_id=item.badge_id, verdict="applied", code=200, status=new)
-        else:
-            results[i] = Verdict(index=i, badge_id=item.badge_id, verdict="conflict", code=409, message=closed_msg)
-
-
-def _apply_one(engine, shift_id: int, i: int, item: CheckinItem, actor, role: str, new: str) -> Verdict:
-    v = dict(index=i, badge_id=item.badge_id)
-    try:
-        attendance.check_in(engine, shift_id, item.badge_id, item.seen_at, item.verified, item.source or role, actor)
-        return Verdict(**v, verdict="applied", code=200, status=new)
-    except NotFound:
-        return Verdict(**v, verdict="conflict", code=409, message=f"shift {shift_id} is closed / 班次已关闭")
-    except EngineError as exc:
-        return Verdict(**v, verdict="invalid" if not isinstance(exc, Conflict) else "conflict",
-                       code=409 if isinstance(exc, Conflict) else 422, message=str(exc))
-
-
-def _badge_of(raw) -> str | None:
-    value = raw.get("badge_id") if isinstance(raw, dict) else None
-    return value[:32] if isinstance(value, str) else None

@@ -2,7 +2,7 @@
 
 Below the confidence threshold a detection is only recorded. Otherwise an open order of the
 same category within the radius and time window takes it as a duplicate; failing that a new
-order starts (source "camera"). Thresholds: see engine.domain.intake."""
+order starts (source "camera"). Thresholds: see engine.domain.camera."""
 from __future__ import annotations
 
 import re
@@ -15,7 +15,7 @@ from sqlmodel import select
 from engine.api.deps import actor_of, allow, engine_of
 from engine.auth.service import Principal
 from engine.clock import from_db
-from engine.domain import intake
+from engine.domain import camera
 from engine.domain.models import WorkOrder
 from engine.domain.records import CameraDetection
 from engine.runtime.errors import NotFound, ValidationFailed
@@ -72,10 +72,10 @@ def detect(body: DetectionIn, request: Request, principal: Principal = allow("ca
         raise ValidationFailed({"time": f"is more than {MAX_AGE.days} days ago"})
     if body.time > now + MAX_CLOCK_AHEAD:
         raise ValidationFailed({"time": "is in the future; check the camera's clock"})
-    detection = intake.Detection(camera_id=body.camera_id, category=intake.camera_category(body.category),
+    detection = camera.Detection(camera_id=body.camera_id, category=camera.camera_category(body.category),
                                  confidence=body.confidence, at=body.time, lat=body.lat, lon=body.lon,
                                  snapshot_sha256=body.snapshot_sha256)
-    out = intake.record_detection(engine, actor_of(principal), detection)
+    out = camera.record_detection(engine, actor_of(principal), detection)
     return DetectionOut(detection_id=out.detection_id, outcome=out.outcome, work_order_id=out.work_order_id,
                         work_order_number=out.work_order_number, distance_m=out.distance_m,
                         threshold=out.threshold)
