@@ -5,6 +5,7 @@ from sqlmodel import Session, select
 from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
 
+from engine.bpmn import serializer
 from engine.db.models import AwaitedMessage
 from engine.runtime.rows import fetch_instance
 from engine.runtime import state
@@ -41,6 +42,7 @@ def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
                 # The result variable is fixed by the server: senders choose data, not names.
                 wf.catch(BpmnEvent(MessageEventDefinition(name), payload={"payload": payload, "result_var": name}))
                 wf.do_engine_steps()
+                serializer.compact(wf)  # keep the tree small: every loop through the gateway adds tasks
                 taken += 1
 
         if name not in state.scan(wf).awaited:
