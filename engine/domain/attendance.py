@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -88,26 +89,36 @@ def open_shift(ctx: OpContext, data, params):
     return None
 
 
+_RANK = {"expected": 0, "unverified": 1, "late": 2, "present": 3}
+_HOLDER = select(Cleaner.id).where(Cleaner.badge_id == bindparam("badge"))
+_UPGRADE = (update(Attendance)
+            .where(Attendance.shift_id == bindparam("shift"), Attendance.cleaner_id == bindparam("cleaner"),
+                   Attendance.status.in_(bindparam("below", expanding=True)))
+            .values(status=bindparam("new_status"), checked_in_at=bindparam("at"), badge_id=bindparam("new_badge"),
+                    source=bindparam("new_source")))
+
+
 def record_checkin(ctx: OpContext, data, params):
-    """One sighting: present (or late) if verified, unverified otherwise; the best one counts."""
-    shift = _shift(ctx, data)
+    """One sighting: present (or late) if verified, unverified otherwise; the best one counts.
+
+    Runs once per check-in, so it is two statements: who holds the badge, and an UPDATE
+    that only raises the status (present > late > unverified > expected)."""
     event = need(data, MESSAGE, dict)
     badge = str(event.get("badge_id") or "")
     seen_at = parse_time(event.get("seen_at"))
-    cleaner = ctx.session.exec(select(Cleaner).where(Cleaner.badge_id == badge)).first()
-    if cleaner is None or cleaner.id not in data.get("roster", []):
+    conn = ctx.session.connection()
+    cleaner = conn.execute(_HOLDER, {"badge": badge}).scalar()
+    if cleaner is None or cleaner not in data.get("roster", []):
         ctx.audit("checkin_ignored", badge=badge, why="badge not on this crew's roster")
         return None
-    row = ctx.session.get(Attendance, (shift.id, cleaner.id))
     if event.get("verified") is True:
-        status = "present" if seen_at <= from_db(shift.starts_at) else "late"
+        status = "present" if seen_at <= parse_time(need(data, "shift_start", str)) else "late"
     else:
         status = "unverified"
-    rank = {"expected": 0, "unverified": 1, "late": 2, "present": 3}
-    if rank[status] > rank.get(row.status, 0):
-        row.status, row.checked_in_at, row.badge_id = status, to_db(seen_at), badge
-        row.source = str(event.get("source") or "")[:32]
-    ctx.audit("checked_in", cleaner=cleaner.id, badge=badge, status=status, seen_at=seen_at.isoformat())
+    conn.execute(_UPGRADE, {"shift": need(data, "shift_id", int), "cleaner": cleaner, "new_status": status,
+                            "below": [s for s, r in _RANK.items() if r < _RANK[status]], "at": to_db(seen_at),
+                            "new_badge": badge, "new_source": str(event.get("source") or "")[:32]})
+    ctx.audit("checked_in", cleaner=cleaner, badge=badge, status=status, seen_at=seen_at.isoformat())
     return None
 
 
