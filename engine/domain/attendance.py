@@ -90,7 +90,7 @@ def open_shift(ctx: OpContext, data, params):
 
 
 _RANK = {"expected": 0, "unverified": 1, "late": 2, "present": 3}
-_HOLDER = select(Cleaner.id).where(Cleaner.badge_id == bindparam("badge"))
+_HOLDERS = select(Cleaner.badge_id, Cleaner.id).where(Cleaner.id.in_(bindparam("roster", expanding=True)))
 _UPGRADE = (update(Attendance)
             .where(Attendance.shift_id == bindparam("shift"), Attendance.cleaner_id == bindparam("cleaner"),
                    Attendance.status.in_(bindparam("below", expanding=True)))
@@ -98,17 +98,27 @@ _UPGRADE = (update(Attendance)
                     source=bindparam("new_source")))
 
 
+def _holders(ctx: OpContext, data) -> dict[str, str]:
+    """badge id -> cleaner id for this shift's roster, cached for the transaction."""
+    cache = ctx.session.info.setdefault("badge_holders", {})
+    shift_id = need(data, "shift_id", int)
+    if shift_id not in cache:
+        roster = [str(c) for c in need(data, "roster", list)]
+        cache[shift_id] = dict(ctx.session.connection().execute(_HOLDERS, {"roster": roster}).all()) if roster else {}
+    return cache[shift_id]
+
+
 def record_checkin(ctx: OpContext, data, params):
     """One sighting: present (or late) if verified, unverified otherwise; the best one counts.
 
-    Runs once per check-in, so it is two statements: who holds the badge, and an UPDATE
-    that only raises the status (present > late > unverified > expected)."""
+    Runs once per check-in, so it is one UPDATE that only raises the status (present > late >
+    unverified > expected); who holds which badge is read once per transaction (a batch)."""
     event = need(data, MESSAGE, dict)
     badge = str(event.get("badge_id") or "")
     seen_at = parse_time(event.get("seen_at"))
     conn = ctx.session.connection()
-    cleaner = conn.execute(_HOLDER, {"badge": badge}).scalar()
-    if cleaner is None or cleaner not in data.get("roster", []):
+    cleaner = _holders(ctx, data).get(badge)
+    if cleaner is None:
         ctx.audit("checkin_ignored", badge=badge, why="badge not on this crew's roster")
         return None
     if event.get("verified") is True:
