@@ -178,8 +178,12 @@ class CaseEngine:
             self._audit(s, row, actor.id, "task_released" if release else "task_claimed", element=ot["name"])
 
     def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
-                 expected_version: int | None = None) -> dict:
-        """Complete a ready user task with form data. Returns the instance's new position."""
+                 expected_version: int | None = None,
+                 also: Callable[[Session, dict], None] | None = None) -> dict:
+        """Complete a ready user task with form data. Returns the instance's new position.
+
+        `also(session, open_task)` runs in the same transaction after the step (e.g. linking
+        uploaded photos to the order), so both happen or neither does."""
         try:
             with self.transaction() as s:
                 ot, row = self.tasks.authorized(s, task_id, actor)
@@ -197,6 +201,8 @@ class CaseEngine:
 
                 self._audit(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
                 self._run_or_raise(s, row, wf, actor, run)
+                if also is not None:
+                    also(s, ot)
                 return {"instance_id": row.id, "state": row.state, "version": row.version,
                         "position": state.position(wf)}
         except ProcessError as exc:

@@ -150,19 +150,24 @@ def _check_files(request: Request, task_id: str, data: dict) -> dict[str, list[s
     return wanted
 
 
-def _link_files(request: Request, task: dict, files: dict[str, list[str]], principal: Principal) -> None:
-    """Photos sent with a work-order task become attachments of the order."""
-    if not files or task["process_key"] != workorders.PROCESS or not task["business_key"]:
-        return
-    engine = engine_of(request)
-    now = engine.clock()
-    with engine.transaction() as s:
+def _linker(request: Request, files: dict[str, list[str]], principal: Principal):
+    """Photos sent with a work-order task become attachments of the order, in the same
+    transaction as the completion (engine.complete's `also`)."""
+    if not files:
+        return None
+    now = engine_of(request).clock()
+
+    def link(s, task: dict) -> None:
+        if task["process_key"] != workorders.PROCESS or not task["business_key"]:
+            return
         order = s.exec(select(WorkOrder).where(WorkOrder.number == task["business_key"])).first()
         if order is None:
             return
         for key, ids in files.items():
             for sha in ids:
                 link_attachment(s, order, sha, "after" if key == "after_photos" else "evidence", principal.id, now)
+
+    return link
 
 
 # ---- routes ----------------------------------------------------------------------------
@@ -208,10 +213,10 @@ def complete_task(task_id: str, body: CompleteIn, request: Request, principal: P
     engine = engine_of(request)
     actor = actor_of(principal)
     with engine.transaction(write=False) as s:  # who may, before what they sent: 403/409 first
-        task, _ = engine.tasks.authorized(s, task_id, actor)
+        engine.tasks.authorized(s, task_id, actor)
     files = _check_files(request, task_id, body.data)
-    result = engine.complete(task_id, actor, body.data, expected_version=body.expected_version)
-    _link_files(request, task, files, principal)
+    result = engine.complete(task_id, actor, body.data, expected_version=body.expected_version,
+                             also=_linker(request, files, principal))
     return CompleteOut(**result)
 
 
