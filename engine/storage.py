@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from engine.clock import to_db
+from engine.db.upsert import insert_if_new
 from engine.domain.records import Attachment
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -147,8 +147,7 @@ class AttachmentStore:
         sha = hashlib.sha256(data).hexdigest()
         self.blobs.write(sha, data)
         values = dict(sha256=sha, size=len(data), content_type=stored_type, created_at=to_db(now), created_by=by[:64])
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        session.connection().execute(dialect.insert(Attachment).values(**values).on_conflict_do_nothing())
+        insert_if_new(session, Attachment, values)
         return sha
 
     def open(self, sha256: str) -> BinaryIO:

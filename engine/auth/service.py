@@ -16,12 +16,11 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
 from engine.clock import to_db
+from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
 
 ACCESS_TTL = timedelta(minutes=30)
@@ -80,9 +79,7 @@ def _secret(s: Session) -> str:
     cache_key = bind.url.render_as_string(hide_password=False)
     if cache_key in _SECRETS:
         return _SECRETS[cache_key]
-    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    s.execute(insert(ServerSecret).values(name="jwt", value=secrets.token_hex(32))
-              .on_conflict_do_nothing(index_elements=["name"]))  # two workers may race here
+    insert_if_new(s, ServerSecret, {"name": "jwt", "value": secrets.token_hex(32)})  # two workers may race here
     value = s.exec(select(ServerSecret.value).where(ServerSecret.name == "jwt")).one()
     _SECRETS[cache_key] = value
     return value

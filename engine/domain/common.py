@@ -5,11 +5,10 @@ import calendar
 import json
 from datetime import datetime
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from engine.clock import to_db
+from engine.db.upsert import insert_if_new
 from engine.domain.models import Notification
 from engine.runtime.operations import OperationError
 
@@ -25,14 +24,9 @@ def add_months(when: datetime, months: int) -> datetime:
 def notify(session: Session, key: str, recipient: str, subject: str, body: str, now: datetime) -> bool:
     """Queue a notification once per key (one INSERT ... ON CONFLICT DO NOTHING).
     Returns False if it was already queued."""
-    stmt = _NOTIFY[session.get_bind().dialect.name == "postgresql"]
-    inserted = session.connection().execute(stmt, {"key": key[:200], "recipient": recipient[:120],
-                                                   "subject": subject[:200], "body": body, "created_at": to_db(now)})
-    return inserted.first() is not None  # RETURNING gives a row only when it was inserted
-
-
-_NOTIFY = {pg: insert(Notification).on_conflict_do_nothing(index_elements=["key"]).returning(Notification.id)
-           for pg, insert in ((True, pg_insert), (False, sqlite_insert))}
+    return insert_if_new(session, Notification, {"key": key[:200], "recipient": recipient[:120],
+                                                 "subject": subject[:200], "body": body, "created_at": to_db(now)},
+                         conflict=("key",))
 
 
 def need(data, name: str, kind=None):

@@ -13,13 +13,13 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import and_, false, func, or_, true
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from engine.api.deps import actor_of, allow, engine_of
 from engine.api.errors import problem
 from engine.auth.service import Principal
 from engine.clock import from_db, to_db
+from engine.db.upsert import insert_if_new
 from engine.domain import workorders
 from engine.domain.models import AddressCode, WorkOrder
 from engine.domain.records import Attachment, Comment, WorkOrderAttachment
@@ -179,10 +179,8 @@ def _reason(detail: dict) -> str | None:
 
 def link_attachment(s: Session, order: WorkOrder, sha256: str, kind: str, by: str, now: datetime) -> bool:
     """Link a stored attachment to an order (once). True if it was new."""
-    dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(WorkOrderAttachment).values(work_order_id=order.id, sha256=sha256, kind=kind,
-                                                      added_by=by[:64], at=to_db(now)).on_conflict_do_nothing()
-    added = s.connection().execute(stmt).rowcount == 1
+    added = insert_if_new(s, WorkOrderAttachment, {"work_order_id": order.id, "sha256": sha256, "kind": kind,
+                                                   "added_by": by[:64], "at": to_db(now)})
     if added:
         audit(s, now, order.instance_id, order.number, by, "attachment_added", None, {"sha256": sha256, "kind": kind})
     return added

@@ -1,0 +1,24 @@
+"""INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL alike."""
+from __future__ import annotations
+
+import functools
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+
+@functools.lru_cache(maxsize=None)
+def _statement(model, pg: bool, conflict: tuple[str, ...] | None):
+    dialect = postgresql if pg else sqlite
+    pk = next(iter(model.__table__.primary_key.columns))
+    return (dialect.insert(model).on_conflict_do_nothing(index_elements=list(conflict) if conflict else None)
+            .returning(pk))
+
+
+def insert_if_new(session: Session, model, values: dict, conflict: tuple[str, ...] | None = None) -> bool:
+    """Insert a row unless it (or one with the same `conflict` key) exists. True if it was new.
+
+    Newness is told by RETURNING, which both databases report reliably (a row count is -1 on
+    PostgreSQL for some inserts). Statements are built once per model and database."""
+    stmt = _statement(model, session.get_bind().dialect.name == "postgresql", conflict)
+    return session.connection().execute(stmt, values).first() is not None
