@@ -78,7 +78,7 @@ class CaseEngine:
             deployed = self.definitions.deploy(s, files, actor.id, self.clock())
             for d in deployed:
                 if d.changed:
-                    self._audit(s, None, actor.id, "deployed", element=d.key, kind_=d.kind, version=d.version)
+                    self._audit(s, None, actor.id, "deployed", element=d.key, definition=d.kind, version=d.version)
             return deployed
 
     # ---- workflow load/save -------------------------------------------------------------
