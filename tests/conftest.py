@@ -6,19 +6,47 @@ import os
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from engine.clock import ManualClock
 from engine.db.session import normalize_url
 
 PG_URL = os.environ.get("CITYLOOP_TEST_DATABASE_URL")
+_run_database: str | None = None
+
+
+def _pg_run_url() -> str:
+    """This pytest process's own PostgreSQL database, created beside the configured one
+    (``<name>_run<pid>``), so that concurrent test runs never reset each other's schema."""
+    global _run_database
+    base = make_url(normalize_url(PG_URL))
+    if _run_database is None:
+        name = f"{base.database}_run{os.getpid()}"
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        _run_database = name
+    return base.set(database=_run_database).render_as_string(hide_password=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _run_database is None:
+        return
+    base = make_url(normalize_url(PG_URL))
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{_run_database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def fresh_database_url(tmp_path) -> str:
-    """An empty database: a new SQLite file, or the test PostgreSQL with its schema reset."""
+    """An empty database: a new SQLite file, or this run's PostgreSQL database with its
+    schema reset."""
     if not PG_URL:
         return f"sqlite:///{tmp_path / 'cityloop.db'}"
-    url = normalize_url(PG_URL)
+    url = _pg_run_url()
     eng = create_engine(url, isolation_level="AUTOCOMMIT")
     with eng.connect() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
