@@ -4,9 +4,12 @@
                                        [--badges 8000] [--batch 500]
 
 Prints, per backend: task completions/s with p50/p95/p99 latency of the completion request
-(orders reported first, untimed; then every order's rectify and review tasks are looked up
-and completed over HTTP with bearer tokens), and badge check-ins/s posted in batches by a
-gateway device. A table, not assertions. Load goes only to 127.0.0.1."""
+(orders reported first, untimed; then, timed, the unit worker lists its open tasks a page
+at a time and completes each rectify task with a photo, and the reviewer does the same
+with the review tasks, over HTTP with bearer tokens), and badge check-ins/s posted in
+batches by a gateway device. The load generator runs in this process on the same two
+cores, on keep-alive connections (bench/http_client.py). A table, not assertions. Load
+goes only to 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +30,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlmodel import Session
 
+from bench.http_client import LeanClient
 from engine.auth import service
 from engine.auth.models import Account
 from engine.clock import utcnow
@@ -131,6 +135,9 @@ def tiny_png() -> bytes:
 
 
 def lifecycles(base: str, n: int, clients: int) -> dict:
+    """n orders reported (not timed); then, timed, as field staff work: each role lists its
+    open tasks a page at a time and completes them (rectify by the unit worker with a photo,
+    then review by the reviewer), `clients` requests in flight."""
     with httpx.Client(base_url=base, timeout=60) as c:
         heads = {u: {"Authorization": f"Bearer {token(c, u)}"} for u in ("dispatcher1", "reviewer1", "worker.clean-east.1")}
         first = c.post("/api/v1/work-orders", headers=heads["dispatcher1"],
@@ -139,35 +146,41 @@ def lifecycles(base: str, n: int, clients: int) -> dict:
                     files={"file": ("after.png", tiny_png(), "image/png")}, data={"kind": "after"})
         up.raise_for_status()
         photo = up.json()["sha256"]
+    http = LeanClient(base)
     latencies, errors = [], []
     lock = threading.Lock()
 
     def create(_):
-        with httpx.Client(base_url=base, timeout=60) as c:
-            r = c.post("/api/v1/work-orders", headers=heads["dispatcher1"],
-                       json={"category": "exposed_garbage", "area": "dongcheng", "description": "bench"})
-            return r.json()["number"] if r.status_code == 201 else None
+        r = http.post("/api/v1/work-orders", headers=heads["dispatcher1"],
+                      json_body={"category": "exposed_garbage", "area": "dongcheng", "description": "bench"})
+        return r.json()["number"] if r.status == 201 else None
 
-    def complete(number, who, data):
-        with httpx.Client(base_url=base, timeout=60) as c:
-            tasks = c.get("/api/v1/tasks", params={"business_key": number}, headers=heads[who]).json()["items"]
-            t0 = time.perf_counter()
-            r = c.post(f"/api/v1/tasks/{tasks[0]['id']}/complete", headers=heads[who], json={"data": data})
-            dt = time.perf_counter() - t0
+    def open_tasks(who: str, numbers: set[str]) -> list[str]:
+        ids, offset = [], 0
+        while True:
+            page = http.get("/api/v1/tasks", params={"process": "work_order", "limit": 500, "offset": offset},
+                            headers=heads[who]).json()
+            ids += [t["id"] for t in page["items"] if t["business_key"] in numbers]
+            if not page["has_more"]:
+                return ids
+            offset += 500
+
+    def complete(task_id, who, data):
+        t0 = time.perf_counter()
+        r = http.post(f"/api/v1/tasks/{task_id}/complete", headers=heads[who], json_body={"data": data})
+        dt = time.perf_counter() - t0
         with lock:
-            (latencies.append(dt) if r.status_code == 200 else errors.append(r.status_code))
+            (latencies.append(dt) if r.status == 200 else errors.append(r.status))
 
-    # The orders are reported first (not timed); then the two task completions of every order
-    # are timed, each preceded by the task lookup a client makes.
     with ThreadPoolExecutor(clients) as pool:
-        numbers = [n for n in pool.map(create, range(n)) if n]
+        numbers = {n for n in pool.map(create, range(n)) if n}
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(lambda num: complete(num, "worker.clean-east.1", {"action": "fixed", "after_photos": [photo]}),
-                      numbers))
-        list(pool.map(lambda num: complete(num, "reviewer1", {"decision": "approve"}), numbers))
+        for who, data in (("worker.clean-east.1", {"action": "fixed", "after_photos": [photo]}),
+                          ("reviewer1", {"decision": "approve"})):
+            list(pool.map(lambda tid: complete(tid, who, data), open_tasks(who, numbers)))
     wall = time.perf_counter() - t0
-    return {"completions": len(latencies), "errors": len(errors) + (n - len(numbers)), "wall": wall,
+    return {"completions": len(latencies), "errors": len(errors) + 2 * (n - len(numbers)), "wall": wall,
             "lat": latencies}
 
 
@@ -186,19 +199,19 @@ def checkins(base: str, shifts: list[int], badges: int, crew_size: int, batch: i
                                     for b in ids[k:k + batch]]))
     latencies, applied, errors = [], [0], []
     lock = threading.Lock()
+    http = LeanClient(base)
 
     def post(job):
         shift_id, items = job
-        with httpx.Client(base_url=base, timeout=120) as c:
-            t0 = time.perf_counter()
-            r = c.post(f"/api/v1/attendance/shifts/{shift_id}/checkins", headers=head, json={"items": items})
-            dt = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = http.post(f"/api/v1/attendance/shifts/{shift_id}/checkins", headers=head, json_body={"items": items})
+        dt = time.perf_counter() - t0
         with lock:
-            if r.status_code == 200:
+            if r.status == 200:
                 latencies.append(dt)
                 applied[0] += r.json()["applied"]
             else:
-                errors.append(r.status_code)
+                errors.append(r.status)
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:

@@ -8,6 +8,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
+from engine.db.sqlite_writer import WriterConnection, WriterLock
+
 DEFAULT_DATA_DIR = Path(os.environ.get("CITYLOOP_DATA", "data"))
 
 
@@ -28,6 +30,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _writer_connection_class(database: str) -> type[WriterConnection]:
+    """A connection class bound to this database file's writer lock."""
+    return type("CityloopSQLiteConnection", (WriterConnection,), {"writer_lock": WriterLock.for_database(database)})
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -35,7 +42,11 @@ def is_sqlite(engine: Engine) -> bool:
 def make_engine(url: str | None = None, **kwargs) -> Engine:
     url = normalize_url(url or database_url())
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        database = make_url(url).database
+        connect_args = {"check_same_thread": False, "timeout": 30}
+        if database not in (None, "", ":memory:") and not database.startswith("file:"):
+            connect_args["factory"] = _writer_connection_class(database)
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -55,8 +66,13 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
             # Writers take the lock up front (BEGIN IMMEDIATE) so two of them never both
             # read and then fail upgrading their locks; readers begin deferred and never
             # block anyone under WAL. Writers ask for it with execution_options(write=True).
+            # Writers also queue on the writer lock (engine.db.sqlite_writer) first.
             immediate = conn.get_execution_options().get("write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            dbapi = conn.connection.dbapi_connection
+            if immediate and isinstance(dbapi, WriterConnection):
+                dbapi.begin_write()
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -179,17 +179,23 @@ class CaseEngine:
 
     def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
                  expected_version: int | None = None,
-                 also: Callable[[Session, dict], None] | None = None) -> dict:
+                 also: Callable[[Session, dict], None] | None = None,
+                 check: Callable[[Session, dict, Any, dict], None] | None = None) -> dict:
         """Complete a ready user task with form data. Returns the instance's new position.
 
-        `also(session, open_task)` runs in the same transaction after the step (e.g. linking
-        uploaded photos to the order), so both happen or neither does."""
+        In one transaction: who may (403/409) first, then the form (422 per field), then
+        `check(session, open_task, form, clean_data)` for what only the caller knows (e.g.
+        that referenced photos exist; it raises ValidationFailed), then the step, then
+        `also(session, open_task)` (e.g. linking those photos to the order), so all of it
+        happens or none of it does."""
         try:
             with self.transaction() as s:
                 ot, row = self.tasks.authorized(s, task_id, actor)
                 if expected_version is not None and row.version != expected_version:
                     raise Conflict(f"instance is at version {row.version}, not {expected_version}")
-                clean = self._validated(s, row, ot, data)
+                clean, form = self._validated(s, row, ot, data)
+                if check is not None:
+                    check(s, ot, form, clean)
                 wf = self.load(s, row, actor)
 
                 def run(wf: BpmnWorkflow) -> None:
@@ -209,21 +215,24 @@ class CaseEngine:
             self.record_incident(_instance_id_of(self, task_id), actor, str(exc), exc.element)
             raise
 
-    def _validated(self, s: Session, row: InstanceRow, ot, data: Mapping[str, Any]) -> dict:
+    def _validated(self, s: Session, row: InstanceRow, ot, data: Mapping[str, Any]) -> tuple[dict, Any]:
+        """(clean data, the task's form or None)."""
         if not isinstance(data, Mapping):
             raise ValidationFailed({"_": "form data must be an object"})
+        form = None
         if ot["form_ref"]:
             found = self.definitions.form_for(s, row.definition_id, ot["form_ref"])
             if found is None:
                 raise ProcessError(f"form {ot['form_ref']!r} is not deployed with this process version",
                                    element=ot["name"])
-            clean, errors = forms.validate_submission(found[1], data)
+            form = found[1]
+            clean, errors = forms.validate_submission(form, data)
             if errors:
                 raise ValidationFailed(errors)
         else:
             clean = dict(data)
         try:
-            return check_plain(clean, "form data")
+            return check_plain(clean, "form data"), form
         except DataError as exc:
             raise ValidationFailed({exc.field: str(exc)}) from None
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import bindparam
 from sqlmodel import select
 
 from engine import forms
@@ -126,48 +127,47 @@ def _open_task(request: Request, task_id: str, principal: Principal) -> dict:
         return {**ot, "groups": sorted(groups)}
 
 
-def _check_files(request: Request, task_id: str, data: dict) -> dict[str, list[str]]:
-    """Attachment ids in the task's file fields must name stored uploads (422 per field)."""
-    engine = engine_of(request)
-    form = engine.tasks.form(task_id)
-    if form is None:
-        return {}
-    wanted = {f.key: data[f.key] for f in form.fields if f.type == "filepicker" and isinstance(data.get(f.key), list)}
-    wanted = {k: [v for v in ids if isinstance(v, str) and SHA256_RE.fullmatch(v)] for k, ids in wanted.items()}
-    ids = {v for vs in wanted.values() for v in vs}
-    if not ids:
-        return {}
-    with engine.transaction(write=False) as s:
-        stored = set(s.exec(select(Attachment.sha256).where(Attachment.sha256.in_(sorted(ids)))))
-    errors = {}
-    for key, vs in wanted.items():
-        missing = [v for v in vs if v not in stored]
-        if missing:
-            errors[key] = {"code": "attachment", "message": f"Unknown attachment {missing[0]}: upload it first.",
-                           "message_zh": f"附件 {missing[0]} 不存在，请先上传。"}
-    if errors:
-        raise ValidationFailed(errors)
-    return wanted
+class _Photos:
+    """Photos named in a task's file fields: they must be stored uploads (422 per field,
+    checked inside the completion's transaction), and on a work-order task they become
+    attachments of the order in that same transaction."""
 
+    def __init__(self, request: Request, principal: Principal):
+        self.principal, self.now, self.files = principal, engine_of(request).clock(), {}
 
-def _linker(request: Request, files: dict[str, list[str]], principal: Principal):
-    """Photos sent with a work-order task become attachments of the order, in the same
-    transaction as the completion (engine.complete's `also`)."""
-    if not files:
-        return None
-    now = engine_of(request).clock()
+    def check(self, s, task: dict, form, data: dict) -> None:
+        if form is None:
+            return
+        wanted = {f.key: data[f.key] for f in form.fields
+                  if f.type == "filepicker" and isinstance(data.get(f.key), list)}
+        wanted = {k: [v for v in ids if isinstance(v, str) and SHA256_RE.fullmatch(v)] for k, ids in wanted.items()}
+        ids = {v for vs in wanted.values() for v in vs}
+        if not ids:
+            return
+        stored = set(s.connection().execute(_STORED, {"ids": sorted(ids)}).scalars())
+        errors = {}
+        for key, vs in wanted.items():
+            missing = [v for v in vs if v not in stored]
+            if missing:
+                errors[key] = {"code": "attachment", "message": f"Unknown attachment {missing[0]}: upload it first.",
+                               "message_zh": f"附件 {missing[0]} 不存在，请先上传。"}
+        if errors:
+            raise ValidationFailed(errors)
+        self.files = wanted
 
-    def link(s, task: dict) -> None:
-        if task["process_key"] != workorders.PROCESS or not task["business_key"]:
+    def link(self, s, task: dict) -> None:
+        if not self.files or task["process_key"] != workorders.PROCESS or not task["business_key"]:
             return
         order = s.exec(select(WorkOrder).where(WorkOrder.number == task["business_key"])).first()
         if order is None:
             return
-        for key, ids in files.items():
+        for key, ids in self.files.items():
             for sha in ids:
-                link_attachment(s, order, sha, "after" if key == "after_photos" else "evidence", principal.id, now)
+                link_attachment(s, order, sha, "after" if key == "after_photos" else "evidence",
+                                self.principal.id, self.now)
 
-    return link
+
+_STORED = select(Attachment.sha256).where(Attachment.sha256.in_(bindparam("ids", expanding=True)))
 
 
 # ---- routes ----------------------------------------------------------------------------
@@ -210,13 +210,10 @@ def release_task(task_id: str, request: Request, principal: Principal = allow("t
              responses={409: {"description": "already completed, claimed by someone else, or the instance moved on"},
                         422: {"description": "form errors, keyed by field"}})
 def complete_task(task_id: str, body: CompleteIn, request: Request, principal: Principal = allow("tasks.work")):
-    engine = engine_of(request)
-    actor = actor_of(principal)
-    with engine.transaction(write=False) as s:  # who may, before what they sent: 403/409 first
-        engine.tasks.authorized(s, task_id, actor)
-    files = _check_files(request, task_id, body.data)
-    result = engine.complete(task_id, actor, body.data, expected_version=body.expected_version,
-                             also=_linker(request, files, principal))
+    photos = _Photos(request, principal)
+    result = engine_of(request).complete(task_id, actor_of(principal), body.data,
+                                         expected_version=body.expected_version,
+                                         check=photos.check, also=photos.link)
     return CompleteOut(**result)
 
 
