@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, update
+from sqlalchemy import bindparam, delete, func, update
 from sqlmodel import Session, select
 
 from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
@@ -76,7 +76,7 @@ _SECRETS: dict[str, str] = {}  # by database URL: the key never changes once mad
 def _secret(s: Session) -> str:
     """The signing key shared by every worker on this database, made by whichever asks first."""
     bind = s.get_bind()
-    cache_key = bind.url.render_as_string(hide_password=False)
+    cache_key = str(bind.url)     # the URL without its password is enough to tell databases apart
     if cache_key in _SECRETS:
         return _SECRETS[cache_key]
     insert_if_new(s, ServerSecret, {"name": "jwt", "value": secrets.token_hex(32)})  # two workers may race here
@@ -145,10 +145,15 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
         claims = _decode(s, token, now)
     except jwt.PyJWTError as exc:
         raise AuthError(f"token refused: {exc}") from None
-    staff = s.get(Staff, claims["sub"])
+    staff = s.connection().execute(_STAFF_BY_ID, {"id": claims["sub"]}).first()
     if staff is None or not staff.active:
         raise AuthError("account disabled")
     return Principal(staff.id, "user", staff.role, staff.unit_code)
+
+
+# Read on every request: a prebuilt Core statement, not an ORM get (about 3x cheaper).
+_STAFF_BY_ID = (select(Staff.id, Staff.role, Staff.unit_code, Staff.active)
+                .where(Staff.id == bindparam("id")))
 
 
 def mark_seen(s: Session, device_id: str, now: datetime) -> None:
@@ -161,10 +166,24 @@ def mark_seen(s: Session, device_id: str, now: datetime) -> None:
 
 
 def _decode(s: Session, token: str, now: datetime) -> dict:
-    claims = jwt.decode(token, _secret(s), algorithms=["HS256"], options={"require": ["exp", "sub"], "verify_exp": False})
+    secret = _secret(s)
+    claims = _VERIFIED.get((secret, token))
+    if claims is None:
+        claims = jwt.decode(token, secret, algorithms=["HS256"],
+                            options={"require": ["exp", "sub"], "verify_exp": False})
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[(secret, token)] = claims
     if claims["exp"] <= now.timestamp():  # expiry against the engine clock, which tests control
         raise jwt.ExpiredSignatureError("token expired")
     return claims
+
+
+# Tokens whose signature this process has checked against a key, with their claims: a
+# token's text fixes its claims, so a repeat request skips the decode (expiry is still
+# checked every time).
+_VERIFIED: dict[tuple[str, str], dict] = {}
+_VERIFIED_MAX = 20_000
 
 
 def create_device(s: Session, name: str, kind: str, owner_id: str | None, created_by: str,

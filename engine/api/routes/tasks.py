@@ -158,7 +158,7 @@ class _Photos:
     def link(self, s, task: dict) -> None:
         if not self.files or task["process_key"] != workorders.PROCESS or not task["business_key"]:
             return
-        order = s.exec(select(WorkOrder).where(WorkOrder.number == task["business_key"])).first()
+        order = s.connection().execute(_ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
         if order is None:
             return
         for key, ids in self.files.items():
@@ -168,6 +168,8 @@ class _Photos:
 
 
 _STORED = select(Attachment.sha256).where(Attachment.sha256.in_(bindparam("ids", expanding=True)))
+_ORDER_BY_NUMBER = (select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number)
+                    .where(WorkOrder.number == bindparam("number")))
 
 
 # ---- routes ----------------------------------------------------------------------------
