@@ -12,7 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth.service import AuthError, RateLimited
 from engine.bpmn.xml import DefinitionError
-from engine.runtime.errors import Conflict, EngineError, Forbidden, NotFound, ProcessError, ValidationFailed
+from engine.runtime.errors import (Conflict, EngineError, Forbidden, NotFound, ProcessError, TooManyRequests,
+                                  ValidationFailed)
 
 log = logging.getLogger("cityloop.api")
 MAX_BODY = 16 * 1024 * 1024
@@ -30,6 +31,8 @@ def problem(status: int, code: str, message: str, errors: dict | None = None, he
 def install(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
     async def engine_error(request: Request, exc: EngineError):
+        if isinstance(exc, TooManyRequests):
+            return problem(429, exc.code, str(exc), headers={"Retry-After": str(exc.retry_after)})
         status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
         return problem(status, exc.code, str(exc), getattr(exc, "errors", None))
 

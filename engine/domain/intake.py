@@ -19,6 +19,7 @@ CITYLOOP_INTAKE_DEFAULT_AREA [unlocated]. A bad value is logged and the default 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -35,7 +36,7 @@ from engine.db.models import AuditEvent
 from engine.domain import workorders
 from engine.domain.models import AddressCode, Street, Unit, WorkOrder
 from engine.domain.records import Open311Request
-from engine.runtime.errors import Actor, ValidationFailed
+from engine.runtime.errors import Actor, TooManyRequests, ValidationFailed
 
 log = logging.getLogger("cityloop.intake")
 EARTH_RADIUS_M = 6_371_008.8
@@ -88,6 +89,7 @@ class IntakeConfig:
     camera_window: timedelta = timedelta(hours=24)
     locate_max_m: float = 1000.0
     default_area: str = "unlocated"
+    citizen_per_hour: int = 20     # anonymous reports per client address per hour
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "IntakeConfig":
@@ -97,7 +99,8 @@ class IntakeConfig:
                    camera_window=timedelta(hours=_env_num(env, "CITYLOOP_CAMERA_WINDOW_HOURS",
                                                           d.camera_window.total_seconds() / 3600, 0.01, 24 * 30)),
                    locate_max_m=_env_num(env, "CITYLOOP_INTAKE_MAX_DISTANCE_M", d.locate_max_m, 1, 100_000),
-                   default_area=(env.get("CITYLOOP_INTAKE_DEFAULT_AREA") or d.default_area)[:40])
+                   default_area=(env.get("CITYLOOP_INTAKE_DEFAULT_AREA") or d.default_area)[:40],
+                   citizen_per_hour=int(_env_num(env, "CITYLOOP_OPEN311_PER_HOUR", d.citizen_per_hour, 1, 1_000_000)))
 
 
 def _env_num(env, name: str, default: float, low: float, high: float) -> float:
@@ -255,10 +258,17 @@ class Submitted:
     notice: str
 
 
-def submit_citizen_report(engine, actor: Actor, r: CitizenReport, cfg: IntakeConfig | None = None) -> Submitted:
-    """Record the request, start its work order (the dispatch table routes it), one transaction."""
+def submit_citizen_report(engine, actor: Actor, r: CitizenReport, cfg: IntakeConfig | None = None,
+                          client: str | None = None) -> Submitted:
+    """Record the request, start its work order (the dispatch table routes it), one transaction.
+
+    `client` (an anonymous sender's address) is limited to cfg.citizen_per_hour reports an
+    hour; only a hash of it is kept."""
     cfg = cfg or IntakeConfig.from_env()
+    client_key = hashlib.sha256(f"open311|{client}".encode()).hexdigest()[:64] if client is not None else None
     with engine.transaction() as s:
+        if client_key is not None:
+            _within_limit(s, client_key, cfg.citizen_per_hour, engine.clock())
         where = locate(s, cfg, r.lat, r.lon, r.address_string, r.address_id)
         name = " ".join(n for n in (r.first_name, r.last_name) if n)
         reported = workorders.report(engine, actor, source="citizen", category=r.service_code, area=where.area,
@@ -267,10 +277,29 @@ def submit_citizen_report(engine, actor: Actor, r: CitizenReport, cfg: IntakeCon
                                      session=s)
         s.add(Open311Request(work_order_id=reported.id, service_code=r.service_code, address_string=r.address_string,
                              email=r.email, phone=r.phone, first_name=r.first_name, last_name=r.last_name,
-                             device_id=r.device_id, media_url=r.media_url, requested_at=to_db(engine.clock())))
+                             device_id=r.device_id, media_url=r.media_url, requested_at=to_db(engine.clock()),
+                             client_key=client_key))
         s.flush()
         notice = f"{SERVICES[r.service_code].notice} Work order {reported.number}."
         return Submitted(reported.id, reported.number, notice)
+
+
+def _within_limit(s: Session, client_key: str, per_hour: int, now: datetime) -> None:
+    """Raise TooManyRequests if this sender already reported `per_hour` times in the last hour.
+    Runs in the writing transaction, so concurrent reports from one sender count each other
+    (writers are serialized on SQLite; on PostgreSQL a burst may overshoot by the workers' count)."""
+    since = to_db(now - CITIZEN_WINDOW)
+    recent = s.exec(select(Open311Request.requested_at).where(Open311Request.client_key == client_key,
+                                                             Open311Request.requested_at >= since)
+                    .order_by(Open311Request.requested_at).limit(per_hour)).all()
+    if len(recent) >= per_hour:
+        retry = (from_db(recent[0]) + CITIZEN_WINDOW - now).total_seconds()
+        wait = max(1, math.ceil(retry))
+        raise TooManyRequests(f"too many reports from this address: at most {per_hour} an hour; "
+                              f"try again in {wait} s / 上报过于频繁，请 {wait} 秒后再试", wait)
+
+
+CITIZEN_WINDOW = timedelta(hours=1)
 
 
 @dataclass

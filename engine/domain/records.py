@@ -36,6 +36,7 @@ class WorkOrderAttachment(SQLModel, table=True):
 
 class Open311Request(SQLModel, table=True):
     """What a citizen sent through GeoReport v2, beside the work order it became."""
+    __table_args__ = (Index("ix_open311request_client_at", "client_key", "requested_at"),)
     work_order_id: int = Field(foreign_key="workorder.id", primary_key=True)
     service_code: str = Field(max_length=40)
     address_string: Optional[str] = Field(default=None, max_length=255)
@@ -46,6 +47,8 @@ class Open311Request(SQLModel, table=True):
     device_id: Optional[str] = Field(default=None, max_length=64)
     media_url: Optional[str] = Field(default=None, max_length=500)
     requested_at: datetime
+    # Who sent it, for the anonymous rate limit: a hash of the client address (not the address).
+    client_key: Optional[str] = Field(default=None, max_length=64)
 
 
 class CameraDetection(SQLModel, table=True):

@@ -47,3 +47,12 @@ class ProcessError(EngineError):
     def __init__(self, message: str, element: str | None = None):
         self.element = element
         super().__init__(f"{element}: {message}" if element else message)
+
+
+class TooManyRequests(EngineError):
+    """Someone sent more than their share (429); `retry_after` seconds until they may again."""
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int):
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message)

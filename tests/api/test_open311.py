@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from engine.domain import workorders
 from engine.domain.models import WorkOrder
+from tests.api.conftest import bearer
 from tests.district import PHOTO, REVIEWER, WORKER_EAST, only_task
 
 P = "/open311/v2"
@@ -221,3 +222,22 @@ def test_random_json_is_created_or_a_400(client, body, fmt):
         rid = (r.json()[0]["service_request_id"] if fmt == "json"
                else _xml(r).find("request").findtext("service_request_id"))
         assert _xml(client.get(f"{P}/requests/{rid}.xml")).find("request") is not None
+
+
+def test_anonymous_senders_are_limited_per_address_and_staff_are_not(client, clock, tokens, monkeypatch):
+    monkeypatch.setenv("CITYLOOP_OPEN311_PER_HOUR", "3")
+    for _ in range(3):
+        assert _post(client).status_code == 201
+    refused = _post(client)
+    assert refused.status_code == 429
+    body = refused.json()
+    assert body[0]["code"] == 429 and "at most 3 an hour" in body[0]["description"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3600
+    xml = _post(client, "xml")
+    assert xml.status_code == 429 and _xml(xml).find("error/code").text == "429"
+    # a dispatcher entering a phoned-in report is not a citizen's address
+    staff = client.post(f"{P}/requests.json", headers=bearer(tokens["dispatcher"]),
+                        data={"service_code": "exposed_garbage", **NEAR})
+    assert staff.status_code == 201
+    clock.advance(minutes=61)
+    assert _post(client).status_code == 201

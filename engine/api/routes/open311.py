@@ -28,7 +28,7 @@ from engine.api.errors import problem
 from engine.auth.service import AuthError, Principal, RateLimited
 from engine.domain import intake
 from engine.domain.attendance import DISTRICT_TZ
-from engine.runtime.errors import Actor, Conflict, EngineError, Forbidden, NotFound
+from engine.runtime.errors import Actor, Conflict, EngineError, Forbidden, NotFound, TooManyRequests
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
@@ -68,7 +68,7 @@ def _as_open311(exc: Exception) -> Open311Error | None:
         return exc
     if isinstance(exc, AuthError):
         return Open311Error(401, str(exc), {"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, (RateLimited, TooManyRequests)):
         return Open311Error(429, str(exc), {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, RequestValidationError):
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
@@ -266,7 +266,9 @@ async def create_request(fmt: str, request: Request, principal: Principal | None
     _check_format(fmt)
     report = intake.parse_citizen_report(await _fields(request))
     actor = actor_of(principal) if principal is not None else Actor("citizen")
-    done = await run_in_threadpool(intake.submit_citizen_report, engine_of(request), actor, report)
+    # Anonymous citizens are limited per address (staff and paired devices are not).
+    client = (request.client.host if request.client else "unknown") if principal is None else None
+    done = await run_in_threadpool(intake.submit_citizen_report, engine_of(request), actor, report, None, client)
     return _render(fmt, "service_requests", "request",
                    [{"service_request_id": done.id, "service_notice": done.notice, "account_id": None}],
                    status=201)
