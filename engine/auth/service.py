@@ -24,6 +24,7 @@ from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
 
 ACCESS_TTL = timedelta(minutes=30)
+IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
 LAST_SEEN_EVERY = timedelta(minutes=1)  # a device's last-seen time is written at most this often
 PAIRING_TTL = timedelta(minutes=15)
 MAX_FAILURES = 5              # per account+address within the window
@@ -169,13 +170,17 @@ def _decode(s: Session, token: str, now: datetime) -> dict:
     secret = _secret(s)
     claims = _VERIFIED.get((secret, token))
     if claims is None:
+        # Times are checked below against the engine clock (which tests move), not PyJWT's wall clock.
         claims = jwt.decode(token, secret, algorithms=["HS256"],
-                            options={"require": ["exp", "sub"], "verify_exp": False})
+                            options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False,
+                                     "verify_nbf": False})
         if len(_VERIFIED) >= _VERIFIED_MAX:
             _VERIFIED.clear()
         _VERIFIED[(secret, token)] = claims
-    if claims["exp"] <= now.timestamp():  # expiry against the engine clock, which tests control
+    if not isinstance(claims["exp"], (int, float)) or claims["exp"] <= now.timestamp():
         raise jwt.ExpiredSignatureError("token expired")
+    if isinstance(claims.get("iat"), (int, float)) and claims["iat"] > now.timestamp() + IAT_LEEWAY_SECONDS:
+        raise jwt.ImmatureSignatureError("token issued in the future")
     return claims
 
 

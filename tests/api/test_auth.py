@@ -1,6 +1,7 @@
 """Log-in, token expiry, rate limiting, device pairing and revocation over HTTP."""
 from __future__ import annotations
 
+from engine.domain.models import Staff
 from tests.api.conftest import ACCOUNTS, PASSWORD, bearer, login
 
 
@@ -80,3 +81,19 @@ def test_admin_manages_staff_with_clear_errors(client, tokens):
     client.post("/api/v1/staff/worker.roads.9/disable", headers=admin)
     assert login(client, "worker.roads.9", "a long enough one").status_code == 401
     assert set(ACCOUNTS) and PASSWORD
+
+
+def test_token_times_follow_the_engine_clock_not_the_wall_clock(client, system, clock):
+    """A server whose clock runs ahead of this machine's (as tests' clocks do) still accepts
+    the tokens it issues; one issued later than its own clock (+1 min) is refused."""
+    from engine.auth import service
+    clock.advance(days=400)                                   # well past the machine's date
+    token = login(client, "dispatcher1").json()["access_token"]
+    assert client.get("/api/v1/auth/me", headers=bearer(token)).status_code == 200
+    with system.transaction() as s:
+        staff = s.get(Staff, "dispatcher1")
+        clock.advance(minutes=5)
+        early = service.issue_token(s, staff, clock())        # issued 5 min after "now" below
+    clock.advance(minutes=-5)
+    refused = client.get("/api/v1/auth/me", headers=bearer(early))
+    assert refused.status_code == 401 and "future" in refused.json()["message"]
