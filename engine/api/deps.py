@@ -44,6 +44,8 @@ def allow(permission: str) -> Callable:
         engine = engine_of(request)
         with engine.transaction(write=False) as s:  # a read: never queue behind writers
             principal = service.authenticate(s, token, engine.clock())
+        if principal.seen_due:                       # after the read, on one connection at a time
+            service.mark_seen(engine.db, principal.device_id, engine.clock())
         if not allowed(permission, principal.role):
             raise RoleForbidden(f"role {principal.role!r} may not {permission.replace('.', ' ')}")
         request.state.principal = principal

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import jwt
@@ -55,6 +55,9 @@ class Principal:
     role: str               # a staff role, or gateway / camera
     unit_code: str | None = None
     device_id: str | None = None
+    # A device whose last-seen time is older than LAST_SEEN_EVERY: the caller records it
+    # (mark_seen) after its read transaction, never inside it (see mark_seen).
+    seen_due: bool = field(default=False, compare=False)
 
 
 def hash_password(password: str) -> str:
@@ -134,14 +137,13 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
         device = s.exec(select(Device).where(Device.token_hash == _hash_token(token))).first()
         if device is None or device.revoked_at is not None:
             raise AuthError("device token revoked or unknown")
-        if device.last_seen_at is None or to_db(now) - device.last_seen_at > LAST_SEEN_EVERY:
-            mark_seen(s, device.id, now)
+        due = device.last_seen_at is None or to_db(now) - device.last_seen_at > LAST_SEEN_EVERY
         if device.kind == "tablet":
             owner = s.get(Staff, device.owner_id) if device.owner_id else None
             if owner is None or not owner.active:
                 raise AuthError("the tablet's owner is not an active account")
-            return Principal(owner.id, "device", owner.role, owner.unit_code, device.id)
-        return Principal(device.id, "device", device.kind, None, device.id)
+            return Principal(owner.id, "device", owner.role, owner.unit_code, device.id, seen_due=due)
+        return Principal(device.id, "device", device.kind, None, device.id, seen_due=due)
     try:
         claims = _decode(s, token, now)
     except jwt.PyJWTError as exc:
@@ -157,10 +159,12 @@ _STAFF_BY_ID = (select(Staff.id, Staff.role, Staff.unit_code, Staff.active)
                 .where(Staff.id == bindparam("id")))
 
 
-def mark_seen(s: Session, device_id: str, now: datetime) -> None:
-    """Record a device's last request. Authentication reads in a read-only transaction, so this
-    writes through its own short connection (and rarely: see LAST_SEEN_EVERY)."""
-    with s.get_bind().connect() as conn:
+def mark_seen(db, device_id: str, now: datetime) -> None:
+    """Record a device's last request, in its own short write transaction (rarely: see
+    LAST_SEEN_EVERY). Call it with no other connection of this thread open: taking a second
+    pooled connection while holding one can starve the pool (every thread holding one and
+    waiting for another) and, on SQLite, waits on the writer lock while holding a reader."""
+    with db.connect() as conn:
         conn = conn.execution_options(write=True)
         with conn.begin():
             conn.execute(update(Device).where(Device.id == device_id).values(last_seen_at=to_db(now)))

@@ -97,3 +97,30 @@ def test_token_times_follow_the_engine_clock_not_the_wall_clock(client, system, 
     clock.advance(minutes=-5)
     refused = client.get("/api/v1/auth/me", headers=bearer(early))
     assert refused.status_code == 401 and "future" in refused.json()["message"]
+
+
+def test_a_device_is_marked_seen_without_a_second_pooled_connection(app, client, tokens, system, db_url):
+    """Recording a device's last-seen time used to open a second connection inside the
+    authentication read: with every pooled connection held that way, requests waited on each
+    other until the pool timed out. On a one-connection pool it must still answer."""
+    from fastapi.testclient import TestClient
+
+    from engine.api.app import create_app
+    from engine.auth.models import Device
+    from engine.db.session import make_engine
+    from engine.runtime.case_engine import CaseEngine
+    from engine.domain.registry import build_registry
+
+    admin = bearer(tokens["admin"])
+    d = client.post("/api/v1/devices", json={"name": "Gate 1", "kind": "gateway"}, headers=admin).json()
+    token = client.post("/api/v1/auth/pair", json={"device_id": d["id"], "code": d["pairing_code"]}).json()["access_token"]
+    tight = CaseEngine(make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=3), build_registry(),
+                       clock=system.clock)
+    try:
+        with TestClient(create_app(tight, scheduler=False)) as c:
+            r = c.get("/api/v1/auth/me", headers=bearer(token))
+        assert r.status_code == 200, r.text
+        with system.transaction(write=False) as s:
+            assert s.get(Device, d["id"]).last_seen_at is not None
+    finally:
+        tight.db.dispose()
