@@ -7,9 +7,15 @@ STAMP := $(VENV)/.cityloop-installed
 PG_TEST_URL := $(or $(CITYLOOP_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-sqlite test-pg bench
+.PHONY: setup run test test-sqlite test-pg bench dbus
 
 setup: $(STAMP)
+
+# tests/devices runs a private dbus-daemon (the fake BlueZ test bed): install it if missing.
+dbus:
+	@command -v dbus-daemon >/dev/null || { echo "== installing dbus (dbus-daemon for tests/devices)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbus >/dev/null) \
+		|| { echo "dbus-daemon is missing and could not be installed (Debian: apt-get install dbus)" >&2; exit 1; }; }
 
 # Re-installs only when pyproject.toml changes (the install is editable).
 $(STAMP): pyproject.toml
@@ -33,11 +39,11 @@ test: setup
 	if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: passed"; fi; \
 	exit $$status
 
-test-sqlite: setup
+test-sqlite: setup dbus
 	@echo "== pytest on SQLite"
 	env -u CITYLOOP_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
-test-pg: setup
+test-pg: setup dbus
 	@echo "== pytest on PostgreSQL ($(PG_TEST_URL))"
 	@$(PY) -c 'import sys, psycopg; from psycopg.conninfo import conninfo_to_dict, make_conninfo; \
 	url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://"); db = conninfo_to_dict(url).get("dbname"); \
@@ -49,3 +55,4 @@ test-pg: setup
 
 bench: setup
 	$(PY) -m bench.lifecycle
+	$(PY) -m bench.badge_tokens

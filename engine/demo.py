@@ -16,15 +16,17 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Callable
+from uuid import UUID
 
 from sqlmodel import select
 
+from devices.token import legacy_id
 from engine.auth.models import Account
 from engine.auth.service import hash_password
 from engine.clock import ManualClock, to_db, utcnow
 from engine.demo_data import (AREA_PREFIX, AREAS, CONTRACTS, DESCRIPTIONS, GIVEN, LONG_SLA, NOT_OURS_REASONS,
                               REJECT_REASONS, SLA_HOURS, STREETS, SURNAMES, UNITS)
-from engine.domain import attendance, gas, workorders
+from engine.domain import attendance, badges, gas, workorders
 from engine.domain.common import add_months
 from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, Household, Shift, Staff, Street,
                                   Unit)
@@ -35,6 +37,7 @@ DEMO_PASSWORD = "cityloop-demo"  # every demo account; README says so
 HISTORY = timedelta(days=10)
 DELIVERERS = 10
 CLEANERS_PER_CREW = 8
+DEMO_BEACON = UUID("5c17c0de-0000-4000-8000-00000000ba5e")   # iBeacon uuid of the demo's static legacy badges
 Progress = Callable[[str], None]
 
 
@@ -200,8 +203,10 @@ class _District:
                     for i in range(1, CLEANERS_PER_CREW + 1):
                         badge_no += 1
                         legacy = badge_no == CLEANERS_PER_CREW   # one old static iBeacon badge
-                        badge = Badge(id=f"BDG{badge_no:05d}", kind="legacy" if legacy else "rotating",
-                                      secret=None if legacy else rng.randbytes(32).hex())
+                        badge_id = f"BDG{badge_no:05d}"
+                        badge = Badge(id=badge_id, kind="legacy" if legacy else "rotating",   # sealed master key:
+                                      secret=None if legacy else badges.seal(s, badge_id, rng.randbytes(32)),
+                                      beacon=legacy_id(DEMO_BEACON, 1, badge_no) if legacy else None)
                         s.add(badge)
                         s.flush()
                         s.add(Cleaner(id=f"cleaner.{crew_code}.{i:02d}", name=self.name(), crew_code=crew_code,

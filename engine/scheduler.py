@@ -15,7 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from engine.domain import attendance, gas
+from engine.domain import attendance, gas, sightings
 
 log = logging.getLogger("cityloop.scheduler")
 
@@ -46,6 +46,17 @@ def _gas_due(engine) -> None:
         log.exception("gas due-list job failed")
 
 
+def _prune_sightings(engine) -> None:
+    """Good badge sightings only serve the clone and duplicate checks for a few days; flagged
+    ones are evidence and stay (engine.domain.sightings.prune)."""
+    try:
+        with engine.transaction() as s:
+            n = sightings.prune(s, engine.clock())
+        log.info("pruned %d old badge sighting(s)", n)
+    except Exception:
+        log.exception("pruning badge sightings failed")
+
+
 def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = True) -> BackgroundScheduler:
     """Start the background scheduler. `scheduler.shutdown()` stops it."""
     sched = BackgroundScheduler(timezone=attendance.DISTRICT_TZ, job_defaults={
@@ -58,6 +69,8 @@ def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = Tr
         sched.add_job(_plan_shifts, CronTrigger(hour=0, minute=5), args=[engine], id="plan-shifts",
                       misfire_grace_time=6 * 3600, next_run_time=engine_now_for_scheduler())
         sched.add_job(_gas_due, CronTrigger(hour=6, minute=0), args=[engine], id="gas-due",
+                      misfire_grace_time=12 * 3600)
+        sched.add_job(_prune_sightings, CronTrigger(hour=3, minute=30), args=[engine], id="prune-sightings",
                       misfire_grace_time=12 * 3600)
     sched.start()
     return sched

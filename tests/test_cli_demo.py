@@ -26,6 +26,7 @@ from engine.clock import from_db, utcnow
 from engine.db.models import AuditEvent, Definition, Instance
 from engine.db.session import make_engine
 from engine.demo import DEMO_PASSWORD
+from engine.domain import badges
 from engine.domain.common import add_months
 from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, Household, Inspection, Shift, Staff,
                                   Unit, WorkOrder)
@@ -255,13 +256,13 @@ def test_contracts_crews_and_badges(session):
             for cl in cleaners:
                 badge = session.get(Badge, cl.badge_id)
                 assert badge is not None and badge.active
-                if badge.kind == "rotating":
-                    assert re.fullmatch(r"[0-9a-f]{64}", badge.secret)
+                if badge.kind == "rotating":   # a sealed 32-byte master key (engine.domain.badges)
+                    assert badge.secret.startswith("k1:") and len(badges.master_key(session, badge)) == 32
                 else:
                     assert badge.kind == "legacy" and badge.secret is None
-    badges = list(session.exec(select(Badge)))
-    assert len(badges) == 48 and sum(b.kind == "legacy" for b in badges) == 1
-    assert len({b.secret for b in badges if b.secret}) == 47
+    rows = list(session.exec(select(Badge)))
+    assert len(rows) == 48 and sum(b.kind == "legacy" for b in rows) == 1
+    assert len({badges.master_key(session, b) for b in rows if b.secret}) == 47
 
 
 def test_todays_shifts_are_planned(session):

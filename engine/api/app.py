@@ -15,11 +15,13 @@ from fastapi import FastAPI
 
 from engine.api import errors
 from engine.api.routes import (admin, attendance, auth, camera, checkins, dashboards, gas, open311, processes,
-                               tasks, workorders)
+                               sync_uploads, tasks, workorders)
+from engine.api.routes import badges as badge_routes
+from engine.api.routes import sync as sync_routes
 
 log = logging.getLogger("cityloop.api")
 ROUTERS = tuple(m.router for m in (auth, admin, workorders, tasks, processes, open311, camera, gas, attendance,
-                                   checkins, dashboards))
+                                   checkins, dashboards, sync_uploads, badge_routes, sync_routes))
 
 
 class WorkerHeader:

@@ -30,9 +30,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "attendance.checkin": frozenset({"supervisor", "gateway"}),
     "attendance.plan": frozenset({"admin", "supervisor"}),
     "attendance.manage": frozenset({"admin"}),
+    "attendance.sightings": frozenset({"gateway", "supervisor", "unit_leader"}),   # raw badge frames
+    "attendance.badgekeys": frozenset({"supervisor", "unit_leader"}),             # derived keys, own crews
     "dashboards.read": frozenset({"admin", "dispatcher", "reviewer", "unit_leader"}),
     "staff.manage": frozenset({"admin"}),
     "devices.manage": frozenset({"admin"}),
+    "sync.upload": frozenset({"unit_worker", "unit_leader", "deliverer", "supervisor", "reviewer"}),  # tablets' photos
+    "sync.pull": frozenset({"unit_worker", "unit_leader", "deliverer", "supervisor", "reviewer"}),  # field protocol
+    "sync.push": frozenset({"unit_worker", "unit_leader", "deliverer", "supervisor", "reviewer"}),
+    "sync.conflicts": frozenset({"admin", "dispatcher", "supervisor", "unit_leader"}),  # kept for a supervisor
 }
 
 

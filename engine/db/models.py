@@ -104,3 +104,6 @@ class OperationEffect(SQLModel, table=True):
     topic: str = Field(max_length=64)
     result: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     at: datetime
+
+
+import sync.server.models  # noqa: E402,F401  (field sync tables: sync_op, sync_conflict, ...; migration 0006)

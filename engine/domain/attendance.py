@@ -65,13 +65,14 @@ def check_in(engine, shift_id: int, badge_id: str, seen_at: datetime, verified: 
                                actor, business_key=f"shift:{shift_id}")
 
 
-def check_in_many(engine, shift_id: int, sightings: list[tuple[str, datetime, bool, str]], actor: Actor) -> int:
+def check_in_many(engine, shift_id: int, sightings: list[tuple[str, datetime, bool, str]], actor: Actor,
+                  session: Session | None = None) -> int:
     """Several badges at once (badge id, seen at, verified, source), in one step of the
-    shift's process. Returns how many the process took (it stops taking them when the grace
-    period has ended)."""
+    shift's process (in the caller's transaction if `session` is given). Returns how many
+    the process took (it stops taking them when the grace period has ended)."""
     payloads = [{"badge_id": b, "seen_at": at.isoformat(), "verified": bool(v), "source": src}
                 for b, at, v, src in sightings]
-    taken = engine.send_messages(MESSAGE, payloads, actor, business_key=f"shift:{shift_id}")
+    taken = engine.send_messages(MESSAGE, payloads, actor, business_key=f"shift:{shift_id}", session=session)
     return max(taken.values(), default=0)
 
 

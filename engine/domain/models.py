@@ -118,10 +118,38 @@ class Cleaner(SQLModel, table=True):
 
 
 class Badge(SQLModel, table=True):
+    __table_args__ = (Index("ix_badge_beacon", "beacon", unique=True),)
     id: str = Field(primary_key=True, max_length=32)
     kind: str = Field(default="rotating", max_length=16)    # rotating | legacy (static iBeacon)
     secret: Optional[str] = Field(default=None, max_length=128)   # provisioned key (hex); none for legacy
     active: bool = True
+    beacon: Optional[str] = Field(default=None, max_length=64)  # unique; legacy: devices.token.legacy_id(...)
+    last_counter: Optional[int] = None        # highest token counter accepted (never goes back)
+    last_seen_at: Optional[datetime] = None   # when that token was seen
+
+
+class BadgeSighting(SQLModel, table=True):
+    """A received badge advertisement kept as evidence (engine.domain.badges): every flagged
+    one (clone, replay, forged) with its raw frame, and the verified ones, for the
+    two-places check and to withdraw a check-in made with a token that turns out cloned."""
+    __table_args__ = (Index("ix_badgesighting_badge_seen", "badge_id", "seen_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    badge_id: Optional[str] = Field(default=None, max_length=32)
+    shift_id: Optional[int] = Field(default=None, foreign_key="shift.id", index=True)
+    company_id: int
+    data: str = Field(max_length=64)                   # the raw manufacturer data, hex
+    counter: Optional[int] = None
+    source: str = Field(max_length=64)                 # gateway / tablet id as sent
+    sent_by: str = Field(max_length=64)                # the authenticated principal
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+    rssi: Optional[int] = None
+    seen_at: datetime
+    received_at: datetime
+    verdict: str = Field(max_length=12)                # applied | ignored | flagged
+    reason: Optional[str] = Field(default=None, max_length=16)   # clone | replay | forged
+    detail: Optional[str] = Field(default=None, max_length=255)
+    related_id: Optional[int] = None                   # the other sighting of a clone pair
 
 
 class Shift(SQLModel, table=True):

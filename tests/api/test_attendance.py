@@ -52,10 +52,14 @@ def test_admin_manages_contracts_crews_cleaners_badges_with_clear_errors(client,
                                                "badge_id": "W0001"}, headers=admin)
     assert taken.status_code == 422 and "already issued" in taken.json()["errors"]["badge_id"]
     keyless = client.post(A + "/badges", json={"id": "W0002", "kind": "rotating"}, headers=admin)
-    assert keyless.status_code == 422 and "secret" in keyless.json()["errors"]
+    assert keyless.status_code == 201, "the server makes the key (printed by `cityloop badge key`)"
+    too_long = client.post(A + "/badges", json={"id": "W00000000003", "kind": "rotating"}, headers=admin)
+    assert too_long.status_code == 422 and "10 characters" in too_long.json()["errors"]["id"]
+    assert client.post(A + "/badges", json={"id": "L0002", "kind": "legacy", "secret": "11" * 16},
+                       headers=admin).status_code == 422
     assert client.post(A + "/badges", json={"id": "L0001", "kind": "legacy"}, headers=admin).status_code == 201
     badges = client.get(A + "/badges", headers=admin).json()
-    assert len(badges) == 22 and all("secret" not in b for b in badges)
+    assert len(badges) == 23 and all("secret" not in b for b in badges)
     assert client.post(A + "/badges/W0001/deactivate", headers=admin).json()["active"] is False
     assert client.post(A + "/contracts", json={"code": "C-2", "contractor": "x", "unit_code": "clean-west"},
                        headers=bearer(tokens["supervisor"])).status_code == 403

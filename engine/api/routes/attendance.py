@@ -18,7 +18,7 @@ from sqlmodel import select
 from engine.api.deps import actor_of, allow, engine_of
 from engine.auth.service import Principal
 from engine.clock import from_db, to_db
-from engine.domain import attendance
+from engine.domain import attendance, badges
 from engine.domain.models import Attendance, Badge, Cleaner, Contract, Crew, Shift, Staff, Unit
 from engine.runtime.errors import Conflict, NotFound, ValidationFailed
 
@@ -93,9 +93,12 @@ class CleanerIn(BaseModel):
 
 
 class BadgeIn(BaseModel):
-    id: str = Field(pattern=BADGE)
+    id: str = Field(pattern=BADGE, description="a rotating badge advertises its id: at most 10 characters")
     kind: Literal["rotating", "legacy"] = "rotating"
-    secret: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32,128}$", description="hex key; write-only")
+    secret: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32,128}$",
+                               description="hex key; write-only; left out, the server makes one (cityloop badge key)")
+    beacon: str | None = Field(default=None, pattern=r"^[0-9a-fA-F-]{32,36}[:/][0-9]{1,5}[:/][0-9]{1,5}$",
+                               description="legacy iBeacon identity <uuid>:<major>:<minor>")
 
 
 class BadgeOut(BaseModel):
@@ -280,14 +283,12 @@ def list_badges(request: Request, principal: Principal = allow("attendance.read"
 
 @router.post("/badges", response_model=BadgeOut, status_code=201, summary="Register a badge / 登记工牌")
 def create_badge(body: BadgeIn, request: Request, _: Principal = allow("attendance.manage")):
-    if body.kind == "rotating" and not body.secret:
-        raise ValidationFailed({"secret": "a rotating badge needs its key"})
-    if body.kind == "legacy" and body.secret:
-        raise ValidationFailed({"secret": "a legacy (static) badge has no key"})
+    try:
+        beacon = badges.parse_beacon(body.beacon) if body.beacon else None
+    except ValueError as exc:
+        raise ValidationFailed({"beacon": str(exc)}) from None
     with engine_of(request).transaction() as s:
-        if s.get(Badge, body.id) is not None:
-            raise Conflict(f"badge {body.id!r} already exists")
-        s.add(Badge(id=body.id, kind=body.kind, secret=body.secret.lower() if body.secret else None))
+        badges.register(s, body.id, body.kind, body.secret, beacon)   # rules in engine.domain.badges
         return dict(id=body.id, kind=body.kind, active=True, cleaner_id=None)
 
 

@@ -8,15 +8,18 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from sqlalchemy import update
 from sqlmodel import select
 
 from engine.api.deps import actor_of, allow, engine_of
+from devices import token
 from engine.api.routes.attendance import BADGE, TEXT, RowId, When, _shift
+from engine.api.routes.badges import policy_of
 from engine.auth.service import Principal
 from engine.clock import from_db
-from engine.domain import attendance
-from engine.domain.models import Attendance, Badge, Cleaner
+from engine.domain import attendance, sightings
+from engine.domain.models import Attendance, Badge, BadgeSighting, Cleaner
 from engine.runtime.errors import Conflict, EngineError, NotFound
 
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
@@ -30,8 +33,22 @@ RANK = {"expected": 0, "unverified": 1, "late": 2, "present": 3, "absent": 0}
 class CheckinItem(BaseModel):
     badge_id: str = Field(pattern=BADGE)
     seen_at: When
-    verified: bool
+    verified: bool | None = Field(default=None, description="without a frame: the client's word; with one: ignored")
     source: str = Field(default="", max_length=32, pattern=TEXT)
+    # the badge's advertisement, when the client has it: then the server decides `verified`
+    company_id: int = Field(default=token.COMPANY_ID, ge=0, le=0xFFFF)
+    data: str | None = Field(default=None, pattern=r"^(?:[0-9a-fA-F]{2}){1,32}$", description="manufacturer data, hex")
+    rssi: int | None = Field(default=None, ge=-127, le=20)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _frame_or_word(self):
+        if self.data is None and self.verified is None:
+            raise ValueError("verified is required when no frame (data) is sent")
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
 
 
 class CheckinBatch(BaseModel):
@@ -41,7 +58,7 @@ class CheckinBatch(BaseModel):
 class Verdict(BaseModel):
     index: int
     badge_id: str | None
-    verdict: Literal["applied", "ignored", "invalid", "conflict"]
+    verdict: Literal["applied", "ignored", "invalid", "conflict", "flagged"]
     code: int
     status: str | None = None
     message: str | None = None
@@ -53,6 +70,7 @@ class BatchOut(BaseModel):
     ignored: int
     invalid: int
     conflict: int
+    flagged: int = 0
     results: list[Verdict]
 
 
@@ -67,10 +85,13 @@ def _invalid_message(exc: ValidationError) -> str:
 @router.post("/shifts/{shift_id}/checkins", response_model=BatchOut,
              summary="Badge check-ins in a batch, one verdict per item / 批量打卡")
 def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: Principal = allow("attendance.checkin")):
-    """Up to 1000 sightings {badge_id, seen_at (ISO 8601 with offset), verified, source}. Each
-    gets a verdict: applied (with the status it gives), ignored (with the reason: unknown badge,
-    not on the roster, no better than an earlier check-in), invalid (with a message) or conflict
-    (409: the shift's grace period is over)."""
+    """Up to 1000 sightings {badge_id, seen_at (ISO 8601 with offset), verified, source} and,
+    when the client has the badge's advertisement, {company_id, data (hex), rssi, lat, lon}: then
+    the server verifies the frame itself and the client's `verified` is ignored. Each gets a
+    verdict: applied (with the status it gives), ignored (with the reason: unknown badge, not
+    on the roster, no better than an earlier check-in), flagged (clone, replay or forged frame:
+    kept for the shift, see /shifts/{id}/flags), invalid (with a message) or conflict (409: the
+    shift's grace period is over)."""
     engine = engine_of(request)
     actor = actor_of(principal)
     now = engine.clock()
@@ -89,7 +110,7 @@ def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: P
         status = dict(s.exec(select(Attendance.cleaner_id, Attendance.status).where(Attendance.shift_id == shift.id)).all())
     closed_msg = (f"the grace period of shift {shift.id} ended at {grace_end.isoformat()}; check-ins are closed "
                   "/ 宽限期已过，打卡已关闭")
-    results, pending, closed = [], [], shift.closed or now > grace_end
+    results, pending, candidates, closed = [], [], [], shift.closed or now > grace_end
     for i, item in enumerate(parsed):
         if isinstance(item, str):
             results.append(Verdict(index=i, badge_id=_badge_of(body.items[i]), verdict="invalid", code=422, message=item))
@@ -112,17 +133,70 @@ def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: P
         if reason:
             results.append(Verdict(**v, verdict="ignored", code=200, message=reason))
             continue
-        new = ("present" if seen <= starts else "late") if item.verified else "unverified"
+        candidates.append((i, item, cleaner))
+        results.append(None)  # decided below, with the whole batch
+    rows = _judge_frames(engine, shift, candidates, results, badges, principal, policy_of(request), now)
+    for i, item, cleaner in candidates:
+        if results[i] is not None:
+            continue
+        new = ("present" if item.seen_at <= starts else "late") if item.verified else "unverified"
         if RANK[new] <= RANK.get(status[cleaner], 0):
-            results.append(Verdict(**v, verdict="ignored", code=200, status=status[cleaner],
-                                   message=f"already checked in as {status[cleaner]}"))
+            results[i] = Verdict(index=i, badge_id=item.badge_id, verdict="ignored", code=200, status=status[cleaner],
+                                 message=f"already checked in as {status[cleaner]}")
             continue
         status[cleaner] = new
         pending.append((i, item, new))
-        results.append(None)  # decided below, with the whole batch
     _apply_all(engine, shift.id, pending, results, actor, principal.role, closed_msg)
-    tally = {k: sum(r.verdict == k for r in results) for k in ("applied", "ignored", "invalid", "conflict")}
+    applied = [rows[i] for i, r in enumerate(results) if r.verdict == "applied" and rows.get(i) is not None]
+    if applied:
+        with engine.transaction() as s:
+            s.execute(update(BadgeSighting).where(BadgeSighting.id.in_(applied)).values(verdict="applied"))
+    tally = {k: sum(r.verdict == k for r in results) for k in ("applied", "ignored", "invalid", "conflict", "flagged")}
     return BatchOut(shift_id=shift.id, results=results, **tally)
+
+
+def _judge_frames(engine, shift, candidates: list, results: list, badges: dict, principal: Principal, policy,
+                  now) -> dict[int, int]:
+    """Items that carry the badge's frame are verified here, by the server (the client's
+    `verified` is replaced); clones, replays and forgeries are flagged and stored for the
+    shift. Returns {item index: id of the stored sighting}."""
+    framed = []
+    for i, item, _ in candidates:
+        if item.data is None:
+            continue
+        try:
+            f = token.decode(bytes.fromhex(item.data), item.company_id)
+        except token.TokenError as exc:
+            results[i] = Verdict(index=i, badge_id=item.badge_id, verdict="invalid", code=422,
+                                 message=f"{exc} / 无效的工牌信号")
+            continue
+        if f.badge_id != (badges[item.badge_id].beacon if f.legacy else item.badge_id):
+            results[i] = Verdict(index=i, badge_id=item.badge_id, verdict="invalid", code=422,
+                                 message=f"the frame is not badge {item.badge_id!r}'s / 信号不属于该工牌")
+            continue
+        framed.append((i, item))
+    if not framed:
+        return {}
+    with engine.transaction() as s:
+        judge = sightings.Judge(s, now, policy, principal.role, principal.id, fixed_shift=shift)
+        judged = judge.judge([sightings.Sighting(item.company_id, bytes.fromhex(item.data), item.seen_at, item.rssi,
+                                                 item.lat, item.lon, item.source or None) for _, item in framed])
+        outs, rows = [(i, item, out) for (i, item), out in zip(framed, judged)], {}
+        judge.withdraw_cloned()
+        s.flush()
+        for i, item, out in outs:
+            v = dict(index=i, badge_id=item.badge_id)
+            if out.verdict == "invalid":
+                results[i] = Verdict(**v, verdict="invalid", code=422, message=out.message)
+            elif out.verdict == "flagged":
+                results[i] = Verdict(**v, verdict="flagged", code=200, message=f"{out.reason}: {out.message}")
+            elif out.reason != "pending":
+                results[i] = Verdict(**v, verdict="ignored", code=200, message=out.message)
+            else:
+                item.verified = out.verified
+                if out._row is not None:
+                    rows[i] = out._row.id
+    return rows
 
 
 def _apply_all(engine, shift_id: int, pending: list, results: list, actor, role: str, closed_msg: str) -> None:

@@ -1,0 +1,271 @@
+"""The field client: a local outbox and the push/pull loop, over HTTP only.
+
+`Outbox` is a SQLite file (WAL, synchronous=FULL). `Outbox.add` returns only after the op's
+row is committed and on disk: that is the moment an entry may be shown to the user as saved
+("confirmed"), and from then on a crash, a kill -9 or a flat battery cannot lose it. The op
+stays in the outbox until the server gives it a final verdict; it is sent again (same op_id,
+same body) as often as needed, which the server answers as a duplicate once applied.
+
+`SyncClient` pushes the outbox and pulls changes, retrying transport errors and 5xx/429
+with exponential backoff and jitter. The pull cursor is stored in the same local transaction
+as the tasks the answer carried, so a crash mid-pull repeats the pull instead of skipping
+it. No engine imports: the Kivy app and the tests use this as a device would.
+
+    box = Outbox("outbox.db")
+    op_id = box.add("complete_task", {"action": "fixed"}, task_id=t["id"], based_on_version=t["version"])
+    with SyncClient("http://server:8000", token, box, device="tablet-7") as c:
+        c.sync()
+"""
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import httpx
+
+from sync.protocol import PROTOCOL_VERSION
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS op (seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', verdict TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_op_state ON op (state, seq);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS task (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS removed (task_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def is_final(verdict: dict) -> bool:
+    """Settled for good: anything but 'waiting' (or a duplicate of a waiting op)."""
+    v = verdict.get("verdict")
+    return v != "waiting" and not (v == "duplicate" and verdict.get("original") == "waiting")
+
+
+class SyncError(Exception):
+    """The server refused a request (a 4xx), or kept failing after every retry."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None):
+        self.status, self.body = status, body
+        super().__init__(message)
+
+
+class Outbox:
+    def __init__(self, path: str, clock: Callable[[], datetime] = _now):
+        self.path, self.clock = str(path), clock
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")   # a commit is on disk before add() returns
+        self.db.execute("PRAGMA busy_timeout=30000")
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            self.db.execute(statement)
+
+    def _tx(self):
+        box = self
+
+        class _Tx:
+            def __enter__(self):
+                box._lock.acquire()
+                box.db.execute("BEGIN IMMEDIATE")
+                return box.db
+
+            def __exit__(self, exc_type, *_):
+                try:
+                    box.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                finally:
+                    box._lock.release()
+        return _Tx()
+
+    # ---- writing ops ---------------------------------------------------------------------
+    def add(self, kind: str, payload: dict | None = None, *, task_id: str | None = None,
+            based_on_version: int | None = None, attachments: Iterable[str] = (), gps: dict | None = None,
+            device_time: datetime | None = None, op_id: str | None = None) -> str:
+        """Record an op durably; returns its op_id once committed (then tell the user 'saved')."""
+        op = {"op_id": op_id or str(uuid.uuid4()), "kind": kind, "task_id": task_id,
+              "based_on_version": based_on_version, "payload": dict(payload or {}),
+              "device_time": (device_time or self.clock()).isoformat(), "gps": gps,
+              "attachments": list(attachments)}
+        now = self.clock().isoformat()
+        with self._tx() as db:
+            db.execute("INSERT INTO op (op_id, body, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                       (op["op_id"], json.dumps(op, ensure_ascii=False), now, now))
+        return op["op_id"]
+
+    def unsettled(self, limit: int = 1_000_000) -> list[dict]:
+        """Ops without a final verdict, oldest first."""
+        with self._lock:
+            rows = self.db.execute("SELECT body FROM op WHERE state IN ('pending', 'waiting') ORDER BY seq LIMIT ?",
+                                   (limit,)).fetchall()
+        return [json.loads(b) for (b,) in rows]
+
+    def settle(self, verdicts: list[dict]) -> None:
+        now = self.clock().isoformat()
+        with self._tx() as db:
+            for v in verdicts:
+                if not v.get("op_id"):
+                    continue
+                state = "done" if is_final(v) else "waiting"
+                db.execute("UPDATE op SET state = ?, verdict = ?, attempts = attempts + 1, updated_at = ? "
+                           "WHERE op_id = ? AND state != 'done'", (state, json.dumps(v, ensure_ascii=False), now,
+                                                                  v["op_id"]))
+
+    def op(self, op_id: str) -> dict | None:
+        with self._lock:
+            row = self.db.execute("SELECT body, state, verdict, attempts FROM op WHERE op_id = ?", (op_id,)).fetchone()
+        if row is None:
+            return None
+        return {"op": json.loads(row[0]), "state": row[1], "verdict": json.loads(row[2]) if row[2] else None,
+                "attempts": row[3]}
+
+    def op_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self.db.execute("SELECT op_id FROM op ORDER BY seq")]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.db.execute("SELECT state, count(*) FROM op GROUP BY state").fetchall())
+
+    # ---- pulled state ----------------------------------------------------------------------
+    def cursor(self) -> str | None:
+        with self._lock:
+            row = self.db.execute("SELECT value FROM kv WHERE key = 'cursor'").fetchone()
+        return row[0] if row else None
+
+    def apply_pull(self, answer: dict) -> None:
+        """Tasks, removals, crews, reference data and the new cursor: all or nothing."""
+        with self._tx() as db:
+            if answer.get("reset"):
+                db.execute("DELETE FROM task")
+            for t in answer.get("tasks", []):
+                db.execute("INSERT OR REPLACE INTO task (id, body) VALUES (?, ?)", (t["id"], json.dumps(t)))
+                db.execute("DELETE FROM removed WHERE task_id = ?", (t["id"],))
+            for r in answer.get("removed", []):
+                db.execute("DELETE FROM task WHERE id = ?", (r["task_id"],))
+                db.execute("INSERT OR REPLACE INTO removed (task_id, body) VALUES (?, ?)", (r["task_id"], json.dumps(r)))
+            for key in ("crews", "reference"):
+                if answer.get(key) is not None:
+                    db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(answer[key])))
+            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('cursor', ?)", (answer["cursor"],))
+
+    def tasks(self) -> list[dict]:
+        with self._lock:
+            return [json.loads(b) for (b,) in self.db.execute("SELECT body FROM task ORDER BY id")]
+
+    def removed(self) -> dict[str, dict]:
+        with self._lock:
+            return {t: json.loads(b) for t, b in self.db.execute("SELECT task_id, body FROM removed")}
+
+    def value(self, key: str) -> Any:
+        """Pulled data kept as a whole: 'crews' or 'reference' (None until first pulled)."""
+        if key not in ("crews", "reference"):
+            raise KeyError(key)
+        with self._lock:
+            row = self.db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+
+class SyncClient:
+    def __init__(self, base_url: str | None, token: str, outbox: Outbox, device: str | None = None, *,
+                 http: httpx.Client | None = None, timeout: float = 30.0, retries: int = 6, backoff: float = 0.2,
+                 max_backoff: float = 10.0, batch_size: int = 100, page_size: int = 100,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = _now):
+        self.outbox, self.device = outbox, device
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self._owns_http = http is None
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        self.batch_size, self.page_size, self.sleep, self.clock = batch_size, page_size, sleep, clock
+        self.attempts = 0   # requests sent, retries included (for tests and the status screen)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def _post(self, path: str, body: dict) -> dict:
+        """POST with retries: the same body each time, so a retried push is idempotent."""
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                self.sleep(delay * (0.5 + random.random() / 2))
+            self.attempts += 1
+            try:
+                r = self.http.post(path, json=body, headers=self.headers)
+            except httpx.TransportError as exc:
+                last = exc
+                continue
+            if r.status_code in RETRY_STATUS:
+                last = SyncError(f"{path}: server answered {r.status_code}", r.status_code, r.text[:500])
+                continue
+            try:
+                data = r.json()
+            except ValueError:
+                raise SyncError(f"{path}: not JSON ({r.status_code})", r.status_code, r.text[:500]) from None
+            if r.status_code >= 400:
+                raise SyncError(f"{path}: {data.get('message', r.status_code)}", r.status_code, data)
+            return data
+        raise SyncError(f"{path}: gave up after {self.retries + 1} attempts: {last}") from last
+
+    def push(self) -> list[dict]:
+        """Send every unsettled op (in batches) once; record the verdicts. Returns them."""
+        todo = self.outbox.unsettled()
+        verdicts: list[dict] = []
+        for i in range(0, len(todo), self.batch_size):
+            batch = todo[i:i + self.batch_size]
+            answer = self._post("/sync/v1/push", {"protocol": PROTOCOL_VERSION, "device": self.device,
+                                                  "sent_at": self.clock().isoformat(), "ops": batch})
+            self.outbox.settle(answer["verdicts"])
+            verdicts.extend(answer["verdicts"])
+        return verdicts
+
+    def pull(self, max_pages: int = 1000) -> dict:
+        """Pull until has_more is false. Returns what changed: counts of tasks and removals."""
+        summary = {"tasks": 0, "removed": 0, "pages": 0, "reset": False}
+        for _ in range(max_pages):
+            answer = self._post("/sync/v1/pull", {"protocol": PROTOCOL_VERSION, "cursor": self.outbox.cursor(),
+                                                  "device": self.device, "page_size": self.page_size})
+            self.outbox.apply_pull(answer)
+            summary["tasks"] += len(answer["tasks"])
+            summary["removed"] += len(answer["removed"])
+            summary["pages"] += 1
+            summary["reset"] = summary["reset"] or bool(answer["reset"])
+            if not answer["has_more"]:
+                break
+        return summary
+
+    def sync(self) -> dict:
+        """Push first (so the pull reflects our work), then pull."""
+        verdicts = self.push()
+        return {"verdicts": verdicts, "pull": self.pull()}
+
+    def run(self, stop: threading.Event, interval: float = 30.0, on_error: Callable[[Exception], None] | None = None):
+        """Sync every `interval` seconds until `stop` is set; errors are reported, not fatal."""
+        while not stop.is_set():
+            try:
+                self.sync()
+            except (SyncError, httpx.HTTPError, OSError) as exc:
+                if on_error is not None:
+                    on_error(exc)
+            stop.wait(interval)

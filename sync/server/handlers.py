@@ -1,0 +1,246 @@
+"""What each kind of op does. Every handler applies its effect and calls `record(session,
+verdict)` inside the same transaction, or raises Refused (conflict / invalid) having
+changed nothing. Plain Python over the engine and the domain; no HTTP."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlmodel import select
+
+from engine.api.policy import PERMISSIONS
+from engine.clock import from_db, to_db
+from engine.db.models import AuditEvent
+from engine.db.upsert import insert_if_new
+from engine.domain import attendance, workorders
+from engine.domain.models import Crew, Shift, WorkOrder
+from engine.domain.records import Comment, WorkOrderAttachment
+from engine.runtime.audit import audit
+from engine.runtime.errors import Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
+from engine.runtime.rows import fetch_instance, fetch_open_task
+from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Verdict
+from sync.server.models import SyncCursor, SyncOp
+from sync.server.ops import Pusher, Refused, Timing, needed_photos
+
+UNIT_ROLES = ("unit_worker", "unit_leader")
+OPENS_BEFORE = timedelta(hours=2)     # as engine.api.routes.checkins: earlier sightings are not for this shift
+REASONS = {  # conflict reason -> (English, Chinese); the op itself is kept for a supervisor
+    "completed": ("This task was already completed by {by}; your entry is kept for a supervisor.",
+                  "该任务已由 {by} 完成；您提交的内容已保留，待主管处理。"),
+    "reassigned": ("This task was reassigned to someone else; your entry is kept for a supervisor.",
+                   "该任务已改派他人；您提交的内容已保留，待主管处理。"),
+    "cancelled": ("This task was cancelled or closed; your entry is kept for a supervisor.",
+                  "该任务已取消或关闭；您提交的内容已保留，待主管处理。"),
+    "version": ("The case changed after you downloaded it; your entry is kept for a supervisor.",
+                "该案件在您下载后已有变化；您提交的内容已保留，待主管处理。"),
+    "shift_closed": ("The shift's check-in period is over; your entry is kept for a supervisor.",
+                     "该班次的打卡时间已过；您提交的内容已保留，待主管处理。"),
+    "process_error": ("The server could not take the next step; your entry is kept for a supervisor.",
+                      "服务器无法执行下一步；您提交的内容已保留，待主管处理。"),
+}
+
+
+def _applied(op: Op, timing: Timing, result: dict) -> Verdict:
+    return Verdict(op_id=op.op_id, verdict="applied", code=200, result=result, message="applied",
+                   message_zh="已处理", **timing.fields())
+
+
+def _may(who: Pusher, permission: str, what: str, what_zh: str) -> None:
+    if who.role not in PERMISSIONS[permission]:
+        raise Refused("invalid", f"your role ({who.role}) may not {what}", f"您的角色无权{what_zh}", code=403,
+                      errors={"kind": f"your role may not {what}"})
+
+
+def _flat(errors: dict) -> dict[str, str]:
+    return {str(k)[:200]: str(v.get("message", v) if isinstance(v, dict) else v)[:300] for k, v in errors.items()}
+
+
+# ---- complete_task ------------------------------------------------------------------------------
+def complete_task(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
+    done: list[Verdict] = []
+
+    def also(s, ot: dict) -> None:
+        _link_form_photos(s, ot, op, who, timing.server_time)
+        row = fetch_instance(s, ot["instance_id"])
+        verdict = _applied(op, timing, {"task_id": op.task_id, "instance_id": row.id, "business_key": row.business_key,
+                                        "state": row.state, "version": row.version})
+        record(s, verdict)
+        done.append(verdict)
+
+    try:
+        engine.complete(op.task_id, who.actor, op.payload, expected_version=op.based_on_version, also=also)
+    except Forbidden as exc:
+        raise _conflict(engine, who, op, "reassigned", exc) from None
+    except Conflict as exc:
+        text = str(exc)
+        reason = "version" if "is at version" in text else "reassigned" if "claimed by" in text else "gone"
+        raise _conflict(engine, who, op, reason, exc) from None
+    except NotFound as exc:
+        raise _conflict(engine, who, op, "gone", exc) from None
+    except ValidationFailed as exc:
+        errors = _flat(exc.errors)
+        raise Refused("invalid", "the form has errors: " + "; ".join(f"{k}: {v}" for k, v in errors.items())[:500],
+                      "表单有误，请修改后重新提交", errors=errors) from None
+    except ProcessError as exc:
+        raise _conflict(engine, who, op, "process_error", exc) from None
+    return done[0]
+
+
+def _link_form_photos(s, ot: dict, op: Op, who: Pusher, now: datetime) -> None:
+    """Photos in a work-order task's file fields become attachments of the order (as the
+    task route does), in the completion's transaction."""
+    shas = needed_photos(op)
+    if not shas or ot["process_key"] != workorders.PROCESS or not ot["business_key"]:
+        return
+    order = s.exec(select(WorkOrder).where(WorkOrder.number == ot["business_key"])).first()
+    if order is None:
+        return
+    after = {v for v in op.payload.get("after_photos", []) if isinstance(v, str)} \
+        if isinstance(op.payload.get("after_photos"), list) else set()
+    for sha in shas:
+        _link(s, order, sha, "after" if sha in after else "evidence", who.id, now)
+
+
+def _link(s, order: WorkOrder, sha: str, kind: str, by: str, now: datetime) -> bool:
+    added = insert_if_new(s, WorkOrderAttachment, {"work_order_id": order.id, "sha256": sha, "kind": kind,
+                                                   "added_by": by[:64], "at": to_db(now)})
+    if added:
+        audit(s, now, order.instance_id, order.number, by, "attachment_added", None, {"sha256": sha, "kind": kind})
+    return added
+
+
+def _conflict(engine, who: Pusher, op: Op, reason: str, exc: Exception) -> Refused:
+    """A conflict with the server's side of it, for the supervisor who sorts it out."""
+    server: dict = {"message": str(exc)[:500], "task_id": op.task_id}
+    by = None
+    with engine.transaction(write=False) as s:
+        ot = fetch_open_task(s, op.task_id) if op.task_id else None
+        instance_id = ot["instance_id"] if ot else None
+        if ot is not None:
+            server["open_task"] = {k: ot[k] for k in ("name", "title", "assignee", "claimed_by", "instance_id")}
+            if reason == "gone":
+                reason = "reassigned"
+        elif reason == "gone":
+            reason, by, instance_id = _gone(s, who, op)
+        row = fetch_instance(s, instance_id) if instance_id else None
+        if row is not None:
+            server["instance"] = {"id": row.id, "business_key": row.business_key, "state": row.state,
+                                  "version": row.version}
+    server["completed_by"] = by
+    en, zh = REASONS[reason]
+    return Refused("conflict", en.format(by=by or "someone else"), zh.format(by=by or "他人"), reason=reason,
+                   server_side=server)
+
+
+def _gone(s, who: Pusher, op: Op) -> tuple[str, str | None, int | None]:
+    """Why a task is no longer open: completed (by whom) or cancelled."""
+    other = s.exec(select(SyncOp.actor, SyncOp.result).where(SyncOp.task_id == op.task_id,
+                                                             SyncOp.kind == "complete_task", SyncOp.verdict == "applied",
+                                                             SyncOp.op_id != op.op_id)).first()
+    if other is not None:  # completed through sync: its stored result names the instance
+        return "completed", other[0], json.loads(other[1]).get("result", {}).get("instance_id")
+    where = _delivered(s, who, op.task_id)
+    if where:
+        instance_id, name = where
+        done = s.exec(select(AuditEvent.actor).where(AuditEvent.instance_id == instance_id,
+                                                     AuditEvent.kind == "task_completed", AuditEvent.element == name)
+                      .order_by(AuditEvent.id.desc()).limit(1)).first()
+        row = fetch_instance(s, instance_id)
+        if done is not None and not (row is not None and row.state == "cancelled"):
+            return "completed", done, instance_id
+        return "cancelled", None, instance_id
+    return "cancelled", None, None
+
+
+def _delivered(s, who: Pusher, task_id: str) -> tuple[int, str] | None:
+    """(instance id, element) of a task as a pull delivered it to this person."""
+    for acked, pending in s.exec(select(SyncCursor.acked, SyncCursor.pending).where(SyncCursor.actor == who.id)):
+        for blob in (pending, acked):
+            entry = json.loads(blob or "{}").get("tasks", {}).get(task_id)
+            if entry:
+                return entry[1], entry[2]
+    return None
+
+
+# ---- check_in -------------------------------------------------------------------------------------
+def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
+    _may(who, "attendance.checkin", "check badges in", "打卡")
+    p = CheckInPayload.model_validate(op.payload)
+    # A device clock known to be off (the batch's sent_at) has its sighting time corrected.
+    seen = p.seen_at - timedelta(seconds=timing.skew) if timing.flagged else p.seen_at
+    for _attempt in range(4):
+        try:
+            with engine.transaction() as s:
+                shift = s.get(Shift, p.shift_id)
+                crew = s.get(Crew, shift.crew_code) if shift else None
+                if shift is None or (who.role == "supervisor" and crew.supervisor_id != who.id):
+                    raise Refused("invalid", f"no shift {p.shift_id} (or not one of your crews')",
+                                  f"班次 {p.shift_id} 不存在或不属于您的班组", code=404,
+                                  errors={"payload.shift_id": "no such shift among your crews'"})
+                starts, grace = from_db(shift.starts_at), from_db(shift.grace_ends_at)
+                if shift.closed or timing.server_time > grace:
+                    raise Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
+                                  server_side={"shift_id": shift.id, "grace_ends_at": grace.isoformat(),
+                                               "closed": shift.closed})
+                if seen < starts - OPENS_BEFORE or seen > grace:
+                    raise Refused("invalid", "seen_at is outside this shift's check-in window", "打卡时间不在该班次范围内",
+                                  errors={"payload.seen_at": f"outside {(starts - OPENS_BEFORE).isoformat()} to "
+                                                             f"{grace.isoformat()}"})
+                engine.send_message(attendance.MESSAGE, {"badge_id": p.badge_id, "seen_at": seen.isoformat(),
+                                                         "verified": p.verified, "source": p.source or "tablet"},
+                                    who.actor, business_key=f"shift:{shift.id}", session=s)
+                verdict = _applied(op, timing, {"shift_id": shift.id, "badge_id": p.badge_id,
+                                                "seen_at": seen.isoformat()})
+                record(s, verdict)
+                return verdict
+        except NotFound:
+            raise Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
+                          server_side={"shift_id": p.shift_id, "message": "the shift's process takes no more check-ins"}) \
+                from None
+        except Conflict:
+            continue  # another check-in moved the shift's instance first: apply on top of it
+    raise Refused("conflict", "the shift was busy; the op is kept for a supervisor", "班次繁忙；操作已保留，待主管处理",
+                  reason="process_error")
+
+
+# ---- comment and attach -------------------------------------------------------------------------
+def _order(s, who: Pusher, number: str) -> WorkOrder:
+    q = select(WorkOrder).where(WorkOrder.number == number)
+    if who.role in UNIT_ROLES:
+        q = q.where(WorkOrder.unit_code == (who.unit_code or ""))
+    order = s.exec(q).first()
+    if order is None:
+        raise Refused("invalid", f"no work order {number!r} for you", f"工单 {number} 不存在或无权访问", code=404,
+                      errors={"payload.work_order": "no such work order for you"})
+    return order
+
+
+def comment(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
+    _may(who, "workorders.comment", "comment on work orders", "评论工单")
+    p = CommentPayload.model_validate(op.payload)
+    if not p.text.strip():
+        raise Refused("invalid", "a comment needs some text", "备注不能为空", errors={"payload.text": "empty"})
+    with engine.transaction() as s:
+        order = _order(s, who, p.work_order)
+        c = Comment(work_order_id=order.id, author=who.id, at=to_db(timing.server_time), text=p.text)
+        s.add(c)
+        s.flush()
+        audit(s, timing.server_time, order.instance_id, order.number, who.id, "commented", None,
+              {"comment_id": c.id, "text": p.text[:200], "op_id": op.op_id})
+        verdict = _applied(op, timing, {"work_order": order.number, "comment_id": c.id})
+        record(s, verdict)
+        return verdict
+
+
+def attach(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
+    _may(who, "workorders.comment", "add photos to work orders", "为工单添加照片")
+    p = AttachPayload.model_validate(op.payload)
+    with engine.transaction() as s:
+        order = _order(s, who, p.work_order)
+        linked = [sha for sha in op.attachments if _link(s, order, sha, p.kind, who.id, timing.server_time)]
+        verdict = _applied(op, timing, {"work_order": order.number, "linked": linked})
+        record(s, verdict)
+        return verdict
+
+
+HANDLERS = {"complete_task": complete_task, "check_in": check_in, "comment": comment, "attach": attach}

@@ -1,0 +1,312 @@
+"""Applying pushed ops: each once, in its own transaction, with a durable verdict.
+
+The sync_op row is written in the same transaction as the op's effect, so an op is either
+applied and recorded or neither. Its primary key is the device-made op_id: a retry finds the
+row and gets the stored result back ("duplicate"); a concurrent copy of the same op fails on
+the key, its transaction (effect included) rolls back, and it is answered as a duplicate
+too. The same op_id with another body is a "mismatch" (409) and the original stands.
+
+An op naming photos the server does not have yet is stored as "waiting" and applied by
+`release_waiting` when the last photo arrives (or when the device pushes it again).
+Plain Python: no HTTP here."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import DataError as DBAPIDataError, IntegrityError
+
+from engine.api.policy import groups_of
+from engine.clock import from_db, to_db
+from engine.domain.models import Staff
+from engine.domain.records import Attachment
+from engine.runtime.errors import Actor
+from sync.protocol import SHA256, CODES, InvalidOp, Op, PushBatch, Verdict, body_hash
+from sync.server.models import SyncConflict, SyncOp, SyncOpWait
+
+SKEW_THRESHOLD = timedelta(seconds=int(os.environ.get("CITYLOOP_SYNC_SKEW_SECONDS", "300")))
+_SHA = re.compile(SHA256)
+
+
+@dataclass(frozen=True)
+class Pusher:
+    """Who pushes: a person (through their tablet's token or their own)."""
+    id: str
+    role: str
+    unit_code: str | None = None
+    device: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.id, groups_of(self.role, self.unit_code))
+
+
+@dataclass(frozen=True)
+class Timing:
+    server_time: datetime
+    device_time: datetime
+    skew: float            # seconds the device clock is ahead of the server's (negative: behind)
+    flagged: bool
+
+    def fields(self) -> dict:
+        return {"server_time": self.server_time, "skew_seconds": round(self.skew, 3), "skew_flagged": self.flagged}
+
+
+class Refused(Exception):
+    """An op the server will not apply: 'conflict' (kept for a supervisor) or 'invalid'."""
+
+    def __init__(self, verdict: str, message: str, message_zh: str, *, reason: str | None = None,
+                 errors: dict | None = None, code: int | None = None, server_side: dict | None = None):
+        self.verdict, self.message, self.message_zh = verdict, message, message_zh
+        self.reason, self.errors, self.server_side = reason, errors, server_side
+        self.code = code or CODES[verdict]
+        super().__init__(message)
+
+
+class _Taken(Exception):
+    """Another copy of this op was recorded first."""
+
+
+Recorder = Callable[[object, Verdict], None]
+
+
+# ---- entry points -------------------------------------------------------------------------------
+def push(engine, who: Pusher, batch: PushBatch, *, exists: Callable[[str], bool] | None = None,
+         sent_at: datetime | None = None, skew_threshold: timedelta = SKEW_THRESHOLD) -> list[Verdict]:
+    """One verdict per op, in order. Ops are independent: each has its own transaction. What
+    the batch's ops were sent before and which of their photos are stored is read once."""
+    ops = [o for o in batch.ops if isinstance(o, Op)]
+    known: dict[str, SyncOp] = {}
+    stored: set[str] = set()
+    if ops:
+        shas = sorted({sha for o in ops for sha in needed_photos(o)})
+        with engine.transaction(write=False) as s:
+            known = {r.op_id: r for r in s.execute(select(SyncOp).where(SyncOp.op_id.in_([o.op_id for o in ops])))
+                     .scalars()}
+            if shas:
+                stored = set(s.execute(select(Attachment.sha256).where(Attachment.sha256.in_(shas))).scalars())
+    return [push_one(engine, who, item, exists=exists, sent_at=sent_at, skew_threshold=skew_threshold,
+                     prefetched=(known, stored)) for item in batch.ops]
+
+
+def push_one(engine, who: Pusher, item: Op | InvalidOp, *, exists=None, sent_at: datetime | None = None,
+             skew_threshold: timedelta = SKEW_THRESHOLD,
+             prefetched: tuple[dict[str, SyncOp], set[str]] | None = None) -> Verdict:
+    """`prefetched`: (sync_op rows by op_id, stored photo ids) read beforehand for a batch;
+    a race with a concurrent copy is still caught by the sync_op key."""
+    if isinstance(item, InvalidOp):
+        return Verdict(op_id=item.op_id, verdict="invalid", code=422, errors=item.errors,
+                       message="the op is not valid: " + "; ".join(f"{k}: {v}" for k, v in item.errors.items())[:500],
+                       message_zh="操作内容无效，请检查后重新提交", server_time=engine.clock())
+    op, digest = item, body_hash(item)
+    for attempt in range(5):
+        row = prefetched[0].get(op.op_id) if prefetched and not attempt else read_op(engine, op.op_id)
+        if row is not None:
+            return _again(engine, who, op, digest, row, exists)
+        timing = _timing(op, sent_at, engine.clock(), skew_threshold)
+        try:
+            if prefetched and not attempt:
+                missing = [sha for sha in needed_photos(op)
+                           if sha not in prefetched[1] or (exists is not None and not exists(sha))]
+            else:
+                missing = missing_photos(engine, needed_photos(op), exists)
+            if missing:
+                waiting = _wait(engine, who, op, digest, timing, missing)
+                # the photo may have landed (and been released) between the check and the insert
+                if not missing_photos(engine, missing, exists):
+                    row = read_op(engine, op.op_id)
+                    return (_settle_stored(engine, row, exists) if row.verdict == "waiting" else None) or waiting
+                return waiting
+            return apply(engine, who, op, digest, timing, stored=False)
+        except _Taken:
+            continue
+    raise RuntimeError(f"op {op.op_id} kept colliding with itself")
+
+
+def release_waiting(engine, sha256: str, exists: Callable[[str], bool] | None = None) -> int:
+    """A photo arrived: apply every waiting op that no longer misses one. Returns how many
+    ops reached their final verdict. Safe to call twice, or from several workers at once."""
+    with engine.transaction(write=False) as s:
+        op_ids = list(s.execute(select(SyncOpWait.op_id).where(SyncOpWait.sha256 == sha256)).scalars())
+    settled = 0
+    for op_id in op_ids:
+        row = read_op(engine, op_id)
+        if row is not None and row.verdict == "waiting" and _settle_stored(engine, row, exists) is not None:
+            settled += 1
+    return settled
+
+
+# ---- reading --------------------------------------------------------------------------------------
+def read_op(engine, op_id: str) -> SyncOp | None:
+    with engine.transaction(write=False) as s:
+        return s.get(SyncOp, op_id)
+
+
+def needed_photos(op: Op) -> list[str]:
+    """Photos an op depends on: its `attachments`, and any sha256 in the payload's lists
+    (form file fields such as after_photos)."""
+    found = list(op.attachments)
+    for value in op.payload.values():
+        if isinstance(value, list):
+            found.extend(v for v in value if isinstance(v, str) and _SHA.fullmatch(v))
+    return list(dict.fromkeys(found))
+
+
+def missing_photos(engine, shas: list[str], exists: Callable[[str], bool] | None = None) -> list[str]:
+    """The photos not stored yet: no attachment row, or (with `exists`) no bytes."""
+    if not shas:
+        return []
+    with engine.transaction(write=False) as s:
+        stored = set(s.execute(select(Attachment.sha256).where(Attachment.sha256.in_(shas))).scalars())
+    return [sha for sha in shas if sha not in stored or (exists is not None and not exists(sha))]
+
+
+def _timing(op: Op, sent_at: datetime | None, now: datetime, threshold: timedelta) -> Timing:
+    """The device clock's offset, from the batch's sent_at when given (an op made offline
+    hours ago is not a clock error), else from the op's own time. Flagged, never refused."""
+    skew = ((sent_at or op.device_time) - now).total_seconds()
+    return Timing(now, op.device_time, skew, abs(skew) > threshold.total_seconds())
+
+
+# ---- the verdict of an op seen before ---------------------------------------------------------------
+def _again(engine, who: Pusher, op: Op, digest: str, row: SyncOp, exists) -> Verdict:
+    if row.body_hash != digest or row.actor != who.id:
+        return Verdict(op_id=op.op_id, verdict="mismatch", code=409,
+                       original=row.verdict if row.actor == who.id else None,
+                       message="this op_id was already used for a different op; the original stands. "
+                               "Make a new op_id for a new op.",
+                       message_zh="该操作编号已用于另一项操作，原操作保持不变；新操作请使用新的编号。",
+                       server_time=engine.clock())
+    if row.verdict == "waiting":
+        settled = _settle_stored(engine, row, exists)
+        if settled is not None:
+            return settled
+        row = read_op(engine, op.op_id) or row  # settled by someone else meanwhile?
+        return _stored_verdict(row, "waiting" if row.verdict == "waiting" else "duplicate")
+    return _stored_verdict(row, "duplicate")
+
+
+def _stored_verdict(row: SyncOp, verdict: str) -> Verdict:
+    stored = json.loads(row.result)
+    stored.update(op_id=row.op_id, verdict=verdict)
+    if verdict == "duplicate":
+        stored.update(original=row.verdict, code=200)
+    return Verdict.model_validate(stored)
+
+
+def _settle_stored(engine, row: SyncOp, exists) -> Verdict | None:
+    """Apply a waiting op whose photos are all here now; None if it must still wait or
+    someone else settled it first."""
+    op = Op.model_validate(json.loads(row.body))
+    if missing_photos(engine, needed_photos(op), exists):
+        return None
+    with engine.transaction(write=False) as s:
+        staff = s.get(Staff, row.actor)
+    who = Pusher(row.actor, staff.role if staff else "none", staff.unit_code if staff else None, row.device)
+    timing = Timing(from_db(row.server_time), from_db(row.device_time) or op.device_time,
+                    row.skew_seconds or 0.0, row.skew_flagged)
+    try:
+        if staff is None or not staff.active:
+            raise Refused("invalid", "the account that made this op is no longer active",
+                          "提交该操作的账号已停用", code=403, errors={"actor": "account not active"})
+        return apply(engine, who, op, row.body_hash, timing, stored=True)
+    except Refused as refusal:
+        try:
+            return _refuse(engine, who, op, row.body_hash, timing, refusal, stored=True)
+        except _Taken:
+            return None
+    except _Taken:
+        return None
+
+
+# ---- applying ---------------------------------------------------------------------------------------
+def apply(engine, who: Pusher, op: Op, digest: str, timing: Timing, stored: bool) -> Verdict:
+    """Run the op's effect and record its verdict in the same transaction; a refusal is
+    recorded on its own (with a conflict row when it is a conflict)."""
+    from sync.server.handlers import HANDLERS
+    record = _recorder(who, op, digest, timing, stored)
+    try:
+        return HANDLERS[op.kind](engine, who, op, timing, record)
+    except Refused as refusal:
+        return _refuse(engine, who, op, digest, timing, refusal, stored)
+    except IntegrityError:
+        _raise_if_taken(engine, op.op_id, stored)
+        raise
+    except DBAPIDataError:  # a value the database will not take (out of range, ...): this op only
+        refusal = Refused("invalid", "a value in this op cannot be stored", "操作中有无法保存的数值",
+                          errors={"payload": "a value cannot be stored"})
+        return _refuse(engine, who, op, digest, timing, refusal, stored)
+
+
+def _raise_if_taken(engine, op_id: str, stored: bool) -> None:
+    row = read_op(engine, op_id)
+    if row is not None and (not stored or row.verdict != "waiting"):
+        raise _Taken()
+
+
+def _refuse(engine, who: Pusher, op: Op, digest: str, timing: Timing, refusal: Refused, stored: bool) -> Verdict:
+    verdict = Verdict(op_id=op.op_id, verdict=refusal.verdict, code=refusal.code, errors=refusal.errors,
+                      reason=refusal.reason, message=refusal.message, message_zh=refusal.message_zh,
+                      **timing.fields())
+    try:
+        with engine.transaction() as s:
+            _recorder(who, op, digest, timing, stored)(s, verdict)
+            if refusal.verdict == "conflict":
+                s.connection().execute(insert(SyncConflict), {
+                    "op_id": op.op_id, "actor": who.id, "unit_code": who.unit_code, "kind": op.kind,
+                    "task_id": op.task_id, "reason": refusal.reason or "conflict",
+                    "device_side": json.dumps(op.body(), ensure_ascii=False),
+                    "server_side": json.dumps(refusal.server_side or {"message": refusal.message}, ensure_ascii=False,
+                                              default=str),
+                    "created_at": to_db(engine.clock())})
+    except IntegrityError:
+        _raise_if_taken(engine, op.op_id, stored)
+        raise
+    return verdict
+
+
+def _recorder(who: Pusher, op: Op, digest: str, timing: Timing, stored: bool) -> Recorder:
+    def record(s, verdict: Verdict) -> None:
+        result = verdict.model_dump(mode="json", exclude={"op_id", "verdict"})
+        conn = s.connection()
+        if stored:
+            done = conn.execute(update(SyncOp).where(SyncOp.op_id == op.op_id, SyncOp.verdict == "waiting")
+                                .values(verdict=verdict.verdict, code=verdict.code, result=json.dumps(result),
+                                        settled_at=to_db(timing.server_time)))
+            if done.rowcount != 1:
+                raise _Taken()  # settled by someone else meanwhile: roll this effect back
+            conn.execute(delete(SyncOpWait).where(SyncOpWait.op_id == op.op_id))
+            return
+        conn.execute(insert(SyncOp), _row(who, op, digest, timing, verdict, result))
+    return record
+
+
+def _row(who: Pusher, op: Op, digest: str, timing: Timing, verdict: Verdict, result: dict) -> dict:
+    gps = op.gps
+    return {"op_id": op.op_id, "actor": who.id[:64], "device": (who.device or None) and who.device[:64],
+            "kind": op.kind, "task_id": op.task_id, "body_hash": digest,
+            "body": json.dumps(op.body(), ensure_ascii=False), "verdict": verdict.verdict, "code": verdict.code,
+            "result": json.dumps(result, ensure_ascii=False), "device_time": to_db(timing.device_time),
+            "server_time": to_db(timing.server_time), "skew_seconds": round(timing.skew, 3),
+            "skew_flagged": timing.flagged, "lat": gps.lat if gps else None, "lon": gps.lon if gps else None,
+            "accuracy": gps.accuracy if gps else None, "created_at": to_db(timing.server_time),
+            "settled_at": None if verdict.verdict == "waiting" else to_db(timing.server_time)}
+
+
+def _wait(engine, who: Pusher, op: Op, digest: str, timing: Timing, missing: list[str]) -> Verdict:
+    verdict = Verdict(op_id=op.op_id, verdict="waiting", code=202, result={"missing": missing},
+                      message=f"received; waiting for {len(missing)} photo(s) to be uploaded before it is applied",
+                      message_zh=f"已收到；待 {len(missing)} 张照片上传后处理", **timing.fields())
+    try:
+        with engine.transaction() as s:
+            _recorder(who, op, digest, timing, False)(s, verdict)
+            s.connection().execute(insert(SyncOpWait), [{"op_id": op.op_id, "sha256": sha} for sha in missing])
+    except IntegrityError:
+        _raise_if_taken(engine, op.op_id, False)
+        raise
+    return verdict
