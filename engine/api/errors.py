@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError as DBAPIDataError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth.service import AuthError, RateLimited
@@ -66,6 +67,13 @@ def install(app: FastAPI) -> None:
     async def database_refused_value(request: Request, exc: DBAPIDataError):
         # e.g. a NUL byte or an out-of-range number that got as far as the database
         return problem(400, "bad_request", "a value in this request cannot be stored or searched for")
+
+    @app.exception_handler(PoolTimeout)
+    async def overloaded(request: Request, exc: PoolTimeout):
+        # every database connection of this worker stayed busy: nothing was written, try again
+        log.warning("database connection pool exhausted: %s", exc)
+        return problem(503, "overloaded", "the server is busy; nothing was changed, try again shortly / "
+                       "服务器繁忙，未做任何更改，请稍后重试", headers={"Retry-After": "2"})
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, exc: ValueError):

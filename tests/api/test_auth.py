@@ -124,3 +124,22 @@ def test_a_device_is_marked_seen_without_a_second_pooled_connection(app, client,
             assert s.get(Device, d["id"]).last_seen_at is not None
     finally:
         tight.db.dispose()
+
+
+def test_an_exhausted_connection_pool_is_a_503_to_retry_not_a_500(app, tokens, system, db_url):
+    from fastapi.testclient import TestClient
+
+    from engine.api.app import create_app
+    from engine.db.session import make_engine
+    from engine.domain.registry import build_registry
+    from engine.runtime.case_engine import CaseEngine
+
+    tight = CaseEngine(make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=0.5), build_registry(),
+                       clock=system.clock)
+    try:
+        with TestClient(create_app(tight, scheduler=False)) as c, tight.db.connect():   # the only connection, held
+            r = c.get("/api/v1/auth/me", headers=bearer(tokens["dispatcher"]))
+        assert r.status_code == 503 and r.json()["error"] == "overloaded"
+        assert r.headers["Retry-After"] == "2"
+    finally:
+        tight.db.dispose()
