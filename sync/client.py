@@ -11,9 +11,17 @@ with exponential backoff and jitter. The pull cursor is stored in the same local
 as the tasks the answer carried, so a crash mid-pull repeats the pull instead of skipping
 it. No engine imports: the Kivy app and the tests use this as a device would.
 
+Photos: an op may be added with photo files (paths, or camera bytes that are saved under the
+outbox's photo directory first); each photo's sha256, path, type and upload state are recorded
+in the op's own transaction, and the op's `attachments` are those sha256s. Before pushing,
+the client uploads the photos its ops need (resumably, from the server's offset) and pushes
+only ops whose photos are all uploaded; an op whose photo file is gone or changed is kept,
+with a state the app can show (`Outbox.photo_problems()`), and tried again at the next sync.
+
     box = Outbox("outbox.db")
-    op_id = box.add("complete_task", {"action": "fixed"}, task_id=t["id"], based_on_version=t["version"])
-    with SyncClient("http://server:8000", token, box, device="tablet-7") as c:
+    op_id = box.add("complete_task", {"action": "fixed"}, task_id=t["id"], based_on_version=t["version"],
+                    photos={"after_photos": ["/sdcard/DCIM/1.jpg", camera_bytes]})
+    with SyncClient("http://server:8000", token, box, device="tablet-7", on_progress=bar.update) as c:
         c.sync()
 """
 from __future__ import annotations
@@ -25,11 +33,14 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
 import httpx
 
+from sync import photos as ph
 from sync.protocol import PROTOCOL_VERSION
+from sync.uploads_client import UploadFailed, upload
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _SCHEMA = """
@@ -40,6 +51,11 @@ CREATE INDEX IF NOT EXISTS ix_op_state ON op (state, seq);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS task (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS removed (task_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS photo (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, content_type TEXT NOT NULL,
+    size INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS op_photo (op_id TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (op_id, sha256));
+CREATE INDEX IF NOT EXISTS ix_op_photo_sha ON op_photo (sha256);
 """
 
 
@@ -61,9 +77,11 @@ class SyncError(Exception):
         super().__init__(message)
 
 
-class Outbox:
-    def __init__(self, path: str, clock: Callable[[], datetime] = _now):
+class Outbox(ph.PhotoRecords):
+    def __init__(self, path: str, clock: Callable[[], datetime] = _now, photo_dir: str | None = None):
         self.path, self.clock = str(path), clock
+        self.photo_dir = Path(photo_dir) if photo_dir else Path(self.path).absolute().parent / (Path(self.path).name
+                                                                                               + ".photos")
         self._lock = threading.RLock()
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -91,16 +109,29 @@ class Outbox:
     # ---- writing ops ---------------------------------------------------------------------
     def add(self, kind: str, payload: dict | None = None, *, task_id: str | None = None,
             based_on_version: int | None = None, attachments: Iterable[str] = (), gps: dict | None = None,
-            device_time: datetime | None = None, op_id: str | None = None) -> str:
-        """Record an op durably; returns its op_id once committed (then tell the user 'saved')."""
+            device_time: datetime | None = None, op_id: str | None = None,
+            photos: Iterable | Mapping[str, Iterable] | None = None) -> str:
+        """Record an op durably; returns its op_id once committed (then tell the user 'saved').
+
+        `photos`: a list of photos (file paths, bytes, or (either, content_type)) that become
+        the op's attachments, or {payload field: [photos]} to also set form file fields such as
+        after_photos to their sha256s. Raises sync.photos.PhotoError (nothing recorded) for a
+        photo that cannot be read or is not an image."""
+        shots, fields = ph.prepare_all(photos, self.photo_dir)
         op = {"op_id": op_id or str(uuid.uuid4()), "kind": kind, "task_id": task_id,
-              "based_on_version": based_on_version, "payload": dict(payload or {}),
+              "based_on_version": based_on_version, "payload": {**(payload or {}), **fields},
               "device_time": (device_time or self.clock()).isoformat(), "gps": gps,
-              "attachments": list(attachments)}
+              "attachments": list(dict.fromkeys([*attachments, *(p.sha256 for p in shots)]))}
         now = self.clock().isoformat()
         with self._tx() as db:
             db.execute("INSERT INTO op (op_id, body, created_at, updated_at) VALUES (?, ?, ?, ?)",
                        (op["op_id"], json.dumps(op, ensure_ascii=False), now, now))
+            for p in shots:   # a photo seen before keeps its upload; a troubled one takes the new file
+                db.execute("INSERT INTO photo (sha256, path, content_type, size, updated_at) VALUES (?, ?, ?, ?, ?) "
+                           "ON CONFLICT (sha256) DO UPDATE SET path = excluded.path, updated_at = excluded.updated_at, "
+                           "state = 'pending', error = NULL WHERE state != 'uploaded'",
+                           (p.sha256, p.path, p.content_type, p.size, now))
+                db.execute("INSERT OR IGNORE INTO op_photo (op_id, sha256) VALUES (?, ?)", (op["op_id"], p.sha256))
         return op["op_id"]
 
     def unsettled(self, limit: int = 1_000_000) -> list[dict]:
@@ -127,7 +158,7 @@ class Outbox:
         if row is None:
             return None
         return {"op": json.loads(row[0]), "state": row[1], "verdict": json.loads(row[2]) if row[2] else None,
-                "attempts": row[3]}
+                "attempts": row[3], "photos": self.photos(op_id)}
 
     def op_ids(self) -> list[str]:
         with self._lock:
@@ -184,7 +215,8 @@ class SyncClient:
     def __init__(self, base_url: str | None, token: str, outbox: Outbox, device: str | None = None, *,
                  http: httpx.Client | None = None, timeout: float = 30.0, retries: int = 6, backoff: float = 0.2,
                  max_backoff: float = 10.0, batch_size: int = 100, page_size: int = 100,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = _now):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = _now,
+                 on_progress: Callable[[int, int], None] | None = None, upload_attempts: int = 8):
         self.outbox, self.device = outbox, device
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
         self._owns_http = http is None
@@ -192,6 +224,8 @@ class SyncClient:
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self.batch_size, self.page_size, self.sleep, self.clock = batch_size, page_size, sleep, clock
         self.attempts = 0   # requests sent, retries included (for tests and the status screen)
+        self.on_progress, self.upload_attempts = on_progress, upload_attempts
+        self.last_uploads: dict = {"uploaded": [], "problems": [], "failed": None}
 
     def __enter__(self):
         return self
@@ -228,9 +262,75 @@ class SyncClient:
             return data
         raise SyncError(f"{path}: gave up after {self.retries + 1} attempts: {last}") from last
 
-    def push(self) -> list[dict]:
-        """Send every unsettled op (in batches) once; record the verdicts. Returns them."""
-        todo = self.outbox.unsettled()
+    def upload_photos(self, op_ids: Iterable[str], on_progress: Callable[[int, int], None] | None = None) -> dict:
+        """Upload the photos these ops need, resuming from the server's offset, and mark each
+        uploaded locally. A file gone or changed is marked (missing / changed) and the others go
+        on; a refusal retrying cannot fix (not an image, too large) marks it refused; a transport
+        failure that outlasts the retries stops the round (the next sync tries again).
+        `on_progress(sent, total)` counts the bytes of this round's photos. Returns
+        {uploaded: [sha256], problems: [photo with message], failed: message or None}."""
+        todo = self.outbox.photos_to_upload(op_ids)
+        total, done, shown = sum(p["size"] for p in todo), 0, -1
+        report: dict = {"uploaded": [], "problems": [], "failed": None}
+        progress = on_progress or self.on_progress
+
+        def show(sent: int) -> None:
+            nonlocal shown
+            if progress is not None and sent > shown:   # never backwards, even when a resume re-sends
+                shown = sent
+                progress(sent, total)
+
+        show(0)
+        for photo in todo:
+            state, data, why = ph.read_checked(photo)
+            if data is None:
+                self.outbox.mark_photo(photo["sha256"], state, why)
+                report["problems"].append(ph.describe({**photo, "state": state, "error": why}))
+                total -= photo["size"]
+                continue
+            try:
+                upload(self.http, data, photo["content_type"], headers=self.headers, attempts=self.upload_attempts,
+                       backoff=self.backoff, on_progress=lambda offset, size, base=done: show(base + offset))
+            except UploadFailed as exc:
+                if exc.status in (401, 403):
+                    raise SyncError(f"photo upload refused: {exc}", exc.status) from exc
+                if exc.status is None or exc.status in RETRY_STATUS or exc.status in (404, 409):
+                    self.outbox.mark_photo(photo["sha256"], "pending", str(exc))
+                    report["failed"] = str(exc)
+                    break   # the server is unreachable or struggling: the next sync goes on from here
+                self.outbox.mark_photo(photo["sha256"], "refused", str(exc))
+                report["problems"].append(ph.describe({**photo, "state": "refused", "error": str(exc)}))
+                total -= photo["size"]
+                continue
+            self.outbox.mark_photo(photo["sha256"], "uploaded")
+            report["uploaded"].append(photo["sha256"])
+            done += photo["size"]
+            show(done)
+        self.last_uploads = report
+        return report
+
+    def push(self, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+        """Upload the photos the unsettled ops need, then send every op whose photos are all
+        uploaded (in batches) once; record the verdicts. An op answered 'waiting' for a photo
+        we hold is sent again once that photo is uploaded again. Returns the verdicts."""
+        ids = [o["op_id"] for o in self.outbox.unsettled()]
+        uploads = self.upload_photos(ids, on_progress)
+        verdicts = self._push_ready(ids)
+        again = self.outbox.photos_lost(verdicts)
+        if again and uploads["failed"] is None:
+            second = self.upload_photos(again, on_progress)
+            for key in ("uploaded", "problems"):
+                uploads[key] += second[key]
+            uploads["failed"] = second["failed"]
+            self.last_uploads = uploads
+            newer = {v["op_id"]: v for v in self._push_ready(again)}
+            verdicts = [newer.get(v.get("op_id"), v) for v in verdicts]
+        self.outbox.prune_photos()
+        return verdicts
+
+    def _push_ready(self, op_ids: Iterable[str]) -> list[dict]:
+        wanted, held = set(op_ids), self.outbox.held_back()
+        todo = [o for o in self.outbox.unsettled() if o["op_id"] in wanted and o["op_id"] not in held]
         verdicts: list[dict] = []
         for i in range(0, len(todo), self.batch_size):
             batch = todo[i:i + self.batch_size]
@@ -255,10 +355,13 @@ class SyncClient:
                 break
         return summary
 
-    def sync(self) -> dict:
-        """Push first (so the pull reflects our work), then pull."""
-        verdicts = self.push()
-        return {"verdicts": verdicts, "pull": self.pull()}
+    def sync(self, on_progress: Callable[[int, int], None] | None = None) -> dict:
+        """Upload photos and push first (so the pull reflects our work), then pull. `photos`
+        tells what was uploaded, what holds ops back (with messages) and a failure that ended
+        the uploads early."""
+        verdicts = self.push(on_progress)
+        return {"verdicts": verdicts, "pull": self.pull(),
+                "photos": {**self.last_uploads, "held_back": self.outbox.photo_problems()}}
 
     def run(self, stop: threading.Event, interval: float = 30.0, on_error: Callable[[Exception], None] | None = None):
         """Sync every `interval` seconds until `stop` is set; errors are reported, not fatal."""
