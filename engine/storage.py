@@ -7,6 +7,7 @@ store can replace it by implementing the same three methods. Storing the same by
 is one file and one row."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -105,6 +106,24 @@ class FileBlobs:
             raise
         _fsync_dir(final.parent)
 
+    def adopt(self, sha256: str, path: Path) -> None:
+        """Move in a file the caller has fsynced and verified to hash to sha256 (an upload's
+        part file): a rename, not a second copy of the bytes. Another filesystem: copied."""
+        final = self.path(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_file() and final.stat().st_size == path.stat().st_size:
+            path.unlink()
+            return
+        try:
+            os.replace(path, final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            self.write(sha256, path.read_bytes())
+            path.unlink()
+            return
+        _fsync_dir(final.parent)
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -126,10 +145,12 @@ class AttachmentStore:
             blobs = FileBlobs(root if root is not None else default_root())
         self.blobs, self.max_bytes = blobs, max_bytes
 
-    def check(self, data: bytes, content_type: str | None) -> str:
-        """The stored content type, or raise TooLarge / UnsupportedType."""
-        if len(data) > self.max_bytes:
-            raise TooLarge(f"an attachment may have at most {self.max_bytes} bytes ({len(data)} sent)")
+    def check(self, data: bytes, content_type: str | None, size: int | None = None) -> str:
+        """The stored content type, or raise TooLarge / UnsupportedType. (`size`: the whole
+        file's when `data` is only its first bytes.)"""
+        size = len(data) if size is None else size
+        if size > self.max_bytes:
+            raise TooLarge(f"an attachment may have at most {self.max_bytes} bytes ({size} sent)")
         if not data:
             raise StoreError("the file is empty")
         actual = sniff(data)
@@ -149,6 +170,24 @@ class AttachmentStore:
         values = dict(sha256=sha, size=len(data), content_type=stored_type, created_at=to_db(now), created_by=by[:64])
         insert_if_new(session, Attachment, values)
         return sha
+
+    def put_file(self, path: Path, sha256: str, content_type: str | None, by: str, session: Session,
+                 now: datetime) -> str:
+        """Store a file whose bytes the caller has fsynced and hashed to sha256 (checked like
+        put's, from the file): moved in, not copied, when the backend can."""
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+        stored_type = self.check(head, content_type, size)
+        adopt = getattr(self.blobs, "adopt", None)
+        if adopt is not None:
+            adopt(sha256, path)
+        else:
+            self.blobs.write(sha256, path.read_bytes())
+            path.unlink()
+        values = dict(sha256=sha256, size=size, content_type=stored_type, created_at=to_db(now), created_by=by[:64])
+        insert_if_new(session, Attachment, values)
+        return sha256
 
     def open(self, sha256: str) -> BinaryIO:
         """The bytes; KeyError if they are not stored."""

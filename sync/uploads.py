@@ -141,9 +141,11 @@ class Uploads:
 
     # ---- create -------------------------------------------------------------------------
     def create(self, engine, owner: str, device: str | None, sha256: str, size: int, content_type: str,
-               now: datetime) -> Status:
+               now: datetime, check_stored: bool = True) -> Status:
         """Start (or find) the owner's upload of these bytes. Idempotent: the same call again
-        answers the same upload with its current offset; stored bytes answer complete."""
+        answers the same upload with its current offset; stored bytes answer complete.
+        check_stored=False skips that database read for a caller whose request carries the
+        whole file anyway (it then completes as a no-op: one blob, one row)."""
         check_id(sha256)
         declared = _declared_type(content_type)
         if not isinstance(size, int) or size <= 0:
@@ -152,7 +154,7 @@ class Uploads:
             raise TooLarge(f"an attachment may have at most {self.max_size} bytes ({size} declared) "
                            f"/ 文件过大，最多 {self.max_size} 字节")
         part, meta_path = self._paths(owner, sha256)
-        row = self.stored(engine, sha256)
+        row = self.stored(engine, sha256) if check_stored else None
         if row is not None:
             self._remove(part, meta_path)  # left over by a crash after the blob was stored
             return Status(sha256, row.size, row.content_type, row.size, True)
@@ -164,6 +166,7 @@ class Uploads:
                 if meta["size"] != size or meta["content_type"] != declared:
                     raise Mismatch(f"an upload of {sha256} with size {meta['size']} and type {meta['content_type']} "
                                    "is in progress; delete it first / 同一文件的另一上传正在进行")
+                part.touch()  # (a part moved into the store by a completion whose row a crash lost)
                 return self.status(engine, owner, sha256)
             self._sweep(d)
             mine = device or f"user:{owner}"
@@ -248,6 +251,14 @@ class Chunk:
         self.fd, self.part, self.meta_path = fd, part, meta_path
         self.size, self.content_type = meta["size"], meta["content_type"]
         self.start = self.offset = os.fstat(fd).st_size
+        self._hash = hashlib.sha256()   # of the whole file, fed as the bytes arrive
+        at = 0
+        while at < self.start:           # a resumed upload: the bytes already held first
+            block = os.pread(fd, min(1 << 20, self.start - at), at)
+            if not block:
+                break
+            self._hash.update(block)
+            at += len(block)
         os.lseek(fd, self.start, os.SEEK_SET)
         self._head = b"" if self.start == 0 else None
 
@@ -272,6 +283,7 @@ class Chunk:
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
+        self._hash.update(data)
         self.offset += len(data)
 
     def _check_head(self) -> None:
@@ -296,17 +308,18 @@ class Chunk:
         Uploads._remove(self.part, self.meta_path)
 
     def complete(self, engine, now: datetime) -> Status:
-        """All bytes are in: verify the hash, check and store the blob, drop the part."""
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        with os.fdopen(os.dup(self.fd), "rb") as f:
-            data = f.read(self.size + 1)
-        if hashlib.sha256(data).hexdigest() != self.sha256:
+        """All bytes are in: verify the hash (computed as they arrived), make the part file
+        durable and move it into the blob store (no second copy), record it, drop the sidecar.
+        A crash after the move leaves the blob without its row: `stored` does not count it and
+        the next upload of the same bytes finds the blob already there."""
+        if self.offset != self.size or self._hash.hexdigest() != self.sha256:
             self.discard()
-            raise HashMismatch(f"the {len(data)} bytes received do not hash to {self.sha256}; the upload is "
+            raise HashMismatch(f"the {self.offset} bytes received do not hash to {self.sha256}; the upload is "
                                "discarded, send the file again / 校验失败，请重新上传")
+        os.fsync(self.fd)
         try:
             with engine.transaction() as s:
-                self.uploads.store.put(data, self.content_type, self.owner, s, now)
+                self.uploads.store.put_file(self.part, self.sha256, self.content_type, self.owner, s, now)
         except (TooLarge, UnsupportedType):
             self.discard()
             raise

@@ -92,7 +92,8 @@ def _link_form_photos(s, ot: dict, op: Op, who: Pusher, now: datetime) -> None:
     shas = needed_photos(op)
     if not shas or ot["process_key"] != workorders.PROCESS or not ot["business_key"]:
         return
-    order = s.exec(select(WorkOrder).where(WorkOrder.number == ot["business_key"])).first()
+    order = s.exec(select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number)   # (columns: no ORM object)
+                   .where(WorkOrder.number == ot["business_key"])).first()
     if order is None:
         return
     after = {v for v in op.payload.get("after_photos", []) if isinstance(v, str)} \

@@ -122,8 +122,10 @@ class _Progress:
             self.settled += sum(1 for v in verdicts if is_final(v))
 
 
-def _client_loop(base_url: str, token: str, box, deadline: float, errors: list, progress: _Progress) -> None:
+def _client_loop(base_url: str, token: str, box, go: threading.Event, deadline: float, errors: list,
+                 progress: _Progress) -> None:
     from sync.client import SyncClient, SyncError
+    go.wait()   # all clients start together, once every thread is up
     with SyncClient(base_url, token, box, device=None, timeout=10, retries=4, backoff=0.1, max_backoff=1.0,
                     batch_size=1) as c:   # one op per request: more requests in flight when the server dies
         while box.unsettled() and time.monotonic() < deadline:
@@ -196,14 +198,19 @@ def test_every_acknowledged_op_survives_kill_9_exactly_once(seeded, db_url, tmp_
     errors: list[str] = []
     progress = _Progress()
     deadline = time.monotonic() + 240
-    threads = [threading.Thread(target=_client_loop, args=(server.base_url, tok, box, deadline, errors, progress))
+    go = threading.Event()
+    threads = [threading.Thread(target=_client_loop, args=(server.base_url, tok, box, go, deadline, errors, progress))
                for tok, box in zip(tokens, boxes)]
     try:
+        # Starting 200 threads takes a while; clients that pushed meanwhile used to settle most
+        # ops before the first kill, and a goal beyond the ops left then waited for the deadline.
         for t in threads:
             t.start()
+        go.set()
         settled_at_kill = []
         for k in range(KILLS):          # kill -9 while pushes are going through, then start it again
             goal = max(len(expected) * (k + 1) // (KILLS + 2), (settled_at_kill or [0])[-1] + 10)
+            goal = min(goal, len(expected) - 1)   # never a goal the ops left cannot reach
             while progress.settled < goal and time.monotonic() < deadline:
                 time.sleep(0.005)
             settled_at_kill.append(progress.settled)
@@ -213,6 +220,7 @@ def test_every_acknowledged_op_survives_kill_9_exactly_once(seeded, db_url, tmp_
         for t in threads:
             t.join(max(1.0, deadline - time.monotonic()))
     finally:
+        go.set()   # (threads waiting to start must not outlive a failure here)
         server.stop()
     assert errors == [] and not any(t.is_alive() for t in threads)
     assert server.kills == KILLS and settled_at_kill[-1] < len(expected)  # every kill hit a busy server

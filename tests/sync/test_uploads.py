@@ -328,3 +328,23 @@ def test_completing_an_upload_releases_ops_waiting_for_the_photo(client, area, w
         assert s.exec(select(WorkOrder.state).where(WorkOrder.number == number)).one() == "in_review"
     again = start(client, worker, data)                       # announcing it again releases nothing more
     assert again.json()["complete"] and again.json()["released"] == 0
+
+
+def test_a_completion_whose_row_a_crash_lost_is_finished_by_the_next_upload(client, area, worker, system):  # noqa: F811
+    """A completion moves the verified part file into the store, then records the row. Killed
+    between the two, the blob is there without its row and the sidecar without its part: the
+    tablet's next try is answered from offset 0 and completes (one blob, one row)."""
+    data = jpeg(60_000, seed=7)
+    assert start(client, worker, data).status_code == 201
+    (part,) = [p for p in area.root.rglob("*.part")]
+    part.unlink()
+    area.store.blobs.write(sha(data), data)            # what the move left before the kill
+    assert stored_rows(system, sha(data)) == []
+    again = start(client, worker, data)
+    assert again.status_code == 200 and again.json()["offset"] == 0 and not again.json()["complete"]
+    r = patch(client, worker, data, 0)
+    assert r.status_code == 200 and r.json()["complete"], r.text
+    assert [a.size for a in stored_rows(system, sha(data))] == [len(data)]
+    with area.store.open(sha(data)) as f:
+        assert f.read() == data
+    assert parts(area) == [] and len(list((area.store.blobs.root).rglob("*"))) == 3   # ab/, ab/cd/, the blob

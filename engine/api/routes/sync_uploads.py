@@ -190,7 +190,9 @@ def _begin(engine, area: up.Uploads, principal: Principal, sha256: str, offset: 
     except up.NoUpload:
         if create is None or offset != 0:
             raise
-    st = area.create(engine, principal.id, principal.device_id, sha256, create[0], create[1], engine.clock())
+    whole = create[0] <= area.max_chunk   # the whole photo is in this request: no need to ask if it is stored
+    st = area.create(engine, principal.id, principal.device_id, sha256, create[0], create[1], engine.clock(),
+                     check_stored=not whole)
     return st if st.complete else area.begin_chunk(principal.id, sha256, offset)
 
 
