@@ -16,6 +16,21 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy src to dst until either side closes, then shut both down (for test proxies)."""
+    try:
+        while chunk := src.recv(65536):
+            dst.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -158,20 +173,7 @@ class CuttingProxy:
             client.close()
             return
 
-        def down():
-            try:
-                while data := upstream.recv(65536):
-                    client.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for s in (client, upstream):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-
-        threading.Thread(target=down, daemon=True).start()
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
         sent = 0
         try:
             while data := client.recv(65536):

@@ -27,7 +27,7 @@ from engine.domain.records import Comment
 from sync.client import Outbox, SyncClient
 from sync.server.models import SyncConflict, SyncOp
 from tests.district import seed
-from tests.sync.servers import ROOT, ServerProcess
+from tests.sync.servers import ROOT, ServerProcess, pump
 from tests.sync.syncing import WORKER, east_order, rectify_task
 
 
@@ -77,9 +77,9 @@ class LosingProxy:
         with self._lock:
             losing = self.lose > 0
             self.lose -= losing
-        threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
         if not losing:
-            _pump(upstream, client)
+            pump(upstream, client)
             return
         answer = _read_response(upstream)
         self.lost.append(answer)
@@ -89,20 +89,6 @@ class LosingProxy:
 
     def close(self):
         self.listener.close()
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while chunk := src.recv(65536):
-            dst.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def _read_response(sock: socket.socket) -> dict:
