@@ -53,3 +53,18 @@ def complete_op(system, task: dict, data: dict, **fields) -> dict:
     shas = [v for vs in data.values() if isinstance(vs, list) for v in vs]
     return op("complete_task", system.clock(), data, task_id=task["id"], based_on_version=task["version"],
               attachments=shas, **fields)
+
+
+def paired_tablet(system, name: str) -> str:
+    """Seed the test district with a clean-east unit worker and pair a tablet to them;
+    returns the tablet's device token."""
+    from engine.auth import service
+    from engine.domain.models import Staff
+    from tests.district import seed
+    seed(system)
+    with system.transaction() as s:
+        s.add(Staff(id=WORKER, name="Worker East 1", role="unit_worker", unit_code="clean-east"))
+    with system.transaction() as s:
+        device, code = service.create_device(s, name, "tablet", WORKER, "admin1", system.clock())
+    with system.transaction() as s:
+        return service.pair(s, device.id, code, system.clock())

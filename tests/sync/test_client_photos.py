@@ -11,24 +11,18 @@ import os
 import pytest
 from sqlmodel import select
 
-from engine.auth import service
-from engine.domain.models import Staff, WorkOrder
+from engine.domain.models import WorkOrder
 from engine.domain.records import Attachment, Comment, WorkOrderAttachment
 from sync.client import Outbox, SyncClient
 from sync.photos import PhotoError
 from sync.server.models import SyncOp
-from tests.district import seed
 from tests.sync.servers import CuttingProxy, ServerProcess
-from tests.sync.syncing import WORKER, east_order, rectify_task
+from tests.sync.syncing import WORKER, east_order, paired_tablet, rectify_task, sha
 
 
 def jpeg(n: int, seed: int) -> bytes:
     body = hashlib.sha256(f"tablet photo {seed}".encode()).digest() * (n // 32 + 1)
     return (b"\xff\xd8\xff\xe0" + body)[:n]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def rows(system, model, *where):
@@ -39,13 +33,7 @@ def rows(system, model, *where):
 @pytest.fixture
 def field(system, tmp_path, db_url):
     """The seeded district, a tablet paired to a clean-east worker, and the real server."""
-    seed(system)
-    with system.transaction() as s:
-        s.add(Staff(id=WORKER, name="Worker East 1", role="unit_worker", unit_code="clean-east"))
-    with system.transaction() as s:
-        device, code = service.create_device(s, "tablet 9", "tablet", WORKER, "admin1", system.clock())
-    with system.transaction() as s:
-        token = service.pair(s, device.id, code, system.clock())
+    token = paired_tablet(system, "tablet 9")
     server = ServerProcess(db_url, tmp_path / "server").start()
     yield server, token
     server.stop()

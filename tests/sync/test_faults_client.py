@@ -20,15 +20,12 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
-from engine.auth import service
 from engine.db.models import AuditEvent
-from engine.domain.models import Staff
 from engine.domain.records import Comment
 from sync.client import Outbox, SyncClient
 from sync.server.models import SyncConflict, SyncOp
-from tests.district import seed
 from tests.sync.servers import ROOT, ServerProcess, pump
-from tests.sync.syncing import WORKER, east_order, rectify_task
+from tests.sync.syncing import east_order, paired_tablet, rectify_task
 
 
 def _count(system, model, *where) -> int:
@@ -39,13 +36,7 @@ def _count(system, model, *where) -> int:
 @pytest.fixture
 def field(system, tmp_path, db_url):
     """The seeded district, a tablet paired to a clean-east worker, and the real server."""
-    seed(system)
-    with system.transaction() as s:
-        s.add(Staff(id=WORKER, name="Worker East 1", role="unit_worker", unit_code="clean-east"))
-    with system.transaction() as s:
-        device, code = service.create_device(s, "tablet 7", "tablet", WORKER, "admin1", system.clock())
-    with system.transaction() as s:
-        token = service.pair(s, device.id, code, system.clock())
+    token = paired_tablet(system, "tablet 7")
     server = ServerProcess(db_url, tmp_path / "server", workers=2).start()
     yield server, token
     server.stop()
