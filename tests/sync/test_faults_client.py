@@ -75,7 +75,10 @@ class LosingProxy:
         answer = _read_response(upstream)
         self.lost.append(answer)
         for sock in (client, upstream):
-            sock.shutdown(socket.SHUT_RDWR)   # wakes the pump thread and sends the client a FIN now
+            try:
+                sock.shutdown(socket.SHUT_RDWR)   # wakes the pump thread and sends the client a FIN now
+            except OSError:                       # the pump thread may have shut it down first
+                pass
             sock.close()
 
     def close(self):
