@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import DataError as DBAPIDataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -62,6 +63,16 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         return problem(exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"),
                        str(exc.detail))
+
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(request: Request, exc: DBAPIError):
+        if not exc.connection_invalidated:
+            raise exc
+        # the database dropped this pooled connection (restart, failover, idle timeout); the
+        # transaction never committed and the pool is renewed: the client tries again
+        log.warning("database connection lost: %s", str(exc.orig).split("\n")[0])
+        return problem(503, "database_unavailable", "the database connection was lost; nothing was changed, try "
+                       "again / 数据库连接中断，未做任何更改，请重试", headers={"Retry-After": "1"})
 
     @app.exception_handler(DBAPIDataError)
     async def database_refused_value(request: Request, exc: DBAPIDataError):

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from engine.clock import to_db
-from engine.runtime.rows import INSERT_AUDIT
+from engine.runtime.rows import INSERT_AUDIT, insert_rows
 
 
 def audit(s: Session, now: datetime, instance_id: int | None, business_key: str | None, actor: str, kind: str,
@@ -22,4 +22,4 @@ def audit(s: Session, now: datetime, instance_id: int | None, business_key: str 
 def flush_audit(s: Session) -> None:
     rows = s.info.pop("audit", None)
     if rows:
-        s.connection().execute(INSERT_AUDIT, rows)
+        insert_rows(s.connection(), INSERT_AUDIT, rows)

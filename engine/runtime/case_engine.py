@@ -179,15 +179,15 @@ class CaseEngine:
 
     def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
                  expected_version: int | None = None,
-                 also: Callable[[Session, dict], None] | None = None,
+                 also: Callable[[Session, dict, InstanceRow], None] | None = None,
                  check: Callable[[Session, dict, Any, dict], None] | None = None) -> dict:
         """Complete a ready user task with form data. Returns the instance's new position.
 
         In one transaction: who may (403/409) first, then the form (422 per field), then
         `check(session, open_task, form, clean_data)` for what only the caller knows (e.g.
         that referenced photos exist; it raises ValidationFailed), then the step, then
-        `also(session, open_task)` (e.g. linking those photos to the order), so all of it
-        happens or none of it does."""
+        `also(session, open_task, instance)` (e.g. linking those photos to the order; the
+        instance row as saved), so all of it happens or none of it does."""
         try:
             with self.transaction() as s:
                 ot, row = self.tasks.authorized(s, task_id, actor)
@@ -208,7 +208,7 @@ class CaseEngine:
                 self._audit(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
                 self._run_or_raise(s, row, wf, actor, run)
                 if also is not None:
-                    also(s, ot)
+                    also(s, ot, row)
                 return {"instance_id": row.id, "state": row.state, "version": row.version,
                         "position": state.position(wf)}
         except ProcessError as exc:

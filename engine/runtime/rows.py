@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlmodel import Session
 
 from engine.db.models import AuditEvent, AwaitedMessage, Definition, Instance, OpenTask, TaskGroup
@@ -52,7 +52,6 @@ SAVE_INSTANCE = (update(Instance).where(Instance.id == bindparam("row_id"), Inst
 SAVE_COMPLETED = SAVE_INSTANCE.values(completed_at=bindparam("completed_at"))
 _OPEN_TASK = select(OpenTask.__table__).where(OpenTask.id == bindparam("id"))
 _OPEN_TASK_LOCKED = _OPEN_TASK.with_for_update()
-_GROUPS = select(TaskGroup.group_name).where(TaskGroup.task_id == bindparam("id"))
 DELETE_TASKS = delete(OpenTask).where(OpenTask.id.in_(bindparam("ids", expanding=True)))
 INSERT_TASKS = insert(OpenTask)
 INSERT_GROUPS = insert(TaskGroup)
@@ -62,6 +61,14 @@ INSERT_AUDIT = insert(AuditEvent)
 LATEST_PROCESS = (select(Definition.id, Definition.version)
                   .where(Definition.kind == "bpmn", Definition.key == bindparam("key"))
                   .order_by(Definition.version.desc()).limit(1))
+
+
+def insert_rows(conn, stmt, rows: list[dict]) -> None:
+    """INSERT rows; one row as a plain execute. A list goes through the driver's executemany,
+    which on psycopg is a pipeline with a sync round trip of its own (measured: one audit row
+    through executemany cost twice a plain INSERT)."""
+    if rows:
+        conn.execute(stmt, rows[0] if len(rows) == 1 else rows)
 
 
 def fetch_instance(s: Session, instance_id: int, lock: bool = False) -> InstanceRow | None:
@@ -78,19 +85,29 @@ def fetch_open_task(s: Session, task_id: str, lock: bool = False):
     return s.connection().execute(_OPEN_TASK_LOCKED if lock else _OPEN_TASK, {"id": task_id}).mappings().first()
 
 
-_TASK_WITH_INSTANCE = (select(OpenTask.__table__, *[c.label(f"i_{c.key}") for c in _INSTANCE_COLUMNS])
+GROUP_SEPARATOR = "\x1f"   # (ASCII unit separator: never in a group name; such names are not stored)
+_GROUPS_JOINED = (select(func.aggregate_strings(TaskGroup.group_name, GROUP_SEPARATOR))
+                  .where(TaskGroup.task_id == OpenTask.id).scalar_subquery())
+_TASK_WITH_INSTANCE = (select(OpenTask.__table__, *[c.label(f"i_{c.key}") for c in _INSTANCE_COLUMNS],
+                              _GROUPS_JOINED.label("groups_joined"))
                        .join(Instance.__table__, Instance.id == OpenTask.instance_id)
                        .where(OpenTask.id == bindparam("id")).with_for_update(of=OpenTask.__table__))
 
 
 def fetch_task_with_instance(s: Session, task_id: str):
-    """(open task mapping, InstanceRow) in one round trip, the task row locked."""
-    found = s.connection().execute(_TASK_WITH_INSTANCE, {"id": task_id}).mappings().first()
+    """(open task mapping, InstanceRow, its candidate groups) in one round trip, the task
+    row locked."""
+    found = s.connection().execute(_TASK_WITH_INSTANCE, {"id": task_id}).first()
     if found is None:
         return None
     n = len(OpenTask.__table__.columns)
-    values = list(found.values())
-    return dict(zip(list(found.keys())[:n], values[:n])), InstanceRow(*values[n:])
+    values = tuple(found)
+    ot = dict(zip(found._fields[:n], values[:n]))
+    groups = set(values[-1].split(GROUP_SEPARATOR)) if values[-1] else set()
+    return ot, InstanceRow(*values[n:-1]), groups
+
+
+_GROUPS = select(TaskGroup.group_name).where(TaskGroup.task_id == bindparam("id"))
 
 
 def task_groups(s: Session, task_id: str) -> set[str]:

@@ -13,9 +13,9 @@ from engine.clock import from_db, to_db
 from engine.db.models import OpenTask, TaskGroup
 from engine.runtime import state
 from engine.runtime.errors import Actor, Conflict, Forbidden
-from engine.runtime.rows import (DELETE_AWAITED, DELETE_TASKS, INSERT_AWAITED, INSERT_GROUPS,
+from engine.runtime.rows import (DELETE_AWAITED, DELETE_TASKS, GROUP_SEPARATOR, INSERT_AWAITED, INSERT_GROUPS,
                                  INSERT_TASKS, fetch_instance, fetch_open_task, fetch_task_with_instance,
-                                 task_groups)
+                                 insert_rows)
 
 
 def _resolve(wf, task, text: str | None):
@@ -76,11 +76,11 @@ class TaskIndex:
                          "form_definition_id": form_id, "assignee": str(assignee)[:128] if assignee else None,
                          "claimed_by": None, "due_at": to_db(_as_datetime(_resolve(wf, task, spec.due_date))),
                          "created_at": now})
-            group_rows.extend({"task_id": task_id, "group_name": g[:128]} for g in sorted(groups))
+            group_rows.extend({"task_id": task_id, "group_name": g[:128]} for g in sorted(groups)
+                              if GROUP_SEPARATOR not in g)
         conn = s.connection()
-        conn.execute(INSERT_TASKS, rows)
-        if group_rows:
-            conn.execute(INSERT_GROUPS, group_rows)
+        insert_rows(conn, INSERT_TASKS, rows)
+        insert_rows(conn, INSERT_GROUPS, group_rows)
         for listener in self.engine.task_listeners:
             for r in rows:
                 listener(s, row, r)
@@ -93,10 +93,9 @@ class TaskIndex:
         found = fetch_task_with_instance(s, task_id)
         if found is None:
             raise Conflict(f"task {task_id} is not open (already completed, cancelled or unknown)")
-        ot, row = found
+        ot, row, groups = found
         if actor.id in (ot["assignee"], ot["claimed_by"]):
             return ot, row
-        groups = task_groups(s, task_id)
         if ot["claimed_by"] is None and groups & actor.groups:
             return ot, row
         if ot["claimed_by"] is not None and groups & actor.groups:

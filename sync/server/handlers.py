@@ -59,9 +59,8 @@ def _flat(errors: dict) -> dict[str, str]:
 def complete_task(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
     done: list[Verdict] = []
 
-    def also(s, ot: dict) -> None:
+    def also(s, ot: dict, row) -> None:
         _link_form_photos(s, ot, op, who, timing.server_time)
-        row = fetch_instance(s, ot["instance_id"])
         verdict = _applied(op, timing, {"task_id": op.task_id, "instance_id": row.id, "business_key": row.business_key,
                                         "state": row.state, "version": row.version})
         record(s, verdict)

@@ -143,3 +143,38 @@ def test_an_exhausted_connection_pool_is_a_503_to_retry_not_a_500(app, tokens, s
         assert r.headers["Retry-After"] == "2"
     finally:
         tight.db.dispose()
+
+
+def test_a_connection_the_database_dropped_costs_one_503_then_the_worker_recovers(tokens, system, db_url):
+    """Connections are not pinged before use (a round trip per checkout): one that the
+    database dropped while it sat in the pool fails its request with a 503 to retry, the
+    pool is renewed, and the next request is served."""
+    from fastapi.testclient import TestClient
+
+    from engine.api.app import create_app
+    from engine.db.session import make_engine
+    from engine.domain.registry import build_registry
+    from engine.runtime.case_engine import CaseEngine
+
+    one = CaseEngine(make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=3), build_registry(),
+                     clock=system.clock)
+    try:
+        with TestClient(create_app(one, scheduler=False)) as c:
+            assert c.get("/api/v1/auth/me", headers=bearer(tokens["dispatcher"])).status_code == 200
+            with one.db.connect() as conn:   # the pool's only connection, then dropped under it
+                if one.db.dialect.name == "postgresql":
+                    pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                else:
+                    raw = conn.connection.dbapi_connection
+            if one.db.dialect.name == "postgresql":
+                with system.db.connect() as admin:
+                    assert admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
+            else:
+                raw.close()
+            lost = c.get("/api/v1/auth/me", headers=bearer(tokens["dispatcher"]))
+            assert lost.status_code == 503 and lost.json()["error"] == "database_unavailable", lost.text
+            assert lost.headers["Retry-After"] == "1"
+            again = c.get("/api/v1/auth/me", headers=bearer(tokens["dispatcher"]))
+            assert again.status_code == 200, again.text
+    finally:
+        one.db.dispose()

@@ -155,7 +155,7 @@ class _Photos:
             raise ValidationFailed(errors)
         self.files = wanted
 
-    def link(self, s, task: dict) -> None:
+    def link(self, s, task: dict, _instance=None) -> None:
         if not self.files or task["process_key"] != workorders.PROCESS or not task["business_key"]:
             return
         order = s.connection().execute(_ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
