@@ -13,10 +13,12 @@ it. No engine imports: the Kivy app and the tests use this as a device would.
 
 Photos: an op may be added with photo files (paths, or camera bytes that are saved under the
 outbox's photo directory first); each photo's sha256, path, type and upload state are recorded
-in the op's own transaction, and the op's `attachments` are those sha256s. Before pushing,
-the client uploads the photos its ops need (resumably, from the server's offset) and pushes
-only ops whose photos are all uploaded; an op whose photo file is gone or changed is kept,
-with a state the app can show (`Outbox.photo_problems()`), and tried again at the next sync.
+in the op's own transaction, and the op's `attachments` are those sha256s. Ops go first: the
+server answers an op whose photos it lacks 'waiting' (kept, applied when they arrive); then
+the client uploads the photos (resumably, from the server's offset) and sends the waiting ops
+again for their final verdicts. An op whose photo file is gone or changed is not sent but
+kept, with a state the app can show (`Outbox.photo_problems()`), and tried again at the next
+sync.
 
     box = Outbox("outbox.db")
     op_id = box.add("complete_task", {"action": "fixed"}, task_id=t["id"], based_on_version=t["version"],
@@ -61,6 +63,13 @@ CREATE INDEX IF NOT EXISTS ix_op_photo_sha ON op_photo (sha256);
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def outcome(verdict: dict) -> str:
+    """What became of the op: the verdict, or for a duplicate the original's ('applied' when an
+    op sent again is found applied, e.g. one that waited for its photos)."""
+    v = verdict.get("verdict")
+    return verdict.get("original") or v if v == "duplicate" else v
 
 
 def is_final(verdict: dict) -> bool:
@@ -310,26 +319,41 @@ class SyncClient:
         return report
 
     def push(self, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
-        """Upload the photos the unsettled ops need, then send every op whose photos are all
-        uploaded (in batches) once; record the verdicts. An op answered 'waiting' for a photo
-        we hold is sent again once that photo is uploaded again. Returns the verdicts."""
+        """Ops first, photos after: send every unsettled op (in batches) whose photo files are
+        still the attached ones; the server keeps an op whose photos it lacks as 'waiting' and
+        applies it when they arrive, so the work is acknowledged at once even on a connection
+        that drops before the photos are through. Then upload the photos those ops need, and
+        send the ops still waiting again to collect their final verdicts. Returns the verdicts."""
         ids = [o["op_id"] for o in self.outbox.unsettled()]
-        uploads = self.upload_photos(ids, on_progress)
+        problems = self.check_photos(ids)
         verdicts = self._push_ready(ids)
-        again = self.outbox.photos_lost(verdicts)
-        if again and uploads["failed"] is None:
-            second = self.upload_photos(again, on_progress)
-            for key in ("uploaded", "problems"):
-                uploads[key] += second[key]
-            uploads["failed"] = second["failed"]
-            self.last_uploads = uploads
-            newer = {v["op_id"]: v for v in self._push_ready(again)}
-            verdicts = [newer.get(v.get("op_id"), v) for v in verdicts]
+        self.outbox.photos_lost(verdicts)   # ones we recorded as uploaded that the server lacks
+        uploads = self.upload_photos([o["op_id"] for o in self.outbox.unsettled()], on_progress)
+        uploads["problems"] = problems + uploads["problems"]
+        self.last_uploads = uploads
+        if uploads["uploaded"]:
+            later = {v["op_id"]: v for v in self._push_ready(ids, uploaded_only=True)}
+            verdicts = [later.pop(v.get("op_id"), v) for v in verdicts] + list(later.values())
         self.outbox.prune_photos()
         return verdicts
 
-    def _push_ready(self, op_ids: Iterable[str]) -> list[dict]:
-        wanted, held = set(op_ids), self.outbox.held_back()
+    def check_photos(self, op_ids: Iterable[str]) -> list[dict]:
+        """Before ops are sent: mark photos whose file is gone or changed (their ops are held
+        back, so the server is never left waiting for a photo this tablet no longer has) and
+        clear a mark whose file came back. Returns the problems, as the app shows them."""
+        problems = []
+        for photo in self.outbox.photos_to_upload(op_ids):
+            state, _, why = ph.read_checked(photo)
+            if state != photo["state"] or (state != "pending" and why != photo["error"]):
+                self.outbox.mark_photo(photo["sha256"], state, why if state != "pending" else photo["error"])
+            if state != "pending":
+                problems.append(ph.describe({**photo, "state": state, "error": why}))
+        return problems
+
+    def _push_ready(self, op_ids: Iterable[str], uploaded_only: bool = False) -> list[dict]:
+        """Send these ops, except those held back by a photo problem (and with uploaded_only,
+        those with a photo not uploaded yet)."""
+        wanted, held = set(op_ids), self.outbox.held_back(until_uploaded=uploaded_only)
         todo = [o for o in self.outbox.unsettled() if o["op_id"] in wanted and o["op_id"] not in held]
         verdicts: list[dict] = []
         for i in range(0, len(todo), self.batch_size):

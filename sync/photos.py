@@ -204,12 +204,14 @@ class PhotoRecords:
         marks = ",".join("?" * len(ids))
         return self._photo_rows(f"l.op_id IN ({marks}) AND p.state IN ('pending', 'missing', 'changed')", tuple(ids))
 
-    def held_back(self) -> set[str]:
-        """Unsettled ops with a photo not uploaded yet: they are not pushed."""
+    def held_back(self, until_uploaded: bool = False) -> set[str]:
+        """Unsettled ops not to send: those with a photo problem (missing, changed, refused);
+        with until_uploaded, every one with a photo not uploaded yet."""
+        blocking = "p.state != 'uploaded'" if until_uploaded else "p.state IN ('missing', 'changed', 'refused')"
         with self._lock:
             return {r[0] for r in self.db.execute(
                 "SELECT DISTINCT l.op_id FROM op_photo l JOIN photo p ON p.sha256 = l.sha256 "
-                "JOIN op o ON o.op_id = l.op_id WHERE o.state IN ('pending', 'waiting') AND p.state != 'uploaded'")}
+                f"JOIN op o ON o.op_id = l.op_id WHERE o.state IN ('pending', 'waiting') AND {blocking}")}
 
     def mark_photo(self, sha256: str, state: str, error: str | None = None) -> None:
         if state not in STATES:

@@ -134,15 +134,14 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
     if not token or len(token) > 4096:
         raise AuthError("missing or malformed token")
     if token.startswith("dev_"):
-        device = s.exec(select(Device).where(Device.token_hash == _hash_token(token))).first()
+        device = s.connection().execute(_DEVICE_BY_TOKEN, {"hash": _hash_token(token)}).first()
         if device is None or device.revoked_at is not None:
             raise AuthError("device token revoked or unknown")
         due = device.last_seen_at is None or to_db(now) - device.last_seen_at > LAST_SEEN_EVERY
         if device.kind == "tablet":
-            owner = s.get(Staff, device.owner_id) if device.owner_id else None
-            if owner is None or not owner.active:
+            if device.owner is None or not device.owner_active:
                 raise AuthError("the tablet's owner is not an active account")
-            return Principal(owner.id, "device", owner.role, owner.unit_code, device.id, seen_due=due)
+            return Principal(device.owner, "device", device.owner_role, device.owner_unit, device.id, seen_due=due)
         return Principal(device.id, "device", device.kind, None, device.id, seen_due=due)
     try:
         claims = _decode(s, token, now)
@@ -154,9 +153,14 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
     return Principal(staff.id, "user", staff.role, staff.unit_code)
 
 
-# Read on every request: a prebuilt Core statement, not an ORM get (about 3x cheaper).
+# Read on every request: prebuilt Core statements, not ORM gets (about 3x cheaper).
 _STAFF_BY_ID = (select(Staff.id, Staff.role, Staff.unit_code, Staff.active)
                 .where(Staff.id == bindparam("id")))
+_DEVICE_BY_TOKEN = (select(Device.id, Device.kind, Device.revoked_at, Device.last_seen_at,
+                           Staff.id.label("owner"), Staff.role.label("owner_role"),
+                           Staff.unit_code.label("owner_unit"), Staff.active.label("owner_active"))
+                    .outerjoin(Staff, Staff.id == Device.owner_id)
+                    .where(Device.token_hash == bindparam("hash")))
 
 
 def mark_seen(db, device_id: str, now: datetime) -> None:

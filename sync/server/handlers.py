@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import select
 
 from engine.api.policy import PERMISSIONS
@@ -91,14 +92,17 @@ def _link_form_photos(s, ot: dict, op: Op, who: Pusher, now: datetime) -> None:
     shas = needed_photos(op)
     if not shas or ot["process_key"] != workorders.PROCESS or not ot["business_key"]:
         return
-    order = s.exec(select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number)   # (columns: no ORM object)
-                   .where(WorkOrder.number == ot["business_key"])).first()
+    order = s.connection().execute(_ORDER_BY_NUMBER, {"number": ot["business_key"]}).first()
     if order is None:
         return
     after = {v for v in op.payload.get("after_photos", []) if isinstance(v, str)} \
         if isinstance(op.payload.get("after_photos"), list) else set()
     for sha in shas:
         _link(s, order, sha, "after" if sha in after else "evidence", who.id, now)
+
+
+_ORDER_BY_NUMBER = select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number).where(
+    WorkOrder.number == bindparam("number"))
 
 
 def _link(s, order: WorkOrder, sha: str, kind: str, by: str, now: datetime) -> bool:

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from engine.domain.models import WorkOrder
 from engine.domain.records import Attachment, Comment, WorkOrderAttachment
-from sync.client import Outbox, SyncClient
+from sync.client import Outbox, SyncClient, outcome
 from sync.photos import PhotoError
 from sync.server.models import SyncOp
 from tests.sync.servers import CuttingProxy, ServerProcess
@@ -70,7 +70,7 @@ def test_a_completion_with_two_photos_is_applied_end_to_end(field, system, tmp_p
                     on_progress=lambda sent, total: progress.append((sent, total))) as c:
         result = c.sync()
         [v] = result["verdicts"]
-        assert (v["op_id"], v["verdict"]) == (op_id, "applied"), v
+        assert (v["op_id"], outcome(v)) == (op_id, "applied"), v   # (waited for its photos, then applied)
         assert sorted(result["photos"]["uploaded"]) == sorted([sha(on_disk), sha(from_camera)])
         assert result["photos"]["held_back"] == [] and result["photos"]["failed"] is None
         assert progress[0] == (0, 350_000) and progress[-1] == (350_000, 350_000)
@@ -104,7 +104,7 @@ def test_a_connection_cut_mid_photo_resumes_from_the_servers_offset(field, syste
     finally:
         proxy.close()
     assert proxy.cut == 1
-    assert (v["op_id"], v["verdict"]) == (op_id, "applied"), v
+    assert (v["op_id"], outcome(v)) == (op_id, "applied"), v
     total = len(small) + len(big)
     # only what the server had not kept went again: a restart from zero would re-send > 1.6 MB
     assert total < proxy.bytes_up < total + 1_000_000, proxy.bytes_up
@@ -146,7 +146,7 @@ def test_a_photo_gone_from_the_tablet_keeps_its_op_with_a_clear_state(field, sys
         # the original is back (restored from the SD card): the next sync sends it and the op
         path.write_bytes(picture)
         [v] = c.push()
-    assert (v["op_id"], v["verdict"]) == (held, "applied")
+    assert (v["op_id"], outcome(v)) == (held, "applied")
     assert box.photo_problems() == [] and box.op(held)["state"] == "done"
     assert linked(system, number) == {sha(picture): "after"}
 
@@ -186,3 +186,32 @@ def test_a_photo_that_cannot_be_attached_records_nothing(tmp_path):
     second = box.add("comment", {"work_order": "WO-1", "text": "see photo"}, photos=[jpeg(1000, 9)])
     assert len(box.photos_to_upload([first, second])) == 1 and box.discard(second) is True
     assert box.photos(first)[0]["sha256"] == sha(jpeg(1000, 9)) and box.op_ids() == [first]
+
+
+def test_ops_go_before_their_photos_so_a_sync_cut_during_the_upload_still_leaves_the_work_on_the_server(
+        field, system, tmp_path):
+    """The signal goes after the small push but before the 400 KB photo is through: the
+    completion is already on the server, kept 'waiting', and applies on the next sync."""
+    server, token = field
+    number = east_order(system)
+    task = rectify_task(system, number)
+    picture = jpeg(400_000, 7)
+    box = Outbox(tmp_path / "outbox.db")
+    op_id = box.add("complete_task", {"action": "fixed"}, task_id=task["id"], based_on_version=task["version"],
+                    photos={"after_photos": [picture]})
+    proxy = CuttingProxy(server.port, after=30_000, cuts=1000)   # every connection dies after 30 KB
+    try:
+        with SyncClient(proxy.base_url, token, box, device="tablet-9", backoff=0.01, upload_attempts=2) as c:
+            [v] = c.push()
+            assert c.last_uploads["failed"] and c.last_uploads["uploaded"] == []
+    finally:
+        proxy.close()
+    assert (v["op_id"], v["verdict"], v["result"]["missing"]) == (op_id, "waiting", [sha(picture)])
+    assert [r.verdict for r in rows(system, SyncOp, SyncOp.op_id == op_id)] == ["waiting"]   # kept by the server
+    assert box.op(op_id)["state"] == "waiting"
+    assert rows(system, WorkOrder, WorkOrder.number == number)[0].state == "at_unit"
+    with SyncClient(server.base_url, token, box, device="tablet-9", backoff=0.05) as c:
+        [v] = c.push()
+    assert (v["op_id"], outcome(v)) == (op_id, "applied")
+    assert rows(system, WorkOrder, WorkOrder.number == number)[0].state == "in_review"
+    assert box.op(op_id)["state"] == "done"

@@ -16,7 +16,7 @@ from engine.domain.records import Comment, WorkOrderAttachment
 from engine.runtime.errors import Actor
 from engine.runtime.reassign import reassign
 from engine.storage import AttachmentStore
-from sync.protocol import decode_op
+from sync.protocol import PushBatch, decode_op
 from sync.server import ops
 from sync.server.models import SyncConflict, SyncOp, SyncOpWait
 from tests.api.conftest import app, bearer, client, token_for, tokens  # noqa: F401  (fixtures)
@@ -260,3 +260,61 @@ def test_concurrent_copies_of_one_op_apply_once(system, store):  # noqa: F811
     assert {v.original for v in out if v.verdict == "duplicate"} == {"applied"}
     assert completions(system, number) == 1
     assert len(rows(system, SyncOp)) == 1 and rows(system, SyncConflict) == []
+
+
+def test_a_batch_pushed_before_its_photos_is_acknowledged_waiting_then_each_op_applies_with_its_photo(
+        client, system, store, worker):  # noqa: F811
+    """Ops first, photos after (what the client does): the batch's new ops that miss photos
+    are recorded 'waiting' together, in order with the others' verdicts; each applies when
+    its own photo arrives, and pushing again gives the final verdicts."""
+    numbers = [east_order(system) for _ in range(3)]
+    tasks = [rectify_task(system, n) for n in numbers]
+    pics = [photo(40 + i) for i in range(3)]
+    ops_ = [complete_op(system, t, {"action": "fixed", "after_photos": [sha(p)]}) for t, p in zip(tasks, pics)]
+    bad = complete_op(system, tasks[0], {"action": "fixed"}) | {"task_id": None}
+    verdicts = push(client, worker, ops_[0], bad, ops_[1], ops_[2])
+    assert [v["op_id"] for v in verdicts] == [ops_[0]["op_id"], bad["op_id"], ops_[1]["op_id"], ops_[2]["op_id"]]
+    assert [v["verdict"] for v in verdicts] == ["waiting", "invalid", "waiting", "waiting"]
+    assert [v["result"]["missing"] for v in verdicts if v["verdict"] == "waiting"] == [[sha(p)] for p in pics]
+    assert len(rows(system, SyncOpWait)) == 3
+    store_photo(system, store, pics[1])
+    assert ops.release_waiting(system, sha(pics[1]), exists=store.exists) == 1
+    assert [rows(system, WorkOrder, WorkOrder.number == n)[0].state for n in numbers] == \
+        ["at_unit", "in_review", "at_unit"]
+    for p in (pics[0], pics[2]):
+        store_photo(system, store, p)
+        assert ops.release_waiting(system, sha(p), exists=store.exists) == 1
+    again = push(client, worker, *ops_)
+    assert [(v["verdict"], v["original"]) for v in again] == [("duplicate", "applied")] * 3
+    assert rows(system, SyncOpWait) == []
+    assert [completions(system, n) for n in numbers] == [1, 1, 1]
+
+
+def test_the_same_batch_pushed_twice_at_once_records_each_waiting_op_once(system, store):  # noqa: F811
+    """Two copies of a batch race: one records its ops 'waiting' together, the other's
+    transaction collides on the op keys and each of its ops then finds the stored record."""
+    from engine.domain.models import Staff
+    with system.transaction() as s:
+        if s.get(Staff, WORKER) is None:
+            s.add(Staff(id=WORKER, name=WORKER, role="unit_worker", unit_code="clean-east"))
+    numbers = [east_order(system) for _ in range(4)]
+    body = [complete_op(system, rectify_task(system, n), {"action": "fixed", "after_photos": [sha(photo(60 + i))]})
+            for i, n in enumerate(numbers)]
+    the_batch = PushBatch(protocol=1, ops=[decode_op(o) for o in body])
+    who = ops.Pusher(WORKER, "unit_worker", "clean-east", "tablet-1")
+    gate, out = threading.Barrier(2), []
+
+    def go():
+        gate.wait()
+        out.append(ops.push(system, who, the_batch, exists=store.exists))
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 2
+    for verdicts in out:
+        assert [v.op_id for v in verdicts] == [o["op_id"] for o in body]
+        assert {v.verdict for v in verdicts} == {"waiting"}
+    assert len(rows(system, SyncOp)) == 4 and len(rows(system, SyncOpWait)) == 4

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
@@ -164,23 +165,36 @@ async def append_chunk(sha256: str, request: Request, response: Response,
     length = request.headers.get("upload-length", "")
     create = (int(length), request.headers.get("upload-type", "")) if length.isdigit() and len(length) < 13 else None
     engine, area = engine_of(request), uploads_of(request)
+    limiter = _upload_limiter(request)
     try:
-        chunk = await run_in_threadpool(_begin, engine, area, principal, sha256, int(raw), create)
+        chunk = await to_thread.run_sync(_begin, engine, area, principal, sha256, int(raw), create, limiter=limiter)
     except StoreError as exc:
         return _refused(exc)
     if isinstance(chunk, up.Status):   # created just now, and the photo was stored already
-        released, retry = await run_in_threadpool(_released_or_retry, engine, area, sha256)
+        released, retry = await to_thread.run_sync(_released_or_retry, engine, area, sha256, limiter=limiter)
         return retry if retry is not None else _out(area, chunk, response, released)
     try:
         cut = await _receive_into(request, chunk)
     except StoreError as exc:
-        await run_in_threadpool(_undo, chunk, exc)
+        await to_thread.run_sync(_undo, chunk, exc, limiter=limiter)
         return _refused(exc)
     try:
-        st, released, retry = await run_in_threadpool(_settle, engine, area, chunk, cut)
+        st, released, retry = await to_thread.run_sync(_settle, engine, area, chunk, cut, limiter=limiter)
     except StoreError as exc:
         return _refused(exc)
     return retry if retry is not None else _out(area, st, response, released)
+
+
+def _upload_limiter(request: Request) -> CapacityLimiter:
+    """Photo uploads get threads of their own (CITYLOOP_UPLOAD_THREADS, default 3 per worker),
+    apart from the pool every other request uses: when hundreds of tablets upload at once,
+    their photos queue here, and a push (a tablet's work, small) or any other request does
+    not wait behind them."""
+    state = request.app.state
+    limiter = getattr(state, "upload_limiter", None)
+    if limiter is None:
+        limiter = state.upload_limiter = CapacityLimiter(max(1, int(os.environ.get("CITYLOOP_UPLOAD_THREADS") or 3)))
+    return limiter
 
 
 def _begin(engine, area: up.Uploads, principal: Principal, sha256: str, offset: int, create):
