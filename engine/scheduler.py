@@ -57,6 +57,18 @@ def _prune_sightings(engine) -> None:
         log.exception("pruning badge sightings failed")
 
 
+def _release_stranded(engine) -> None:
+    """Sync ops left waiting although their photos are stored (sync.server.ops.release_stranded)."""
+    try:
+        from engine.storage import AttachmentStore
+        from sync.server.ops import release_stranded
+        n = release_stranded(engine, exists=AttachmentStore().exists)
+        if n:
+            log.info("applied %d sync op(s) whose photos had arrived", n)
+    except Exception:
+        log.exception("releasing stranded sync ops failed")
+
+
 def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = True) -> BackgroundScheduler:
     """Start the background scheduler. `scheduler.shutdown()` stops it."""
     sched = BackgroundScheduler(timezone=attendance.DISTRICT_TZ, job_defaults={
@@ -64,6 +76,8 @@ def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = Tr
         "coalesce": True, "max_instances": 1})
     sched.add_job(_sweep, IntervalTrigger(seconds=sweep_seconds), args=[engine], id="timer-sweep",
                   misfire_grace_time=None, next_run_time=engine_now_for_scheduler())
+    sched.add_job(_release_stranded, IntervalTrigger(seconds=60), args=[engine], id="sync-stranded",
+                  misfire_grace_time=None)
     if calendar_jobs:
         # Calendar jobs may run late (misfire grace of hours) but run once; they are idempotent.
         sched.add_job(_plan_shifts, CronTrigger(hour=0, minute=5), args=[engine], id="plan-shifts",

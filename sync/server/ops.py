@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import exists as exists_
 from sqlalchemy.exc import DataError as DBAPIDataError, IntegrityError
 
 from engine.api.policy import groups_of
@@ -132,15 +133,23 @@ def _wait_together(engine, who: Pusher, ops: list[Op], known: dict[str, SyncOp],
             conn.execute(_INSERT_WAIT, waits)  # measured slower, compiled anew each time)
     except IntegrityError:
         return {}
-    # a photo may have landed (and found nothing to release) between the check and the commit
-    landed = set(sum((m for _, m in new.values()), [])) - set(missing_photos(
-        engine, sorted({sha for _, m in new.values() for sha in m}), exists))
-    for op_id, (op, missing) in new.items():
-        if landed.intersection(missing) and not missing_photos(engine, missing, exists):
-            row = read_op(engine, op_id)
-            if row is not None and row.verdict == "waiting":
-                out[op_id] = _settle_stored(engine, row, exists) or out[op_id]
+    # A photo that landed between the check and the commit found nothing to release: the op
+    # is settled when the device sends it again (it does, after its uploads), or by the
+    # server's sweep (release_stranded), not by another query on every push.
     return out
+
+
+def release_stranded(engine, exists: Callable[[str], bool] | None = None, limit: int = 500) -> int:
+    """Apply waiting ops whose photos are all stored: the safety net for one whose last photo
+    landed while the op was being recorded, or whose release a crash cut off. Run by the
+    scheduler. Returns how many ops reached their final verdict."""
+    with engine.transaction(write=False) as s:
+        rows = s.connection().execute(
+            _OPS.where(SyncOp.verdict == "waiting", ~exists_(
+                select(SyncOpWait.op_id).where(SyncOpWait.op_id == SyncOp.op_id,
+                                               SyncOpWait.sha256.not_in(select(Attachment.sha256)))))
+            .order_by(SyncOp.created_at).limit(limit)).all()
+    return sum(1 for row in rows if _settle_stored(engine, row, exists) is not None)
 
 
 def push_one(engine, who: Pusher, item: Op | InvalidOp, *, exists=None, sent_at: datetime | None = None,

@@ -318,3 +318,20 @@ def test_the_same_batch_pushed_twice_at_once_records_each_waiting_op_once(system
         assert [v.op_id for v in verdicts] == [o["op_id"] for o in body]
         assert {v.verdict for v in verdicts} == {"waiting"}
     assert len(rows(system, SyncOp)) == 4 and len(rows(system, SyncOpWait)) == 4
+
+
+def test_a_waiting_op_whose_photo_came_without_a_release_is_applied_by_the_sweep(client, system, store, worker):  # noqa: F811
+    """A photo that lands while its op is being recorded (or whose release a crash cut off)
+    leaves the op waiting with nothing to wake it but the device: the scheduler's sweep
+    applies it. Ops still missing a photo stay waiting."""
+    numbers = [east_order(system) for _ in range(2)]
+    pics = [photo(70), photo(71)]
+    ops_ = [complete_op(system, rectify_task(system, n), {"action": "fixed", "after_photos": [sha(p)]})
+            for n, p in zip(numbers, pics)]
+    assert [v["verdict"] for v in push(client, worker, *ops_)] == ["waiting", "waiting"]
+    store_photo(system, store, pics[0])          # stored, but nobody called release_waiting
+    assert ops.release_stranded(system, exists=store.exists) == 1
+    assert ops.release_stranded(system, exists=store.exists) == 0
+    assert [r.verdict for r in rows(system, SyncOp, SyncOp.op_id == ops_[0]["op_id"])] == ["applied"]
+    assert [r.verdict for r in rows(system, SyncOp, SyncOp.op_id == ops_[1]["op_id"])] == ["waiting"]
+    assert [rows(system, WorkOrder, WorkOrder.number == n)[0].state for n in numbers] == ["in_review", "at_unit"]
