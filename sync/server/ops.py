@@ -74,9 +74,16 @@ class _Taken(Exception):
 
 
 Recorder = Callable[[object, Verdict], None]
-# Core statements (rows with the columns as attributes, no ORM bookkeeping: read on every push)
+# Core statements built once (rows with the columns as attributes, no ORM bookkeeping, no
+# statement built per call: read on every push and every photo)
 _OPS = select(*SyncOp.__table__.columns)
 _INSERT_OP, _INSERT_WAIT = insert(SyncOp), insert(SyncOpWait)
+_OPS_BY_ID = _OPS.where(SyncOp.op_id.in_(bindparam("ids", expanding=True)))
+_OP_BY_ID = _OPS.where(SyncOp.op_id == bindparam("id"))
+_WAITING_FOR = (_OPS.join(SyncOpWait, SyncOpWait.op_id == SyncOp.op_id)
+                .where(SyncOpWait.sha256 == bindparam("sha"), SyncOp.verdict == "waiting")
+                .order_by(SyncOp.created_at, SyncOp.op_id))
+_STORED = select(Attachment.sha256).where(Attachment.sha256.in_(bindparam("shas", expanding=True)))
 _STAFF = select(Staff.role, Staff.unit_code, Staff.active).where(Staff.id == bindparam("id"))
 
 
@@ -92,9 +99,9 @@ def push(engine, who: Pusher, batch: PushBatch, *, exists: Callable[[str], bool]
         shas = sorted({sha for o in ops for sha in needed_photos(o)})
         with engine.transaction(write=False) as s:
             conn = s.connection()
-            known = {r.op_id: r for r in conn.execute(_OPS.where(SyncOp.op_id.in_([o.op_id for o in ops])))}
+            known = {r.op_id: r for r in conn.execute(_OPS_BY_ID, {"ids": [o.op_id for o in ops]})}
             if shas:
-                stored = set(conn.execute(select(Attachment.sha256).where(Attachment.sha256.in_(shas))).scalars())
+                stored = set(conn.execute(_STORED, {"shas": shas}).scalars())
     early = _wait_together(engine, who, ops, known, stored, exists, sent_at, skew_threshold)
     return [early.get(item.op_id) or push_one(engine, who, item, exists=exists, sent_at=sent_at,
                                               skew_threshold=skew_threshold, prefetched=(known, stored))
@@ -193,9 +200,7 @@ def release_waiting(engine, sha256: str, exists: Callable[[str], bool] | None = 
     """A photo arrived: apply every waiting op that no longer misses one. Returns how many
     ops reached their final verdict. Safe to call twice, or from several workers at once."""
     with engine.transaction(write=False) as s:
-        rows = s.connection().execute(_OPS.join(SyncOpWait, SyncOpWait.op_id == SyncOp.op_id)
-                                      .where(SyncOpWait.sha256 == sha256, SyncOp.verdict == "waiting")
-                                      .order_by(SyncOp.created_at, SyncOp.op_id)).all()
+        rows = s.connection().execute(_WAITING_FOR, {"sha": sha256}).all()
     return sum(1 for row in rows if _settle_stored(engine, row, exists) is not None)
 
 
@@ -203,7 +208,7 @@ def release_waiting(engine, sha256: str, exists: Callable[[str], bool] | None = 
 def read_op(engine, op_id: str):
     """The op's sync_op row (columns as attributes), or None."""
     with engine.transaction(write=False) as s:
-        return s.connection().execute(_OPS.where(SyncOp.op_id == op_id)).first()
+        return s.connection().execute(_OP_BY_ID, {"id": op_id}).first()
 
 
 def needed_photos(op: Op) -> list[str]:
@@ -227,7 +232,7 @@ def missing_photos(engine, shas: list[str], exists: Callable[[str], bool] | None
 def _missing(s, shas: list[str], exists: Callable[[str], bool] | None) -> list[str]:
     if not shas:
         return []
-    stored = set(s.connection().execute(select(Attachment.sha256).where(Attachment.sha256.in_(shas))).scalars())
+    stored = set(s.connection().execute(_STORED, {"shas": list(shas)}).scalars())
     return [sha for sha in shas if sha not in stored or (exists is not None and not exists(sha))]
 
 

@@ -348,3 +348,36 @@ def test_a_completion_whose_row_a_crash_lost_is_finished_by_the_next_upload(clie
     with area.store.open(sha(data)) as f:
         assert f.read() == data
     assert parts(area) == [] and len(list((area.store.blobs.root).rglob("*"))) == 3   # ab/, ab/cd/, the blob
+
+
+def test_a_patch_that_goes_silent_keeps_what_arrived_and_answers_its_offset(app, client, area, worker,  # noqa: F811
+                                                                            monkeypatch):
+    """A tablet whose connection hangs mid-photo (no bytes, no close): after the idle timeout
+    the server keeps the bytes it got, fsynced, and the upload resumes from there."""
+    import asyncio
+
+    from engine.api.routes import sync_uploads
+    monkeypatch.setattr(sync_uploads, "IDLE_TIMEOUT", 0.3)   # (30 s in service)
+    data = jpeg(40_000, 9)
+
+    async def hangs():
+        yield data[:10_000]
+        await asyncio.sleep(60)
+        yield data[10_000:]
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            r = await c.post(URL, headers=worker, json={"sha256": sha(data), "size": len(data),
+                                                        "content_type": "image/jpeg"})
+            assert r.status_code == 201, r.text
+            t0 = time.monotonic()
+            r = await asyncio.wait_for(c.patch(f"{URL}/{sha(data)}", headers={**worker, "Upload-Offset": "0"},
+                                               content=hangs()), 10)
+            assert time.monotonic() - t0 < 5
+            return r
+
+    r = asyncio.run(scenario())
+    assert r.status_code == 200 and r.json()["offset"] == 10_000 and not r.json()["complete"], r.text
+    done = patch(client, worker, data, 10_000)
+    assert done.status_code == 200 and done.json()["complete"], done.text

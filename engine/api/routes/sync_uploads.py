@@ -237,9 +237,10 @@ async def _receive_into(request: Request, chunk: up.Chunk) -> bool:
     stream = request.stream().__aiter__()
     while True:
         try:
-            piece = await asyncio.wait_for(stream.__anext__(), IDLE_TIMEOUT)
+            async with asyncio.timeout(IDLE_TIMEOUT):   # (no task per chunk, as wait_for makes)
+                piece = await stream.__anext__()
         except StopAsyncIteration:
             return False
-        except (ClientDisconnect, asyncio.TimeoutError):
+        except (ClientDisconnect, TimeoutError):
             return True
         chunk.write(piece)
