@@ -5,7 +5,8 @@ from typing import Callable
 
 from fastapi import Depends, Request
 
-from engine.api.policy import ANONYMOUS, PERMISSIONS, allowed, groups_of
+from engine.api.policy import ANONYMOUS, PERMISSIONS, allowed
+from engine.domain.groups import groups_of
 from engine.auth import service
 from engine.auth.service import AuthError, Principal
 from engine.runtime.case_engine import CaseEngine

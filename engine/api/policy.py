@@ -45,14 +45,3 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 def allowed(permission: str, role: str) -> bool:
     return role in PERMISSIONS[permission]
 
-
-def groups_of(role: str, unit_code: str | None) -> frozenset[str]:
-    """The BPMN candidate groups a role belongs to (see workflows/README.md)."""
-    groups: set[str] = {role}
-    if role in ("unit_worker", "unit_leader") and unit_code:
-        groups.add(f"unit:{unit_code}")
-        if role == "unit_leader":
-            groups.add(f"leader:{unit_code}")
-        if unit_code == "gas-office":
-            groups.add("gas_office")
-    return frozenset(groups)

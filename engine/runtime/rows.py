@@ -64,15 +64,12 @@ LATEST_PROCESS = (select(Definition.id, Definition.version)
 
 
 def insert_rows(conn, stmt, rows: list[dict]) -> None:
-    """INSERT rows as one statement when there are few: a list goes through the driver's
-    executemany, which on psycopg is a pipeline with a sync round trip of its own (measured:
-    one audit row through executemany cost twice a plain INSERT). Many rows do go through
-    executemany: a multi-row VALUES statement is compiled anew for each call, which cost more
-    than the pipeline at 20 rows (a sync push of 20 ops: 16 against 7-9 ms)."""
+    """INSERT rows; one row as a plain execute. A list goes through the driver's executemany,
+    which on psycopg is a pipeline with a sync round trip of its own (measured: one audit row
+    through executemany cost twice a plain INSERT). (A multi-row VALUES statement is no
+    better for a few rows: SQLAlchemy compiles it anew on every call.)"""
     if len(rows) == 1:
         conn.execute(stmt, rows[0])
-    elif 1 < len(rows) <= 4 and all(r.keys() == rows[0].keys() for r in rows):
-        conn.execute(stmt.values(rows))   # one multi-row VALUES statement, one round trip
     elif rows:
         conn.execute(stmt, rows)
 
