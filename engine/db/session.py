@@ -77,8 +77,8 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    # No pre-ping: it cost a SELECT 1 round trip on every checkout (two per request; ~7% of a
-    # task completion's server time, bench.http_api). A connection the server dropped while it
+    # No pre-ping: it cost a SELECT 1 round trip on every checkout (two per request; 7-9% of a
+    # task completion's samples in a py-spy profile of bench.http_api). A connection the server dropped while it
     # sat in the pool fails its first statement instead; SQLAlchemy then discards the whole
     # pool, and the API answers that one request 503 + Retry-After (nothing was written).
     return create_engine(url, **kwargs)
