@@ -152,9 +152,9 @@ def release_stranded(engine, exists: Callable[[str], bool] | None = None, limit:
     scheduler. Returns how many ops reached their final verdict."""
     with engine.transaction(write=False) as s:
         rows = s.connection().execute(
-            _OPS.where(SyncOp.verdict == "waiting", ~exists_(
-                select(SyncOpWait.op_id).where(SyncOpWait.op_id == SyncOp.op_id,
-                                               SyncOpWait.sha256.not_in(select(Attachment.sha256)))))
+            _OPS.where(SyncOp.verdict == "waiting", ~exists_().where(   # no photo of it still missing
+                SyncOpWait.op_id == SyncOp.op_id,
+                ~exists_().where(Attachment.sha256 == SyncOpWait.sha256)))
             .order_by(SyncOp.created_at).limit(limit)).all()
     return sum(1 for row in rows if _settle_stored(engine, row, exists) is not None)
 
