@@ -1,6 +1,6 @@
 """Server CPU per request: one uvicorn worker, one client sending one request at a time.
 
-    .venv/bin/python -m bench.server_cpu [--sqlite] [--pg [URL]] [--n 300] [--devices 10]
+    .venv/bin/python -m bench.server_cpu [--sqlite] [--pg [URL]] [--n 300] [--devices 20]
 
 The throughput benchmarks (bench.http_api, bench.sync_push) load two cores with the server,
 the database and the load generator at once, and on a shared machine their figures move by
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--sqlite", action="store_true")
     p.add_argument("--pg", nargs="?", const=http_api.PG_DEFAULT)
     p.add_argument("--n", type=int, default=300, help="work orders completed over HTTP (rectify, then review)")
-    p.add_argument("--devices", type=int, default=10, help="tablets pushing 20 ops each")
+    p.add_argument("--devices", type=int, default=20, help="tablets pushing 20 ops each (CPU is read in 10 ms ticks)")
     args = p.parse_args(argv)
     backends = []
     if args.pg or not args.sqlite:
