@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, or_
 from sqlmodel import Session, select
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
+from engine import forms
 from engine.clock import from_db, to_db
 from engine.db.models import OpenTask, TaskGroup
 from engine.runtime import state
@@ -131,6 +132,23 @@ class TaskIndex:
             row = fetch_instance(s, ot["instance_id"])
             found = self.engine.definitions.form_for(s, row.definition_id, ot["form_ref"])
             return found[1] if found else None
+
+
+class FormsOf:
+    """The form-js schema (as a dict) of each task of a page, each deployed form read and
+    parsed once: `FormsOf(engine)(task)`; None for a task without a form."""
+
+    def __init__(self, engine):
+        self.engine, self.seen = engine, {}
+
+    def __call__(self, task: dict) -> dict | None:
+        if not task.get("form_ref"):
+            return None
+        key = task.get("form_definition_id") or task["id"]
+        if key not in self.seen:
+            form = self.engine.tasks.form(task["id"])
+            self.seen[key] = forms.form_to_dict(form) if form is not None else None
+        return self.seen[key]
 
 
 _GROUPS_OF = select(TaskGroup.task_id, TaskGroup.group_name).where(TaskGroup.task_id.in_(bindparam("ids", expanding=True)))

@@ -20,13 +20,13 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 
-from engine import forms
 from engine.clock import from_db, to_db
 from engine.db.models import AuditEvent, Instance
 from engine.db.upsert import insert_if_new
 from engine.domain import gas, workorders
 from engine.domain.models import Cleaner, Contract, Crew, Shift, Unit
 from engine.runtime.rows import fetch_open_task
+from engine.runtime.tasks import FormsOf
 from sync.protocol import PROTOCOL_VERSION, PullRequest, canonical_json, decode_cursor, encode_cursor
 from sync.server.models import SyncCursor
 from sync.server.ops import Pusher
@@ -68,7 +68,7 @@ def pull(engine, who: Pusher, request: PullRequest) -> dict:
     state["reference"], state["crews"] = _digest(reference), _digest(crews) if crews is not None else None
     has_more = len(removed) + len(changed) > len(out_removed) + len(out_changed)
     new_gen = _save(engine, key, who.id, row, base, generation, state, now)
-    form_of = _Forms(engine)
+    form_of = FormsOf(engine)
     return {"protocol": PROTOCOL_VERSION, "cursor": encode_cursor(new_gen), "reset": base is None,
             "has_more": has_more, "server_time": now.isoformat(),
             "tasks": [_task_out(tasks[t], form_of) for t in out_changed], "removed": out_removed,
@@ -108,20 +108,6 @@ def _current_tasks(engine, who: Pusher) -> dict[str, dict]:
         fingerprint = f"{version}:{r['assignee']}:{r['claimed_by']}:{r['form_definition_id']}"
         out[r["id"]] = {**r, "version": version, "entry": [fingerprint, r["instance_id"], r["name"]]}
     return out
-
-
-class _Forms:
-    def __init__(self, engine):
-        self.engine, self.seen = engine, {}
-
-    def __call__(self, task: dict):
-        if not task.get("form_ref"):
-            return None
-        key = task.get("form_definition_id") or task["id"]
-        if key not in self.seen:
-            form = self.engine.tasks.form(task["id"])
-            self.seen[key] = forms.form_to_dict(form) if form is not None else None
-        return self.seen[key]
 
 
 def _iso(value):

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam
 from sqlmodel import select
 
-from engine import forms
 from engine.api.deps import actor_of, allow, engine_of
 from engine.api.policy import PERMISSIONS
 from engine.api.routes.workorders import link_attachment
@@ -26,6 +25,7 @@ from engine.domain.records import Attachment
 from engine.runtime.errors import Forbidden, NotFound, ValidationFailed
 from engine.runtime.reassign import reassign
 from engine.runtime.rows import fetch_open_task, task_groups
+from engine.runtime.tasks import FormsOf
 from engine.storage import SHA256_RE
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
@@ -75,22 +75,6 @@ class ReassignIn(BaseModel):
 
 
 # ---- helpers ---------------------------------------------------------------------------
-class _Forms:
-    """Form schemas for a page of tasks, each parsed form looked up once."""
-
-    def __init__(self, engine):
-        self.engine, self.seen = engine, {}
-
-    def __call__(self, task: dict) -> dict | None:
-        if not task.get("form_ref"):
-            return None
-        key = task.get("form_definition_id") or task["id"]
-        if key not in self.seen:
-            form = self.engine.tasks.form(task["id"])
-            self.seen[key] = forms.form_to_dict(form) if form is not None else None
-        return self.seen[key]
-
-
 def _task_out(task: dict, form_of) -> TaskOut:
     return TaskOut(**{k: task[k] for k in TaskOut.model_fields if k not in ("form", "due_at", "created_at")},
                    due_at=from_db(task["due_at"]), created_at=from_db(task["created_at"]), form=form_of(task))
@@ -183,28 +167,28 @@ def my_tasks(request: Request,
     engine = engine_of(request)
     rows = engine.tasks.for_actor(actor_of(principal), process_key=process, business_key=business_key,
                                   limit=limit + 1, offset=offset)
-    form_of = _Forms(engine)
+    form_of = FormsOf(engine)
     return TaskPage(items=[_task_out(t, form_of) for t in rows[:limit]], limit=limit, offset=offset,
                     has_more=len(rows) > limit)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, summary="One open task with its form / 待办详情")
 def get_task(task_id: str, request: Request, principal: Principal = allow("tasks.work")):
-    return _task_out(_open_task(request, task_id, principal), _Forms(engine_of(request)))
+    return _task_out(_open_task(request, task_id, principal), FormsOf(engine_of(request)))
 
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskOut, summary="Claim a group task / 认领任务")
 def claim_task(task_id: str, request: Request, principal: Principal = allow("tasks.work")):
     engine = engine_of(request)
     engine.claim(task_id, actor_of(principal))
-    return _task_out(_open_task(request, task_id, principal), _Forms(engine))
+    return _task_out(_open_task(request, task_id, principal), FormsOf(engine))
 
 
 @router.post("/tasks/{task_id}/release", response_model=TaskOut, summary="Release a claimed task / 释放任务")
 def release_task(task_id: str, request: Request, principal: Principal = allow("tasks.work")):
     engine = engine_of(request)
     engine.claim(task_id, actor_of(principal), release=True)
-    return _task_out(_open_task(request, task_id, principal), _Forms(engine))
+    return _task_out(_open_task(request, task_id, principal), FormsOf(engine))
 
 
 @router.post("/tasks/{task_id}/complete", response_model=CompleteOut,
@@ -238,4 +222,4 @@ def reassign_task(task_id: str, body: ReassignIn, request: Request, principal: P
             raise Forbidden(f"a unit leader reassigns only to people of unit {leader_unit}")
 
     task = reassign(engine, task_id, body.to, actor_of(principal), body.reason, may)
-    return _task_out(task, _Forms(engine))
+    return _task_out(task, FormsOf(engine))
