@@ -24,11 +24,18 @@ def pump(src: socket.socket, dst: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut(src, dst)
+
+
+def shut(*socks: socket.socket, close: bool = False) -> None:
+    """Shut both directions of these sockets (and close them), ignoring ones already gone."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if close:
+            sock.close()
 
 
 def free_port() -> int:
@@ -190,12 +197,7 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
-            for s in (upstream, client):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            shut(upstream, client, close=True)
 
     def close(self) -> None:
         self._closed = True
