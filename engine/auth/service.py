@@ -22,6 +22,7 @@ from engine.auth.models import Account, Device, LoginAttempt, PairingCode, Serve
 from engine.clock import to_db
 from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
+from engine.db import direct
 
 ACCESS_TTL = timedelta(minutes=30)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
@@ -134,7 +135,7 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
     if not token or len(token) > 4096:
         raise AuthError("missing or malformed token")
     if token.startswith("dev_"):
-        device = s.connection().execute(_DEVICE_BY_TOKEN, {"hash": _hash_token(token)}).first()
+        device = direct.execute(s.connection(), _DEVICE_BY_TOKEN, {"hash": _hash_token(token)}).first()
         if device is None or device.revoked_at is not None:
             raise AuthError("device token revoked or unknown")
         due = device.last_seen_at is None or to_db(now) - device.last_seen_at > LAST_SEEN_EVERY
@@ -147,7 +148,7 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
         claims = _decode(s, token, now)
     except jwt.PyJWTError as exc:
         raise AuthError(f"token refused: {exc}") from None
-    staff = s.connection().execute(_STAFF_BY_ID, {"id": claims["sub"]}).first()
+    staff = direct.execute(s.connection(), _STAFF_BY_ID, {"id": claims["sub"]}).first()
     if staff is None or not staff.active:
         raise AuthError("account disabled")
     return Principal(staff.id, "user", staff.role, staff.unit_code)

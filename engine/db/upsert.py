@@ -6,6 +6,8 @@ import functools
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from engine.db import direct
+
 
 @functools.lru_cache(maxsize=None)
 def _statement(model, pg: bool, conflict: tuple[str, ...] | None):
@@ -21,4 +23,4 @@ def insert_if_new(session: Session, model, values: dict, conflict: tuple[str, ..
     Newness is told by RETURNING, which both databases report reliably (a row count is -1 on
     PostgreSQL for some inserts). Statements are built once per model and database."""
     stmt = _statement(model, session.get_bind().dialect.name == "postgresql", conflict)
-    return session.connection().execute(stmt, values).first() is not None
+    return direct.execute(session.connection(), stmt, values).first() is not None

@@ -14,6 +14,7 @@ from engine.domain.common import need, notify
 from engine.domain.models import Staff, Unit, WorkOrder
 from engine.runtime.errors import Actor, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
+from engine.db import direct
 
 PROCESS = "work_order"
 SOURCES = ("citizen", "camera", "patrol", "inspection")
@@ -46,14 +47,14 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
                       address_code=address_code, lat=lat, lon=lon, description=description[:4000],
                       reporter=reporter, reported_at=to_db(now), origin=origin, state="reported", overdue=False,
                       reject_count=0, reroute_count=0)
-        order_id = s.connection().execute(_NEW, values).scalar_one()
+        order_id = direct.execute(s.connection(), _NEW, values).scalar_one()
         number = f"WO{now:%Y%m%d}-{order_id:06d}"
-        s.connection().execute(_NUMBER, {"order_id": order_id, "new_number": number})
+        direct.execute(s.connection(), _NUMBER, {"order_id": order_id, "new_number": number})
         instance_id = engine.start(PROCESS, {
             "order_id": order_id, "category": category, "area": area, "source": source,
             "description": values["description"], "reported_at": now.isoformat()}, actor,
             business_key=number, session=s)
-        s.connection().execute(_INSTANCE, {"order_id": order_id, "new_instance": instance_id})
+        direct.execute(s.connection(), _INSTANCE, {"order_id": order_id, "new_instance": instance_id})
         return Reported(order_id, number, instance_id)
 
 
@@ -69,7 +70,7 @@ def on_task_opened(session: Session, instance, open_task: dict) -> None:
     if instance.process_key != PROCESS or open_task["name"] not in STATE_OF_TASK:
         return
     session.flush()  # pending ORM changes to the order first, then this one
-    session.connection().execute(_SET_STATE, {"order_number": instance.business_key,
+    direct.execute(session.connection(), _SET_STATE, {"order_number": instance.business_key,
                                               "new_state": STATE_OF_TASK[open_task["name"]]})
 
 
@@ -93,7 +94,7 @@ _CLOSE = (update(_W).where(_W.id == bindparam("order_id")).values(state="closed"
 
 def _run(ctx: OpContext, data, stmt, **params):
     ctx.session.flush()
-    row = ctx.session.connection().execute(stmt, {"order_id": need(data, "order_id", int), **params}).first()
+    row = direct.execute(ctx.session.connection(), stmt, {"order_id": need(data, "order_id", int), **params}).first()
     if row is None and stmt is not _ESCALATE:
         raise OperationError(f"work order {data['order_id']} does not exist")
     return row
@@ -102,7 +103,7 @@ def _run(ctx: OpContext, data, stmt, **params):
 def dispatch(ctx: OpContext, data, params):
     """Route the order straight to its responsible unit and start its SLA clock."""
     unit_code = need(data, "unit", str)
-    unit = ctx.session.connection().execute(_UNIT, {"code": unit_code}).first()
+    unit = direct.execute(ctx.session.connection(), _UNIT, {"code": unit_code}).first()
     if unit is None:
         raise OperationError(f"unit {unit_code!r} does not exist")
     hours = data.get("sla_hours") or 72
@@ -124,7 +125,7 @@ def escalate(ctx: OpContext, data, params):
     order = _run(ctx, data, _ESCALATE)
     if order is None:  # closed meanwhile (or gone): nothing to escalate
         return None
-    unit = ctx.session.connection().execute(_UNIT, {"code": order.unit_code}).first() if order.unit_code else None
+    unit = direct.execute(ctx.session.connection(), _UNIT, {"code": order.unit_code}).first() if order.unit_code else None
     leader = unit.leader_id if unit and unit.leader_id else f"leader:{order.unit_code}"
     key = f"escalate:{order.number}:{from_db(order.sla_due).isoformat() if order.sla_due else ''}"
     first = notify(ctx.session, key + ":leader", leader, f"Overdue: {order.number}",

@@ -36,6 +36,7 @@ from engine.runtime.messages import deliver
 from engine.runtime.operations import OpContext, OperationError, Registry
 from engine.runtime.tasks import TaskIndex
 from engine.runtime.audit import audit, flush_audit
+from engine.db import direct
 
 log = logging.getLogger("cityloop.engine")
 INCIDENT_RETRY = timedelta(minutes=5)
@@ -125,7 +126,7 @@ class CaseEngine:
         params = {**values, "row_id": row.id, "row_version": row.version}
         if done:
             values["completed_at"] = params["completed_at"] = to_db(now)
-        result = s.connection().execute(SAVE_COMPLETED if done else SAVE_INSTANCE, params)
+        result = direct.execute(s.connection(), SAVE_COMPLETED if done else SAVE_INSTANCE, params)
         if result.rowcount != 1:
             raise Conflict(f"instance {row.id} was changed by someone else; reload and retry")
         for k, v in values.items():

@@ -22,6 +22,7 @@ from engine.bpmn.xml import DefinitionError, load_xml
 from engine.clock import to_db
 from engine.db.models import Definition
 from engine.runtime.rows import LATEST_PROCESS
+from engine.db import direct
 
 KINDS = {".bpmn": "bpmn", ".dmn": "dmn", ".form": "form", ".json": "form"}
 MAX_FILES_PER_DEPLOY = 50
@@ -184,7 +185,7 @@ class DefinitionStore:
 
     def latest_process(self, session, key) -> tuple[int, int]:
         """(definition id, version) of the newest version of a process."""
-        row = session.connection().execute(LATEST_PROCESS, {"key": key}).first()
+        row = direct.execute(session.connection(), LATEST_PROCESS, {"key": key}).first()
         if row is None:
             raise KeyError(f"no process named {key!r} is deployed")
         return row

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlmodel import Session
 
+from engine.db import direct
 from engine.db.models import AuditEvent, AwaitedMessage, Definition, Instance, OpenTask, TaskGroup
 
 _INSTANCE_COLUMNS = (Instance.id, Instance.process_key, Instance.definition_id, Instance.business_key,
@@ -53,6 +54,7 @@ SAVE_COMPLETED = SAVE_INSTANCE.values(completed_at=bindparam("completed_at"))
 _OPEN_TASK = select(OpenTask.__table__).where(OpenTask.id == bindparam("id"))
 _OPEN_TASK_LOCKED = _OPEN_TASK.with_for_update()
 DELETE_TASKS = delete(OpenTask).where(OpenTask.id.in_(bindparam("ids", expanding=True)))
+DELETE_TASK = delete(OpenTask).where(OpenTask.id == bindparam("id"))
 INSERT_TASKS = insert(OpenTask)
 INSERT_GROUPS = insert(TaskGroup)
 DELETE_AWAITED = delete(AwaitedMessage).where(AwaitedMessage.instance_id == bindparam("id"))
@@ -69,23 +71,23 @@ def insert_rows(conn, stmt, rows: list[dict]) -> None:
     through executemany cost twice a plain INSERT). (A multi-row VALUES statement is no
     better for a few rows: SQLAlchemy compiles it anew on every call.)"""
     if len(rows) == 1:
-        conn.execute(stmt, rows[0])
+        direct.execute(conn, stmt, rows[0])
     elif rows:
         conn.execute(stmt, rows)
 
 
 def fetch_instance(s: Session, instance_id: int, lock: bool = False) -> InstanceRow | None:
-    found = s.connection().execute(_BY_ID_LOCKED if lock else _BY_ID, {"id": instance_id}).first()
+    found = direct.execute(s.connection(), _BY_ID_LOCKED if lock else _BY_ID, {"id": instance_id}).first()
     return InstanceRow(*found) if found else None
 
 
 def insert_instance(s: Session, **values) -> InstanceRow:
-    new_id = s.connection().execute(_INSERT_INSTANCE, values).scalar_one()
+    new_id = direct.execute(s.connection(), _INSERT_INSTANCE, values).scalar_one()
     return InstanceRow(id=new_id, **values)
 
 
 def fetch_open_task(s: Session, task_id: str, lock: bool = False):
-    return s.connection().execute(_OPEN_TASK_LOCKED if lock else _OPEN_TASK, {"id": task_id}).mappings().first()
+    return direct.execute(s.connection(), _OPEN_TASK_LOCKED if lock else _OPEN_TASK, {"id": task_id}).mappings().first()
 
 
 GROUP_SEPARATOR = "\x1f"   # (ASCII unit separator: never in a group name; such names are not stored)
@@ -100,7 +102,7 @@ _TASK_WITH_INSTANCE = (select(OpenTask.__table__, *[c.label(f"i_{c.key}") for c 
 def fetch_task_with_instance(s: Session, task_id: str):
     """(open task mapping, InstanceRow, its candidate groups) in one round trip, the task
     row locked."""
-    found = s.connection().execute(_TASK_WITH_INSTANCE, {"id": task_id}).first()
+    found = direct.execute(s.connection(), _TASK_WITH_INSTANCE, {"id": task_id}).first()
     if found is None:
         return None
     n = len(OpenTask.__table__.columns)
@@ -114,4 +116,4 @@ _GROUPS = select(TaskGroup.group_name).where(TaskGroup.task_id == bindparam("id"
 
 
 def task_groups(s: Session, task_id: str) -> set[str]:
-    return set(s.connection().execute(_GROUPS, {"id": task_id}).scalars())
+    return set(direct.execute(s.connection(), _GROUPS, {"id": task_id}).scalars())

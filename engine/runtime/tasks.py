@@ -11,12 +11,13 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 
 from engine import forms
 from engine.clock import from_db, to_db
+from engine.db import direct
 from engine.db.models import OpenTask, TaskGroup
 from engine.runtime import state
 from engine.runtime.errors import Actor, Conflict, Forbidden
-from engine.runtime.rows import (DELETE_AWAITED, DELETE_TASKS, GROUP_SEPARATOR, INSERT_AWAITED, INSERT_GROUPS,
-                                 INSERT_TASKS, fetch_instance, fetch_open_task, fetch_task_with_instance,
-                                 insert_rows)
+from engine.runtime.rows import (DELETE_AWAITED, DELETE_TASK, DELETE_TASKS, GROUP_SEPARATOR, INSERT_AWAITED,
+                                 INSERT_GROUPS, INSERT_TASKS, fetch_instance, fetch_open_task,
+                                 fetch_task_with_instance, insert_rows)
 
 
 def _resolve(wf, task, text: str | None):
@@ -44,14 +45,16 @@ class TaskIndex:
         ready = after.ready
         gone = before.ready.keys() - ready.keys()
         conn = s.connection()
-        if gone:  # their task_group rows go with them (ON DELETE CASCADE)
+        if len(gone) == 1:  # their task_group rows go with them (ON DELETE CASCADE)
+            direct.execute(conn, DELETE_TASK, {"id": next(iter(gone))})
+        elif gone:          # (an expanding IN is compiled on every call: only when several go)
             conn.execute(DELETE_TASKS, {"ids": sorted(gone)})
         new_ids = ready.keys() - before.ready.keys()
         if new_ids:
             self._open(s, row, wf, [ready[i] for i in sorted(new_ids)])
         awaited = after.awaited
         if awaited != before.awaited:
-            conn.execute(DELETE_AWAITED, {"id": row.id})
+            direct.execute(conn, DELETE_AWAITED, {"id": row.id})
             if awaited:
                 conn.execute(INSERT_AWAITED, [{"instance_id": row.id, "name": n, "business_key": row.business_key}
                                                    for n in sorted(awaited)])

@@ -22,6 +22,7 @@ from engine.runtime.rows import fetch_instance, fetch_open_task
 from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Verdict
 from sync.server.models import SyncCursor, SyncOp
 from sync.server.ops import Pusher, Refused, Timing, needed_photos
+from engine.db import direct
 
 UNIT_ROLES = ("unit_worker", "unit_leader")
 OPENS_BEFORE = timedelta(hours=2)     # as engine.api.routes.checkins: earlier sightings are not for this shift
@@ -92,7 +93,7 @@ def _link_form_photos(s, ot: dict, op: Op, who: Pusher, now: datetime) -> None:
     shas = needed_photos(op)
     if not shas or ot["process_key"] != workorders.PROCESS or not ot["business_key"]:
         return
-    order = s.connection().execute(_ORDER_BY_NUMBER, {"number": ot["business_key"]}).first()
+    order = direct.execute(s.connection(), _ORDER_BY_NUMBER, {"number": ot["business_key"]}).first()
     if order is None:
         return
     after = {v for v in op.payload.get("after_photos", []) if isinstance(v, str)} \

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DataError as DBAPIDataError, IntegrityError
 
 from engine.domain.groups import groups_of
 from engine.clock import from_db, to_db
+from engine.db import direct
 from engine.domain.models import Staff
 from engine.domain.records import Attachment
 from engine.runtime.errors import Actor
@@ -84,6 +85,11 @@ _WAITING_FOR = (_OPS.join(SyncOpWait, SyncOpWait.op_id == SyncOp.op_id)
                 .where(SyncOpWait.sha256 == bindparam("sha"), SyncOp.verdict == "waiting")
                 .order_by(SyncOp.created_at, SyncOp.op_id))
 _STORED = select(Attachment.sha256).where(Attachment.sha256.in_(bindparam("shas", expanding=True)))
+_STORED_ONE = select(Attachment.sha256).where(Attachment.sha256 == bindparam("sha"))
+_SETTLE = (update(SyncOp).where(SyncOp.op_id == bindparam("id"), SyncOp.verdict == "waiting")
+           .values(verdict=bindparam("new_verdict"), code=bindparam("new_code"), result=bindparam("new_result"),
+                   settled_at=bindparam("at")))
+_UNWAIT = delete(SyncOpWait).where(SyncOpWait.op_id == bindparam("id"))
 _STAFF = select(Staff.role, Staff.unit_code, Staff.active).where(Staff.id == bindparam("id"))
 
 
@@ -200,7 +206,7 @@ def release_waiting(engine, sha256: str, exists: Callable[[str], bool] | None = 
     """A photo arrived: apply every waiting op that no longer misses one. Returns how many
     ops reached their final verdict. Safe to call twice, or from several workers at once."""
     with engine.transaction(write=False) as s:
-        rows = s.connection().execute(_WAITING_FOR, {"sha": sha256}).all()
+        rows = direct.execute(s.connection(), _WAITING_FOR, {"sha": sha256}).all()
     return sum(1 for row in rows if _settle_stored(engine, row, exists) is not None)
 
 
@@ -208,7 +214,7 @@ def release_waiting(engine, sha256: str, exists: Callable[[str], bool] | None = 
 def read_op(engine, op_id: str):
     """The op's sync_op row (columns as attributes), or None."""
     with engine.transaction(write=False) as s:
-        return s.connection().execute(_OP_BY_ID, {"id": op_id}).first()
+        return direct.execute(s.connection(), _OP_BY_ID, {"id": op_id}).first()
 
 
 def needed_photos(op: Op) -> list[str]:
@@ -232,7 +238,10 @@ def missing_photos(engine, shas: list[str], exists: Callable[[str], bool] | None
 def _missing(s, shas: list[str], exists: Callable[[str], bool] | None) -> list[str]:
     if not shas:
         return []
-    stored = set(s.connection().execute(_STORED, {"shas": list(shas)}).scalars())
+    if len(shas) == 1:   # (the common case; an expanding IN is compiled on every call)
+        stored = set(direct.execute(s.connection(), _STORED_ONE, {"sha": shas[0]}).scalars())
+    else:
+        stored = set(s.connection().execute(_STORED, {"shas": list(shas)}).scalars())
     return [sha for sha in shas if sha not in stored or (exists is not None and not exists(sha))]
 
 
@@ -276,7 +285,7 @@ def _settle_stored(engine, row: SyncOp, exists) -> Verdict | None:
     with engine.transaction(write=False) as s:
         if _missing(s, needed_photos(op), exists):
             return None
-        staff = s.connection().execute(_STAFF, {"id": row.actor}).first()
+        staff = direct.execute(s.connection(), _STAFF, {"id": row.actor}).first()
     who = Pusher(row.actor, staff.role if staff else "none", staff.unit_code if staff else None, row.device)
     timing = Timing(from_db(row.server_time), from_db(row.device_time) or op.device_time,
                     row.skew_seconds or 0.0, row.skew_flagged)
@@ -345,14 +354,14 @@ def _recorder(who: Pusher, op: Op, digest: str, timing: Timing, stored: bool) ->
         result = verdict.model_dump(mode="json", exclude={"op_id", "verdict"})
         conn = s.connection()
         if stored:
-            done = conn.execute(update(SyncOp).where(SyncOp.op_id == op.op_id, SyncOp.verdict == "waiting")
-                                .values(verdict=verdict.verdict, code=verdict.code, result=json.dumps(result),
-                                        settled_at=to_db(timing.server_time)))
+            done = direct.execute(conn, _SETTLE, {"id": op.op_id, "new_verdict": verdict.verdict,
+                                                  "new_code": verdict.code, "new_result": json.dumps(result),
+                                                  "at": to_db(timing.server_time)})
             if done.rowcount != 1:
                 raise _Taken()  # settled by someone else meanwhile: roll this effect back
-            conn.execute(delete(SyncOpWait).where(SyncOpWait.op_id == op.op_id))
+            direct.execute(conn, _UNWAIT, {"id": op.op_id})
             return
-        conn.execute(insert(SyncOp), _row(who, op, digest, timing, verdict, result))
+        direct.execute(conn, _INSERT_OP, _row(who, op, digest, timing, verdict, result))
     return record
 
 

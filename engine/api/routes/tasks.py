@@ -27,6 +27,7 @@ from engine.runtime.reassign import reassign
 from engine.runtime.rows import fetch_open_task, task_groups
 from engine.runtime.tasks import FormsOf
 from engine.storage import SHA256_RE
+from engine.db import direct
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 OVERSEERS = frozenset({"admin", "dispatcher"})   # may look at and reassign any task
@@ -142,7 +143,7 @@ class _Photos:
     def link(self, s, task: dict, _instance=None) -> None:
         if not self.files or task["process_key"] != workorders.PROCESS or not task["business_key"]:
             return
-        order = s.connection().execute(_ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
+        order = direct.execute(s.connection(), _ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
         if order is None:
             return
         for key, ids in self.files.items():

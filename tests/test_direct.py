@@ -1,0 +1,72 @@
+"""engine.db.direct runs prebuilt statements on the driver's cursor: it must give what
+SQLAlchemy's own execution gives (values converted both ways, errors translated), on the
+backend this run uses."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from engine.db import direct
+from engine.db.models import AuditEvent
+from engine.domain.models import Staff, Unit
+
+AT = datetime(2026, 3, 2, 8, 30, 15, 123456, tzinfo=timezone.utc)
+_AUDIT_BY_ACTOR = (select(AuditEvent.id, AuditEvent.at, AuditEvent.kind, AuditEvent.detail)
+                   .where(AuditEvent.actor == bindparam("actor"), AuditEvent.kind != "hidden")  # a constant too
+                   .order_by(AuditEvent.id).limit(2))                                          # and a LIMIT
+_STAFF = select(Staff.id, Staff.active, Staff.unit_code).where(Staff.id == bindparam("id"))
+_STAFF_IN = select(Staff.id).where(Staff.id.in_(bindparam("ids", expanding=True))).order_by(Staff.id)
+_DEACTIVATE = update(Staff).where(Staff.role == bindparam("role_of")).values(active=False)
+_INSERT_AUDIT, _INSERT_STAFF = insert(AuditEvent), insert(Staff)
+
+
+@pytest.fixture
+def conn(system):
+    with Session(system.db) as s, s.begin():
+        s.add(Unit(code="u1", name="Unit 1", name_zh="一号", kind="test"))
+        s.flush()
+        yield s.connection()
+
+
+def test_rows_match_sqlalchemy_execution_with_converted_values(conn):
+    for i, kind in enumerate(("a", "hidden", "b", "c")):
+        direct.execute(conn, _INSERT_AUDIT, {"instance_id": None, "business_key": None, "at": AT + timedelta(seconds=i),
+                                            "actor": "ann", "kind": kind, "element": None, "detail": "{}"})
+    mine = direct.execute(conn, _AUDIT_BY_ACTOR, {"actor": "ann"}).all()
+    theirs = conn.execute(_AUDIT_BY_ACTOR, {"actor": "ann"}).all()
+    assert [tuple(r) for r in mine] == [tuple(r) for r in theirs]
+    assert [r.kind for r in mine] == ["a", "b"]                  # the constant and the LIMIT were bound
+    assert mine[0].at == AT and mine[0].at.tzinfo is not None     # the UTC type converted both ways
+    assert mine[1].at == AT + timedelta(seconds=2)
+
+
+def test_booleans_nulls_rowcount_and_mappings(conn):
+    direct.execute(conn, _INSERT_STAFF, {"id": "w1", "name": "W", "role": "unit_worker", "unit_code": "u1",
+                                         "phone": None, "active": True})
+    direct.execute(conn, _INSERT_STAFF, {"id": "w2", "name": "W2", "role": "reviewer", "unit_code": None,
+                                         "phone": None, "active": True})
+    assert direct.execute(conn, _STAFF, {"id": "w1"}).first() == ("w1", True, "u1")
+    assert direct.execute(conn, _STAFF, {"id": "w2"}).mappings().first() == {"id": "w2", "active": True,
+                                                                             "unit_code": None}
+    assert direct.execute(conn, _STAFF, {"id": "nobody"}).first() is None
+    assert direct.execute(conn, _DEACTIVATE, {"role_of": "unit_worker"}).rowcount == 1
+    assert direct.execute(conn, _STAFF, {"id": "w1"}).first().active is False
+
+
+def test_an_expanding_statement_goes_through_sqlalchemy(conn):
+    for sid in ("s1", "s2", "s3"):
+        direct.execute(conn, _INSERT_STAFF, {"id": sid, "name": sid, "role": "reviewer", "unit_code": None,
+                                             "phone": None, "active": True})
+    assert direct.execute(conn, _STAFF_IN, {"ids": ["s3", "s1", "zz"]}).scalars().all() == ["s1", "s3"]
+
+
+def test_a_driver_error_arrives_as_sqlalchemys_exception(conn):
+    row = {"id": "dup", "name": "D", "role": "reviewer", "unit_code": None, "phone": None, "active": True}
+    direct.execute(conn, _INSERT_STAFF, row)
+    with pytest.raises(IntegrityError) as caught:
+        direct.execute(conn, _INSERT_STAFF, row)
+    assert "dup" in str(caught.value) and caught.value.orig is not None
