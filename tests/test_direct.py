@@ -70,3 +70,12 @@ def test_a_driver_error_arrives_as_sqlalchemys_exception(conn):
     with pytest.raises(IntegrityError) as caught:
         direct.execute(conn, _INSERT_STAFF, row)
     assert "dup" in str(caught.value) and caught.value.orig is not None
+
+
+def test_many_rows_in_one_call_and_a_cursor_kept_per_connection(conn):
+    rows = [{"id": f"m{i}", "name": f"M{i}", "role": "reviewer", "unit_code": "u1" if i % 2 else None,
+             "phone": None, "active": bool(i % 2)} for i in range(5)]
+    direct.execute_many(conn, _INSERT_STAFF, rows)
+    got = [direct.execute(conn, _STAFF, {"id": r["id"]}).first() for r in rows]
+    assert got == [(r["id"], r["active"], r["unit_code"]) for r in rows]
+    assert conn.connection.info["direct_cursor"] is not None

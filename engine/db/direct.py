@@ -43,9 +43,9 @@ class _Plan:
         self.types = tuple(c.type for c in columns)
         self.results = ()   # set on the first execution: a type may convert by the driver's column type code
 
-    def processors(self, dialect, description) -> tuple | None:
-        if self.results == ():
-            found = tuple(t._cached_result_processor(dialect, d[1]) for t, d in zip(self.types, description))
+    def processors(self, dialect, cursor) -> tuple | None:
+        if self.results == ():   # (psycopg builds cursor.description anew on every read: only once here)
+            found = tuple(t._cached_result_processor(dialect, d[1]) for t, d in zip(self.types, cursor.description))
             self.results = found if any(found) else None
         return self.results
 
@@ -117,6 +117,17 @@ class _Rows(list):
         return list(self)
 
 
+def _cursor(conn):
+    """The DBAPI connection and a cursor kept with it (in the pool record's info, so it goes
+    when the connection is invalidated); making a psycopg cursor per statement cost ~7% of a
+    completion's samples."""
+    info = conn.connection.info
+    cursor = info.get("direct_cursor")
+    if cursor is None:
+        cursor = info["direct_cursor"] = conn.connection.dbapi_connection.cursor()
+    return conn.connection.dbapi_connection, cursor
+
+
 def execute(conn, stmt, params: dict | None = None):
     """Run a prebuilt statement with one set of parameters on `conn` (a SQLAlchemy Connection)."""
     params = params or {}
@@ -124,25 +135,38 @@ def execute(conn, stmt, params: dict | None = None):
     plan = _plan(dialect, stmt, tuple(params))
     if plan is None:
         return conn.execute(stmt, params)
-    raw = conn.connection.dbapi_connection
     args = plan.parameters(params)
-    cursor = raw.cursor()
+    raw, cursor = _cursor(conn)
     try:
         cursor.execute(plan.sql, args)
         if plan.row is None:
             return Result([], cursor.rowcount, ())
-        fetched = cursor.fetchall()
-        processors = plan.processors(dialect, cursor.description)
+        fetched = cursor.fetchall()   # (all of it now: the cursor serves the next statement)
+        processors = plan.processors(dialect, cursor)
     except dialect.loaded_dbapi.Error as error:
         _raise(conn, dialect, error, plan.sql, args, raw, cursor)
-    finally:
-        cursor.close()
     make = plan.row._make
     if processors is None:
         rows = [make(r) for r in fetched]
     else:
         rows = [make([p(v) if p else v for p, v in zip(processors, r)]) for r in fetched]
     return Result(rows, len(rows), plan.row._fields)
+
+
+def execute_many(conn, stmt, rows: list[dict]) -> None:
+    """Run a prebuilt statement that returns nothing once per row (the driver's executemany);
+    every row has the first one's keys."""
+    dialect = conn.dialect
+    plan = _plan(dialect, stmt, tuple(rows[0])) if rows else None
+    if plan is None or plan.row is not None:
+        conn.execute(stmt, rows)
+        return
+    args = [plan.parameters(r) for r in rows]
+    raw, cursor = _cursor(conn)
+    try:
+        cursor.executemany(plan.sql, args)
+    except dialect.loaded_dbapi.Error as error:
+        _raise(conn, dialect, error, plan.sql, args, raw, cursor)
 
 
 def _raise(conn, dialect, error, sql, args, raw, cursor):

@@ -73,7 +73,7 @@ def insert_rows(conn, stmt, rows: list[dict]) -> None:
     if len(rows) == 1:
         direct.execute(conn, stmt, rows[0])
     elif rows:
-        conn.execute(stmt, rows)
+        direct.execute_many(conn, stmt, rows)
 
 
 def fetch_instance(s: Session, instance_id: int, lock: bool = False) -> InstanceRow | None:

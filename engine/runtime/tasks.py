@@ -56,8 +56,8 @@ class TaskIndex:
         if awaited != before.awaited:
             direct.execute(conn, DELETE_AWAITED, {"id": row.id})
             if awaited:
-                conn.execute(INSERT_AWAITED, [{"instance_id": row.id, "name": n, "business_key": row.business_key}
-                                                   for n in sorted(awaited)])
+                insert_rows(conn, INSERT_AWAITED, [{"instance_id": row.id, "name": n,
+                                                    "business_key": row.business_key} for n in sorted(awaited)])
 
     def _open(self, s: Session, row, wf, tasks: list) -> None:
         now = to_db(self.engine.clock())

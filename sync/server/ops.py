@@ -142,8 +142,8 @@ def _wait_together(engine, who: Pusher, ops: list[Op], known: dict[str, SyncOp],
                                  verdict.model_dump(mode="json", exclude={"op_id", "verdict"})))
                 waits += [{"op_id": op.op_id, "sha256": sha} for sha in missing]
                 out[op.op_id] = verdict
-            conn.execute(_INSERT_OP, rows)     # (executemany: a multi-row VALUES of 20 x 19 values
-            conn.execute(_INSERT_WAIT, waits)  # measured slower, compiled anew each time)
+            direct.execute_many(conn, _INSERT_OP, rows)     # (executemany: a multi-row VALUES of 20 x 19
+            direct.execute_many(conn, _INSERT_WAIT, waits)  # values measured slower, compiled anew each time)
     except IntegrityError:
         return {}
     # A photo that landed between the check and the commit found nothing to release: the op

@@ -129,7 +129,10 @@ class _Photos:
         ids = {v for vs in wanted.values() for v in vs}
         if not ids:
             return
-        stored = set(s.connection().execute(_STORED, {"ids": sorted(ids)}).scalars())
+        if len(ids) == 1:   # (the common case; an expanding IN is compiled on every call)
+            stored = set(direct.execute(s.connection(), _STORED_ONE, {"id": next(iter(ids))}).scalars())
+        else:
+            stored = set(s.connection().execute(_STORED, {"ids": sorted(ids)}).scalars())
         errors = {}
         for key, vs in wanted.items():
             missing = [v for v in vs if v not in stored]
@@ -153,6 +156,7 @@ class _Photos:
 
 
 _STORED = select(Attachment.sha256).where(Attachment.sha256.in_(bindparam("ids", expanding=True)))
+_STORED_ONE = select(Attachment.sha256).where(Attachment.sha256 == bindparam("id"))
 _ORDER_BY_NUMBER = (select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number)
                     .where(WorkOrder.number == bindparam("number")))
 
