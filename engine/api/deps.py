@@ -43,8 +43,8 @@ def allow(permission: str) -> Callable:
                 return None
             raise AuthError("log in first: send Authorization: Bearer <token>")
         engine = engine_of(request)
-        with engine.transaction(write=False) as s:  # a read: never queue behind writers
-            principal = service.authenticate(s, token, engine.clock())
+        with engine.reading() as conn:  # a read: never queue behind writers
+            principal = service.authenticate(conn, token, engine.clock())
         if principal.seen_due:                       # after the read, on one connection at a time
             service.mark_seen(engine.db, principal.device_id, engine.clock())
         if not allowed(permission, principal.role):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlmodel import Session, select
 
 from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
@@ -130,12 +130,13 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def authenticate(s: Session, token: str, now: datetime) -> Principal:
-    """The principal behind a bearer token (a staff JWT or a device token)."""
+def authenticate(conn: Connection, token: str, now: datetime) -> Principal:
+    """The principal behind a bearer token (a staff JWT or a device token). `conn`: a
+    connection for reads (CaseEngine.reading)."""
     if not token or len(token) > 4096:
         raise AuthError("missing or malformed token")
     if token.startswith("dev_"):
-        device = direct.execute(s.connection(), _DEVICE_BY_TOKEN, {"hash": _hash_token(token)}).first()
+        device = direct.execute(conn, _DEVICE_BY_TOKEN, {"hash": _hash_token(token)}).first()
         if device is None or device.revoked_at is not None:
             raise AuthError("device token revoked or unknown")
         due = device.last_seen_at is None or to_db(now) - device.last_seen_at > LAST_SEEN_EVERY
@@ -145,10 +146,10 @@ def authenticate(s: Session, token: str, now: datetime) -> Principal:
             return Principal(device.owner, "device", device.owner_role, device.owner_unit, device.id, seen_due=due)
         return Principal(device.id, "device", device.kind, None, device.id, seen_due=due)
     try:
-        claims = _decode(s, token, now)
+        claims = _decode(conn, token, now)
     except jwt.PyJWTError as exc:
         raise AuthError(f"token refused: {exc}") from None
-    staff = direct.execute(s.connection(), _STAFF_BY_ID, {"id": claims["sub"]}).first()
+    staff = direct.execute(conn, _STAFF_BY_ID, {"id": claims["sub"]}).first()
     if staff is None or not staff.active:
         raise AuthError("account disabled")
     return Principal(staff.id, "user", staff.role, staff.unit_code)
@@ -175,8 +176,11 @@ def mark_seen(db, device_id: str, now: datetime) -> None:
             conn.execute(update(Device).where(Device.id == device_id).values(last_seen_at=to_db(now)))
 
 
-def _decode(s: Session, token: str, now: datetime) -> dict:
-    secret = _secret(s)
+def _decode(conn: Connection, token: str, now: datetime) -> dict:
+    secret = _SECRETS.get(str(conn.engine.url))
+    if secret is None:   # (once per process: made or read in a transaction of its own)
+        with Session(conn.engine) as s, s.begin():
+            secret = _secret(s)
     claims = _VERIFIED.get((secret, token))
     if claims is None:
         # Times are checked below against the engine clock (which tests move), not PyJWT's wall clock.

@@ -103,8 +103,7 @@ def push(engine, who: Pusher, batch: PushBatch, *, exists: Callable[[str], bool]
     stored: set[str] = set()
     if ops:
         shas = sorted({sha for o in ops for sha in needed_photos(o)})
-        with engine.transaction(write=False) as s:
-            conn = s.connection()
+        with engine.reading() as conn:
             known = {r.op_id: r for r in conn.execute(_OPS_BY_ID, {"ids": [o.op_id for o in ops]})}
             if shas:
                 stored = set(conn.execute(_STORED, {"shas": shas}).scalars())
@@ -156,8 +155,8 @@ def release_stranded(engine, exists: Callable[[str], bool] | None = None, limit:
     """Apply waiting ops whose photos are all stored: the safety net for one whose last photo
     landed while the op was being recorded, or whose release a crash cut off. Run by the
     scheduler. Returns how many ops reached their final verdict."""
-    with engine.transaction(write=False) as s:
-        rows = s.connection().execute(
+    with engine.reading() as conn:
+        rows = conn.execute(
             _OPS.where(SyncOp.verdict == "waiting", ~exists_().where(   # no photo of it still missing
                 SyncOpWait.op_id == SyncOp.op_id,
                 ~exists_().where(Attachment.sha256 == SyncOpWait.sha256)))
@@ -205,16 +204,16 @@ def push_one(engine, who: Pusher, item: Op | InvalidOp, *, exists=None, sent_at:
 def release_waiting(engine, sha256: str, exists: Callable[[str], bool] | None = None) -> int:
     """A photo arrived: apply every waiting op that no longer misses one. Returns how many
     ops reached their final verdict. Safe to call twice, or from several workers at once."""
-    with engine.transaction(write=False) as s:
-        rows = direct.execute(s.connection(), _WAITING_FOR, {"sha": sha256}).all()
+    with engine.reading() as conn:
+        rows = direct.execute(conn, _WAITING_FOR, {"sha": sha256}).all()
     return sum(1 for row in rows if _settle_stored(engine, row, exists) is not None)
 
 
 # ---- reading --------------------------------------------------------------------------------------
 def read_op(engine, op_id: str):
     """The op's sync_op row (columns as attributes), or None."""
-    with engine.transaction(write=False) as s:
-        return direct.execute(s.connection(), _OP_BY_ID, {"id": op_id}).first()
+    with engine.reading() as conn:
+        return direct.execute(conn, _OP_BY_ID, {"id": op_id}).first()
 
 
 def needed_photos(op: Op) -> list[str]:
@@ -231,17 +230,17 @@ def missing_photos(engine, shas: list[str], exists: Callable[[str], bool] | None
     """The photos not stored yet: no attachment row, or (with `exists`) no bytes."""
     if not shas:
         return []
-    with engine.transaction(write=False) as s:
-        return _missing(s, shas, exists)
+    with engine.reading() as conn:
+        return _missing(conn, shas, exists)
 
 
-def _missing(s, shas: list[str], exists: Callable[[str], bool] | None) -> list[str]:
+def _missing(conn, shas: list[str], exists: Callable[[str], bool] | None) -> list[str]:
     if not shas:
         return []
     if len(shas) == 1:   # (the common case; an expanding IN is compiled on every call)
-        stored = set(direct.execute(s.connection(), _STORED_ONE, {"sha": shas[0]}).scalars())
+        stored = set(direct.execute(conn, _STORED_ONE, {"sha": shas[0]}).scalars())
     else:
-        stored = set(s.connection().execute(_STORED, {"shas": list(shas)}).scalars())
+        stored = set(conn.execute(_STORED, {"shas": list(shas)}).scalars())
     return [sha for sha in shas if sha not in stored or (exists is not None and not exists(sha))]
 
 
@@ -282,10 +281,10 @@ def _settle_stored(engine, row: SyncOp, exists) -> Verdict | None:
     """Apply a waiting op whose photos are all here now; None if it must still wait or
     someone else settled it first."""
     op = Op.model_validate(json.loads(row.body))
-    with engine.transaction(write=False) as s:
-        if _missing(s, needed_photos(op), exists):
+    with engine.reading() as conn:
+        if _missing(conn, needed_photos(op), exists):
             return None
-        staff = direct.execute(s.connection(), _STAFF, {"id": row.actor}).first()
+        staff = direct.execute(conn, _STAFF, {"id": row.actor}).first()
     who = Pusher(row.actor, staff.role if staff else "none", staff.unit_code if staff else None, row.device)
     timing = Timing(from_db(row.server_time), from_db(row.device_time) or op.device_time,
                     row.skew_seconds or 0.0, row.skew_flagged)
