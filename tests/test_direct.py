@@ -76,6 +76,10 @@ def test_many_rows_in_one_call_and_a_cursor_kept_per_connection(conn):
     rows = [{"id": f"m{i}", "name": f"M{i}", "role": "reviewer", "unit_code": "u1" if i % 2 else None,
              "phone": None, "active": bool(i % 2)} for i in range(5)]
     direct.execute_many(conn, _INSERT_STAFF, rows)
+    audit = [{"instance_id": None, "business_key": None, "at": AT, "actor": "many", "kind": k, "element": None,
+              "detail": "{}"} for k in ("x", "y")]   # (a table whose key the database makes)
+    direct.execute_many(conn, _INSERT_AUDIT, audit)
+    assert [r.kind for r in direct.execute(conn, _AUDIT_BY_ACTOR, {"actor": "many"})] == ["x", "y"]
     got = [direct.execute(conn, _STAFF, {"id": r["id"]}).first() for r in rows]
     assert got == [(r["id"], r["active"], r["unit_code"]) for r in rows]
     assert conn.connection.info["direct_cursor"] is not None

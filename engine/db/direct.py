@@ -58,15 +58,16 @@ class _Plan:
         return merged
 
 
-def _plan(dialect, stmt, keys: tuple) -> _Plan | None:
+def _plan(dialect, stmt, keys: tuple, many: bool = False) -> _Plan | None:
     plans = _COMPILED.get(dialect)
     if plans is None:
         plans = _COMPILED[dialect] = {}
-    key = (id(stmt), keys)
+    key = (id(stmt), keys, many)
     found = plans.get(key)
     if found is not None:
         return found[1]
-    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    # (many: as for executemany, without the RETURNING of a new row's key an INSERT gets implicitly)
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=many)
     faithful = (not compiled.literal_execute_params and not compiled.post_compile_params
                 and not compiled.escaped_bind_names
                 and not getattr(compiled, "insert_prefetch", None) and not getattr(compiled, "update_prefetch", None))
@@ -157,7 +158,7 @@ def execute_many(conn, stmt, rows: list[dict]) -> None:
     """Run a prebuilt statement that returns nothing once per row (the driver's executemany);
     every row has the first one's keys."""
     dialect = conn.dialect
-    plan = _plan(dialect, stmt, tuple(rows[0])) if rows else None
+    plan = _plan(dialect, stmt, tuple(rows[0]), many=True) if rows else None
     if plan is None or plan.row is not None:
         conn.execute(stmt, rows)
         return
