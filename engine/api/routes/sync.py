@@ -4,7 +4,7 @@ device sends gets a 4xx with a clear message (never a 500); the work is done by 
 Python of sync.server. A tablet's device token acts for its owner."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -16,7 +16,7 @@ from engine.api.deps import allow, engine_of
 from engine.auth.service import Principal
 from engine.storage import store_of
 from sync import protocol
-from sync.server import conflicts, ops, pull as pulling
+from sync.server import conflicts, ops, pull as pulling, waiting
 
 router = APIRouter(prefix="/sync/v1", tags=["sync"])
 
@@ -106,6 +106,39 @@ def list_conflicts(request: Request, status: Literal[conflicts.STATUSES] = "open
                    principal: Principal = allow("sync.conflicts")):
     items, more = conflicts.list_conflicts(engine_of(request), _pusher(principal, None), status, limit, offset)
     return ConflictPage(items=items, limit=limit, offset=offset, has_more=more)
+
+
+class WaitingOut(BaseModel):
+    op_id: str
+    actor: str
+    device: str | None
+    kind: str
+    task_id: str | None
+    waiting_since: datetime
+    waiting_minutes: int
+    device_time: datetime | None
+    missing: list[str] = Field(description="sha256 of the photos not uploaded yet")
+
+
+class WaitingPage(BaseModel):
+    items: list[WaitingOut]
+    limit: int
+    offset: int
+    has_more: bool
+
+
+@router.get("/waiting", response_model=WaitingPage,
+            summary="Ops still waiting for their photos, oldest first / 等待照片的操作")
+def list_waiting(request: Request, older_than_minutes: int = Query(default=0, ge=0, le=525_600),
+                 limit: int = Query(default=50, ge=1, le=500), offset: int = Query(default=0, ge=0, le=10_000_000),
+                 principal: Principal = allow("sync.conflicts")):
+    """A tablet pushes its ops before their photos; the server applies each op when its last
+    photo arrives. This lists the ops whose photos have not come (with those still missing),
+    so someone can follow up with the person or device: `older_than_minutes=60` for the
+    ones that have waited an hour."""
+    items, more = waiting.list_waiting(engine_of(request), _pusher(principal, None),
+                                       timedelta(minutes=older_than_minutes), limit, offset)
+    return WaitingPage(items=items, limit=limit, offset=offset, has_more=more)
 
 
 @router.post("/conflicts/{conflict_id}/resolve", response_model=ConflictOut,
