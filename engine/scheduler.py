@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -57,26 +58,31 @@ def _prune_sightings(engine) -> None:
         log.exception("pruning badge sightings failed")
 
 
-def _release_stranded(engine) -> None:
+def _release_stranded(engine, photos_exist) -> None:
     """Sync ops left waiting although their photos are stored (sync.server.ops.release_stranded)."""
     try:
         from engine.storage import AttachmentStore
         from sync.server.ops import release_stranded
-        n = release_stranded(engine, exists=AttachmentStore().exists)
+        n = release_stranded(engine, exists=photos_exist or AttachmentStore().exists)
         if n:
             log.info("applied %d sync op(s) whose photos had arrived", n)
     except Exception:
         log.exception("releasing stranded sync ops failed")
 
 
-def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = True) -> BackgroundScheduler:
-    """Start the background scheduler. `scheduler.shutdown()` stops it."""
+def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = True,
+                    photos_exist: Callable[[str], bool] | None = None,
+                    stranded_seconds: float = 60.0) -> BackgroundScheduler:
+    """Start the background scheduler. `scheduler.shutdown()` stops it. `photos_exist(sha256)`:
+    whether the server's attachment store holds a photo (the app passes its own store; by
+    default the one under CITYLOOP_DATA)."""
     sched = BackgroundScheduler(timezone=attendance.DISTRICT_TZ, job_defaults={
         # One run per missed window, never a backlog of runs after downtime.
         "coalesce": True, "max_instances": 1})
     sched.add_job(_sweep, IntervalTrigger(seconds=sweep_seconds), args=[engine], id="timer-sweep",
                   misfire_grace_time=None, next_run_time=engine_now_for_scheduler())
-    sched.add_job(_release_stranded, IntervalTrigger(seconds=60), args=[engine], id="sync-stranded",
+    sched.add_job(_release_stranded, IntervalTrigger(seconds=stranded_seconds), args=[engine, photos_exist],
+                  id="sync-stranded",
                   misfire_grace_time=None)
     if calendar_jobs:
         # Calendar jobs may run late (misfire grace of hours) but run once; they are idempotent.

@@ -206,7 +206,11 @@ def default_root() -> Path:
 
 def store_of(request) -> AttachmentStore:
     """The app's attachment store (`app.state.attachments`), made from the environment once."""
-    state = request.app.state
+    return app_store(request.app)
+
+
+def app_store(app) -> AttachmentStore:
+    state = app.state
     store = getattr(state, "attachments", None)
     if store is None:
         store = state.attachments = AttachmentStore(default_root())

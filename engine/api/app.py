@@ -77,7 +77,8 @@ def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None 
         sched = None
         if scheduler:
             from engine.scheduler import start_scheduler
-            sched = start_scheduler(engine)
+            from engine.storage import app_store
+            sched = start_scheduler(engine, photos_exist=lambda sha: app_store(app).exists(sha))
         try:
             yield
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -335,3 +336,22 @@ def test_a_waiting_op_whose_photo_came_without_a_release_is_applied_by_the_sweep
     assert [r.verdict for r in rows(system, SyncOp, SyncOp.op_id == ops_[0]["op_id"])] == ["applied"]
     assert [r.verdict for r in rows(system, SyncOp, SyncOp.op_id == ops_[1]["op_id"])] == ["waiting"]
     assert [rows(system, WorkOrder, WorkOrder.number == n)[0].state for n in numbers] == ["in_review", "at_unit"]
+
+
+def test_the_scheduler_sweeps_stranded_ops_against_the_apps_own_store(client, system, store, worker):  # noqa: F811
+    """The store here is not the default one under CITYLOOP_DATA: the sweep must look in it."""
+    from engine.scheduler import start_scheduler
+    number = east_order(system)
+    pic = photo(72)
+    o = complete_op(system, rectify_task(system, number), {"action": "fixed", "after_photos": [sha(pic)]})
+    assert push(client, worker, o)[0]["verdict"] == "waiting"
+    store_photo(system, store, pic)              # stored, but nobody called release_waiting
+    sched = start_scheduler(system, sweep_seconds=60, calendar_jobs=False, photos_exist=store.exists,
+                            stranded_seconds=0.1)
+    try:
+        deadline = time.monotonic() + 15
+        while rows(system, SyncOp, SyncOp.op_id == o["op_id"])[0].verdict == "waiting" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sched.shutdown()
+    assert rows(system, SyncOp, SyncOp.op_id == o["op_id"])[0].verdict == "applied"
