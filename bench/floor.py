@@ -85,8 +85,9 @@ def main(argv=None) -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.floor:create_app", "--factory", "--workers", "2",
-                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.floor:create_app", "--factory",
+                               "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+                               "--log-level", "warning", "--no-access-log"],
                               env={**os.environ, "FLOOR_DATABASE_URL": args.pg})
     http = LeanClient(f"http://127.0.0.1:{port}")
     try:

@@ -20,9 +20,9 @@ from sqlmodel import Session, select
 
 from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
 from engine.clock import to_db
+from engine.db import direct
 from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
-from engine.db import direct
 
 ACCESS_TTL = timedelta(minutes=30)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
@@ -80,14 +80,17 @@ _SECRETS: dict[str, str] = {}  # by database URL: the key never changes once mad
 
 def _secret(s: Session) -> str:
     """The signing key shared by every worker on this database, made by whichever asks first."""
-    bind = s.get_bind()
-    cache_key = str(bind.url)     # the URL without its password is enough to tell databases apart
+    cache_key = _secret_key(s.get_bind())
     if cache_key in _SECRETS:
         return _SECRETS[cache_key]
     insert_if_new(s, ServerSecret, {"name": "jwt", "value": secrets.token_hex(32)})  # two workers may race here
     value = s.exec(select(ServerSecret.value).where(ServerSecret.name == "jwt")).one()
     _SECRETS[cache_key] = value
     return value
+
+
+def _secret_key(bind) -> str:
+    return str(bind.url)     # the URL without its password is enough to tell databases apart
 
 
 def _attempt_key(username: str, address: str) -> str:
@@ -177,7 +180,7 @@ def mark_seen(db, device_id: str, now: datetime) -> None:
 
 
 def _decode(conn: Connection, token: str, now: datetime) -> dict:
-    secret = _SECRETS.get(str(conn.engine.url))
+    secret = _SECRETS.get(_secret_key(conn.engine))
     if secret is None:   # (once per process: made or read in a transaction of its own)
         with Session(conn.engine) as s, s.begin():
             secret = _secret(s)

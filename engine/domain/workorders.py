@@ -10,11 +10,11 @@ from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
+from engine.db import direct
 from engine.domain.common import need, notify
 from engine.domain.models import Staff, Unit, WorkOrder
 from engine.runtime.errors import Actor, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
-from engine.db import direct
 
 PROCESS = "work_order"
 SOURCES = ("citizen", "camera", "patrol", "inspection")
@@ -71,7 +71,7 @@ def on_task_opened(session: Session, instance, open_task: dict) -> None:
         return
     session.flush()  # pending ORM changes to the order first, then this one
     direct.execute(session.connection(), _SET_STATE, {"order_number": instance.business_key,
-                                              "new_state": STATE_OF_TASK[open_task["name"]]})
+                                                      "new_state": STATE_OF_TASK[open_task["name"]]})
 
 
 # Each operation is one UPDATE ... RETURNING on the order: on PostgreSQL every round trip
@@ -125,7 +125,8 @@ def escalate(ctx: OpContext, data, params):
     order = _run(ctx, data, _ESCALATE)
     if order is None:  # closed meanwhile (or gone): nothing to escalate
         return None
-    unit = direct.execute(ctx.session.connection(), _UNIT, {"code": order.unit_code}).first() if order.unit_code else None
+    unit = (direct.execute(ctx.session.connection(), _UNIT, {"code": order.unit_code}).first()
+            if order.unit_code else None)
     leader = unit.leader_id if unit and unit.leader_id else f"leader:{order.unit_code}"
     key = f"escalate:{order.number}:{from_db(order.sla_due).isoformat() if order.sla_due else ''}"
     first = notify(ctx.session, key + ":leader", leader, f"Overdue: {order.number}",

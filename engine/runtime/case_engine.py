@@ -24,6 +24,7 @@ from engine import forms
 from engine.bpmn import expressions, serializer
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import from_db, to_db, utcnow
+from engine.db import direct
 from engine.db.models import AuditEvent, Instance, OpenTask
 from engine.runtime.rows import (SAVE_COMPLETED, SAVE_INSTANCE, InstanceRow, fetch_instance, fetch_open_task,
                                  insert_instance, instance_query)
@@ -36,7 +37,6 @@ from engine.runtime.messages import deliver
 from engine.runtime.operations import OpContext, OperationError, Registry
 from engine.runtime.tasks import TaskIndex
 from engine.runtime.audit import audit, flush_audit
-from engine.db import direct
 
 log = logging.getLogger("cityloop.engine")
 INCIDENT_RETRY = timedelta(minutes=5)

@@ -20,9 +20,9 @@ from engine.bpmn.specs import use_engine_clock
 from engine.bpmn.validate import BPMN_NS, check_bpmn, check_dmn
 from engine.bpmn.xml import DefinitionError, load_xml
 from engine.clock import to_db
+from engine.db import direct
 from engine.db.models import Definition
 from engine.runtime.rows import LATEST_PROCESS
-from engine.db import direct
 
 KINDS = {".bpmn": "bpmn", ".dmn": "dmn", ".form": "form", ".json": "form"}
 MAX_FILES_PER_DEPLOY = 50

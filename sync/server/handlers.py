@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from engine.api.policy import PERMISSIONS
 from engine.clock import from_db, to_db
+from engine.db import direct
 from engine.db.models import AuditEvent
 from engine.db.upsert import insert_if_new
 from engine.domain import attendance, workorders
@@ -22,7 +23,6 @@ from engine.runtime.rows import fetch_instance, fetch_open_task
 from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Verdict
 from sync.server.models import SyncCursor, SyncOp
 from sync.server.ops import Pusher, Refused, Timing, needed_photos
-from engine.db import direct
 
 UNIT_ROLES = ("unit_worker", "unit_leader")
 OPENS_BEFORE = timedelta(hours=2)     # as engine.api.routes.checkins: earlier sightings are not for this shift

@@ -22,9 +22,9 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy import exists as exists_
 from sqlalchemy.exc import DataError as DBAPIDataError, IntegrityError
 
-from engine.domain.groups import groups_of
 from engine.clock import from_db, to_db
 from engine.db import direct
+from engine.domain.groups import groups_of
 from engine.domain.models import Staff
 from engine.domain.records import Attachment
 from engine.runtime.errors import Actor

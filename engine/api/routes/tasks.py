@@ -19,6 +19,7 @@ from engine.api.policy import PERMISSIONS
 from engine.api.routes.workorders import link_attachment
 from engine.auth.service import Principal
 from engine.clock import from_db
+from engine.db import direct
 from engine.domain import workorders
 from engine.domain.models import Staff, WorkOrder
 from engine.domain.records import Attachment
@@ -27,7 +28,6 @@ from engine.runtime.reassign import reassign
 from engine.runtime.rows import fetch_open_task, task_groups
 from engine.runtime.tasks import FormsOf
 from engine.storage import SHA256_RE
-from engine.db import direct
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 OVERSEERS = frozenset({"admin", "dispatcher"})   # may look at and reassign any task
