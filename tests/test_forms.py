@@ -1,4 +1,5 @@
-"""Tests for engine.forms (form-js user-task forms) and engine.forms_feel."""
+"""Tests for engine.forms (form-js user-task forms) and engine.forms_feel. (Property tests:
+tests/test_forms_fuzz.py.)"""
 from __future__ import annotations
 
 import json
@@ -7,63 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.forms import (MAX_FORM_BYTES, Field, Form, FormError, form_to_dict, parse_form,
                           validate_submission)
 from engine.forms_feel import FeelError, compile_condition, compile_pattern, is_iso
-
-FORMS_DIR = Path(__file__).resolve().parent.parent / "workflows" / "forms"
-FORM_FILES = sorted(FORMS_DIR.glob("*.form"))
-SHA = "a" * 64
-SHA2 = "0123456789abcdef" * 4
-
-
-def load(name: str) -> Form:
-    return parse_form((FORMS_DIR / f"{name}.form").read_bytes(), f"{name}.form")
-
-
-def make(components: list, **top) -> bytes:
-    doc = {"id": "test_form", "type": "default", "schemaVersion": 16, "components": components}
-    doc.update(top)
-    return json.dumps(doc).encode()
-
-
-def refused(components: list | None = None, raw: bytes | str | None = None, **top) -> FormError:
-    with pytest.raises(FormError) as info:
-        parse_form(raw if raw is not None else make(components or [], **top), "bad.form")
-    assert info.value.problems and all(isinstance(p, str) for p in info.value.problems)
-    assert str(info.value).startswith("bad.form: ")
-    return info.value
-
-
-def codes(errors: dict) -> dict:
-    for err in errors.values():
-        assert set(err) == {"code", "message", "message_zh"} and err["message"] and err["message_zh"]
-    return {k: v["code"] for k, v in errors.items()}
-
-
-KITCHEN = [
-    {"type": "textfield", "key": "name", "label": "Name", "validate": {"required": True, "minLength": 2,
-                                                                     "maxLength": 10, "pattern": "[A-Za-z ]+"}},
-    {"type": "number", "key": "count", "validate": {"min": 1, "max": 5}},
-    {"type": "checkbox", "key": "agree", "validate": {"required": True}},
-    {"type": "checkbox", "key": "flag"},
-    {"type": "select", "key": "colour", "values": [{"label": "Red", "value": "red"}, {"label": "Blue", "value": "blue"}]},
-    {"type": "checklist", "key": "tools", "values": [{"label": "A", "value": "a"}, {"label": "B", "value": "b"}]},
-    {"type": "taglist", "key": "tags", "values": [{"label": "X", "value": "x"}], "validate": {"required": True}},
-    {"type": "datetime", "subtype": "date", "key": "day", "dateLabel": "Day"},
-    {"type": "datetime", "subtype": "time", "key": "at"},
-    {"type": "datetime", "subtype": "datetime", "key": "when"},
-    {"type": "filepicker", "key": "one_file"},
-    {"type": "textarea", "key": "notes", "readonly": True},
-    {"type": "group", "label": "G", "components": [
-        {"type": "textfield", "key": "inner", "validate": {"required": True},
-         "conditional": {"hide": "=flag = true"}}]},
-]
-KITCHEN_OK = {"name": "Ann Lee", "count": 3, "agree": True, "flag": False, "colour": "red", "tools": ["a", "b"],
-              "tags": ["x"], "day": "2024-02-29", "at": "09:30", "when": "2024-05-01T10:00:00+08:00",
-              "one_file": [SHA], "inner": "hi"}
+from tests.forms_helpers import FORM_FILES, KITCHEN, KITCHEN_OK, SHA, SHA2, codes, load, make, refused
 
 
 @pytest.fixture(scope="module")
@@ -375,75 +324,3 @@ def test_form_to_dict_is_a_copy() -> None:
     d = form_to_dict(form)
     d["components"].clear()
     assert form.schema["components"] and json.dumps(form_to_dict(form))
-
-
-# ---------------------------------------------------------------- property tests
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
-json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), kids, max_size=4), max_leaves=12)
-
-
-def _all_forms() -> list[Form]:
-    return [parse_form(p.read_bytes(), p.name) for p in FORM_FILES] + [parse_form(make(KITCHEN))]
-
-
-ALL_FORMS = _all_forms()
-ALL_KEYS = sorted({f.key for form in ALL_FORMS for f in form.fields})
-SMART_VALUES = (json_values | st.sampled_from(["fixed", "not_ours", "approve", "reject", "ok", "pass", "2024-01-01",
-                                               "", " ", SHA, "aa"]) | st.lists(st.sampled_from([SHA, SHA2, "x", "a"])))
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(idx=st.integers(0, len(ALL_FORMS) - 1),
-       data=st.dictionaries(st.sampled_from(ALL_KEYS) | st.text(max_size=8), SMART_VALUES, max_size=10)
-       | json_values)
-def test_submissions_never_raise(idx: int, data) -> None:
-    form = ALL_FORMS[idx]
-    clean, errors = validate_submission(form, data)
-    assert isinstance(clean, dict) and isinstance(errors, dict)
-    keys = {f.key for f in form.fields}
-    assert set(clean) <= keys and not set(clean) & set(errors)
-    codes(errors)
-    json.dumps(clean)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300) | st.text(max_size=300))
-def test_parse_arbitrary_input_only_form_error(raw) -> None:
-    try:
-        parse_form(raw)
-    except FormError:
-        pass
-
-
-component_values = st.recursive(
-    st.fixed_dictionaries({}, optional={
-        "type": st.sampled_from(["textfield", "textarea", "number", "checkbox", "checklist", "radio", "select",
-                                 "datetime", "taglist", "text", "group", "filepicker", "button"]) | json_values,
-        "key": st.sampled_from(["a", "b", "c", "_x", "a.b"]) | json_values,
-        "id": st.text(max_size=5) | json_scalars,
-        "validate": st.dictionaries(st.sampled_from(["required", "min", "max", "minLength", "maxLength",
-                                                     "pattern", "validationType"]), json_values, max_size=3) | json_values,
-        "values": st.lists(st.fixed_dictionaries({"label": json_scalars, "value": st.sampled_from(["x", "y"]) | json_scalars}),
-                           max_size=3) | json_values,
-        "conditional": st.fixed_dictionaries({"hide": st.sampled_from(['=a = "x"', "=b", "=foo()", "=not(c = 1)", ""])
-                                              | json_values}) | json_values,
-        "properties": st.dictionaries(st.text(max_size=10), json_scalars, max_size=2) | json_values,
-        "subtype": st.sampled_from(["date", "time", "datetime"]) | json_scalars,
-        "multiple": json_values, "readonly": json_values, "label": json_values, "path": json_values,
-        "valuesKey": json_values, "components": json_values,
-    }),
-    lambda kids: st.fixed_dictionaries({"type": st.just("group"), "components": st.lists(kids, max_size=3)}),
-    max_leaves=8)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(comps=st.lists(component_values, max_size=5) | json_values, form_id=st.sampled_from(["abc", "X"]) | json_scalars,
-       submission=st.dictionaries(st.sampled_from(["a", "b", "c"]), SMART_VALUES, max_size=3))
-def test_parse_arbitrary_schemas_only_form_error(comps, form_id, submission) -> None:
-    try:
-        form = parse_form(json.dumps({"id": form_id, "components": comps}))
-    except FormError:
-        return
-    validate_submission(form, submission)
-    json.dumps(form_to_dict(form))
