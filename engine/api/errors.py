@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import DataError as DBAPIDataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from engine.auth.service import AuthError, RateLimited
 from engine.bpmn.xml import DefinitionError
@@ -85,6 +86,13 @@ def install(app: FastAPI) -> None:
         log.warning("database connection pool exhausted: %s", exc)
         return problem(503, "overloaded", "the server is busy; nothing was changed, try again shortly / "
                        "服务器繁忙，未做任何更改，请稍后重试", headers={"Retry-After": "2"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect):
+        # the device lost its connection before its whole body arrived: nothing was read or
+        # written, and nobody is left to answer (a tablet resends its outbox when it can)
+        log.info("client went away mid-request: %s %s", request.method, request.url.path)
+        return problem(400, "client_disconnected", "the request body was cut off before it arrived")
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, exc: ValueError):
