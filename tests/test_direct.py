@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -20,6 +20,9 @@ _AUDIT_BY_ACTOR = (select(AuditEvent.id, AuditEvent.at, AuditEvent.kind, AuditEv
                    .order_by(AuditEvent.id).limit(2))                                          # and a LIMIT
 _STAFF = select(Staff.id, Staff.active, Staff.unit_code).where(Staff.id == bindparam("id"))
 _STAFF_IN = select(Staff.id).where(Staff.id.in_(bindparam("ids", expanding=True))).order_by(Staff.id)
+_ROLES_JOINED = (select(func.aggregate_strings(Staff.id, "|")).where(Staff.role == bindparam("role"))
+                 .group_by(Staff.role))                        # its separator is written into the SQL
+_LIMIT_WRITTEN = select(Staff.id).order_by(Staff.id).limit(bindparam("n", type_=Integer, literal_execute=True))
 _DEACTIVATE = update(Staff).where(Staff.role == bindparam("role_of")).values(active=False)
 _INSERT_AUDIT, _INSERT_STAFF = insert(AuditEvent), insert(Staff)
 
@@ -83,3 +86,15 @@ def test_many_rows_in_one_call_and_a_cursor_kept_per_connection(conn):
     got = [direct.execute(conn, _STAFF, {"id": r["id"]}).first() for r in rows]
     assert got == [(r["id"], r["active"], r["unit_code"]) for r in rows]
     assert conn.connection.info["direct_cursor"] is not None
+
+
+def test_constants_written_into_the_sql_run_on_the_cursor_and_callers_values_do_not(conn):
+    for sid in ("r2", "r1"):
+        direct.execute(conn, _INSERT_STAFF, {"id": sid, "name": sid, "role": "reviewer", "unit_code": None,
+                                             "phone": None, "active": True})
+    assert direct._plan(conn.dialect, _ROLES_JOINED, ("role",)) is not None     # written in once, kept
+    joined = direct.execute(conn, _ROLES_JOINED, {"role": "reviewer"}).scalar()
+    assert sorted(joined.split("|")) == ["r1", "r2"]
+    assert joined == conn.execute(_ROLES_JOINED, {"role": "reviewer"}).scalar()
+    assert direct._plan(conn.dialect, _LIMIT_WRITTEN, ("n",)) is None            # the caller's value: SQLAlchemy's way
+    assert direct.execute(conn, _LIMIT_WRITTEN, {"n": 1}).scalars().all() == ["r1"]

@@ -38,11 +38,18 @@ class _Plan:
     def __init__(self, compiled, dialect, keys: tuple):
         self.sql = compiled.string
         self.positions = tuple(compiled.positiontup) if compiled.positional else None
+        written = {compiled.bind_names[p] for p in compiled.literal_execute_params}
+        if written:
+            # constants the dialect writes into the SQL text (aggregate_strings' separator):
+            # written in once here, where SQLAlchemy would do it on every execution
+            expanded = compiled.construct_expanded_state(dict.fromkeys(keys))
+            self.sql = expanded.statement
+            self.positions = tuple(expanded.positiontup) if compiled.positional else None
         processors = compiled._bind_processors
         self.binds = tuple((name, process) for name, process in processors.items() if name in keys)
-        # values written into the statement (a literal in a WHERE, a LIMIT): bound with it, converted once
+        # values bound with the statement (a literal in a WHERE, a LIMIT): converted once
         self.constants = {name: processors[name](value) if name in processors else value
-                          for name, value in compiled.params.items() if name not in keys}
+                          for name, value in compiled.params.items() if name not in keys and name not in written}
         columns = compiled._result_columns
         self.row = namedtuple("Row", [c.keyname for c in columns], rename=True) if columns else None
         self.types = tuple(c.type for c in columns)
@@ -73,7 +80,9 @@ def _plan(dialect, stmt, keys: tuple, many: bool = False) -> _Plan | None:
         return found[1]
     # (many: as for executemany, without the RETURNING of a new row's key an INSERT gets implicitly)
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=many)
-    faithful = (not compiled.literal_execute_params and not compiled.post_compile_params
+    faithful = (not any(compiled.bind_names[p] in keys or p.callable is not None
+                        for p in compiled.literal_execute_params)
+                and not compiled.post_compile_params
                 and not compiled.escaped_bind_names
                 and not getattr(compiled, "insert_prefetch", None) and not getattr(compiled, "update_prefetch", None))
     plan = _Plan(compiled, dialect, keys) if faithful else None
