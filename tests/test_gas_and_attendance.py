@@ -130,3 +130,28 @@ def test_a_batch_of_check_ins_is_one_step(district, clock):
         rows = {a.cleaner_id: a.status for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id))}
     assert list(rows.values()).count("present") == 18
     assert len([e for e in district.audit(instance_id=shift.instance_id) if e["kind"] == "checked_in"]) == 18
+
+
+def test_one_cleaner_seen_several_times_in_a_batch_ends_as_one_at_a_time_would(district, clock):
+    """A batch's status rows are written together at the end of the step; a status is only
+    ever raised, so the first sighting of the best status wins, whatever came before or after."""
+    start = _shift_start(clock)
+    shift = attendance.plan_shift(district, "crew-e1", start)
+    gw = Actor("gateway-1", {"device"})
+    at = [start - timedelta(minutes=m) for m in (9, 8, 7, 6)]
+    batch = [("B0001", at[0], False, "legacy"), ("B0001", at[1], True, "gateway"),  # unverified, then present
+             ("B0001", at[2], False, "tablet"), ("B0001", at[3], True, "gateway"),  # neither goes lower or again
+             ("B0002", start + timedelta(minutes=2), True, "gateway"),            # late...
+             ("B0002", at[3], True, "tablet"),                                     # ...then present
+             ("B0003", at[0], False, "legacy")]                                    # unverified only
+    assert attendance.check_in_many(district, shift.id, batch, gw) == len(batch)
+    with Session(district.db) as s:
+        rows = {a.cleaner_id: a for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id))}
+    got = {c: (rows[c].status, rows[c].checked_in_at, rows[c].source) for c in ("cl001", "cl002", "cl003")}
+    assert got == {"cl001": ("present", at[1], "gateway"), "cl002": ("present", at[3], "tablet"),
+                   "cl003": ("unverified", at[0], "legacy")}
+    clock.set(start + timedelta(minutes=16))
+    assert district.fire_due_timers() == 1
+    with Session(district.db) as s:
+        statuses = [a.status for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id))]
+    assert statuses.count("absent") == len(statuses) - 3, "the shift closes over the batch's rows"

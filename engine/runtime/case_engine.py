@@ -34,7 +34,7 @@ from engine.runtime.definitions import DefinitionStore
 from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotFound, ProcessError,
                                    ValidationFailed)
 from engine.runtime.messages import deliver
-from engine.runtime.operations import OpContext, OperationError, Registry
+from engine.runtime.operations import OpContext, OperationError, Registry, run_deferred
 from engine.runtime.tasks import TaskIndex
 from engine.runtime.audit import audit, flush_audit
 
@@ -119,6 +119,7 @@ class CaseEngine:
         if mutate is not None:
             mutate(wf)
         wf.do_engine_steps()
+        run_deferred(s)
         for task_id, (element, due) in before.timers.items():
             t = wf.tasks.get(task_id)
             if t is not None and t.state == TaskState.COMPLETED:

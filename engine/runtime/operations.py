@@ -42,6 +42,13 @@ class OpContext:
     def audit(self, kind: str, **detail) -> None:
         audit(self.session, self.now, self.instance_id, self.business_key, self.actor, kind, self.element, detail)
 
+    def defer(self, name: str, fn: Callable[[Session], None]) -> None:
+        """Run fn(session) once when the step's workflow has run, before it is saved (in the
+        same transaction): for writes an operation gathers over many calls of one step and
+        sends together, e.g. a batch of check-ins. Anything that must read them in the same
+        step calls fn itself first."""
+        self.session.info.setdefault(_DEFERRED, {})[name] = fn
+
     def once(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run fn at most once for this instance + task + name; return its stored result."""
         key = f"{self.instance_id}:{self.task_id}:{name}"[:200]
@@ -51,6 +58,15 @@ class OpContext:
         result = fn()
         self.session.add(OperationEffect(key=key, topic=name[:64], result=json.dumps(result, default=str), at=to_db(self.now)))
         return result
+
+
+_DEFERRED = "deferred_writes"
+
+
+def run_deferred(s: Session) -> None:
+    """The writes operations deferred during this step (OpContext.defer), in order."""
+    for fn in s.info.pop(_DEFERRED, {}).values():
+        fn(s)
 
 
 class Registry:
