@@ -116,7 +116,8 @@ def test_attendance_present_late_unverified_absent_and_notice(district, clock):
         attendance.check_in(district, shift.id, "B0019", start + timedelta(minutes=20), True, "gateway", gw)
 
 
-def test_a_batch_of_check_ins_is_one_step(district, clock):
+@pytest.mark.parametrize("per_message", [attendance.BATCH, 7])
+def test_a_batch_of_check_ins_is_one_step(district, clock, per_message):
     from engine.db.models import Instance
     start = _shift_start(clock)
     shift = attendance.plan_shift(district, "crew-e1", start)
@@ -124,12 +125,15 @@ def test_a_batch_of_check_ins_is_one_step(district, clock):
         before = s.get(Instance, shift.instance_id).version
     gw = Actor("gateway-1", {"device"})
     sightings = [(f"B{i:04d}", start - timedelta(minutes=3), True, "gateway") for i in range(18)]
-    assert attendance.check_in_many(district, shift.id, sightings, gw) == 18
+    assert attendance.check_in_many(district, shift.id, sightings, gw, batch=per_message) == 18
     with Session(district.db) as s:
         assert s.get(Instance, shift.instance_id).version == before + 1, "loaded and saved once"
         rows = {a.cleaner_id: a.status for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id))}
     assert list(rows.values()).count("present") == 18
     assert len([e for e in district.audit(instance_id=shift.instance_id) if e["kind"] == "checked_in"]) == 18
+    messages = [e for e in district.audit(instance_id=shift.instance_id) if e["kind"] == "message_received"]
+    assert len(messages) == -(-18 // per_message), "a message per batch of sightings"
+    assert district.instance(shift.instance_id)["data"].get("badge_checkin") is None, "the batch is not carried on"
 
 
 def test_one_cleaner_seen_several_times_in_a_batch_ends_as_one_at_a_time_would(district, clock):

@@ -14,7 +14,7 @@ from engine.db import direct
 from engine.domain.common import load, need, notify, parse_time
 from engine.domain.models import Attendance, Cleaner, Contract, Crew, Shift
 from engine.runtime.errors import Actor, NotFound
-from engine.runtime.operations import OpContext, Registry
+from engine.runtime.operations import OpContext, OperationError, Registry
 
 PROCESS = "crew_attendance"
 MESSAGE = "badge_checkin"
@@ -66,15 +66,21 @@ def check_in(engine, shift_id: int, badge_id: str, seen_at: datetime, verified: 
                                actor, business_key=f"shift:{shift_id}")
 
 
+BATCH = 500   # sightings per message: the process goes round its gateway once per message
+
+
 def check_in_many(engine, shift_id: int, sightings: list[tuple[str, datetime, bool, str]], actor: Actor,
-                  session: Session | None = None) -> int:
+                  session: Session | None = None, batch: int = BATCH) -> int:
     """Several badges at once (badge id, seen at, verified, source), in one step of the
-    shift's process (in the caller's transaction if `session` is given). Returns how many
-    the process took (it stops taking them when the grace period has ended)."""
-    payloads = [{"badge_id": b, "seen_at": at.isoformat(), "verified": bool(v), "source": src}
-                for b, at, v, src in sightings]
-    taken = engine.send_messages(MESSAGE, payloads, actor, business_key=f"shift:{shift_id}", session=session)
-    return max(taken.values(), default=0)
+    shift's process (in the caller's transaction if `session` is given), as messages that
+    each carry up to `batch` sightings: {"batch": [sighting, ...]}. (One message per sighting
+    cost ~1.8 ms of SpiffWorkflow's gateway loop each, most of a 500-badge batch.) Returns how
+    many the process took (none once its grace period has ended)."""
+    chunks = [[{"badge_id": b, "seen_at": at.isoformat(), "verified": bool(v), "source": src}
+               for b, at, v, src in sightings[k:k + batch]] for k in range(0, len(sightings), batch)]
+    taken = engine.send_messages(MESSAGE, [{"batch": c} for c in chunks], actor, business_key=f"shift:{shift_id}",
+                                 session=session)
+    return sum(len(c) for c in chunks[:max(taken.values(), default=0)])
 
 
 def _shift(ctx: OpContext, data) -> Shift:
@@ -114,27 +120,35 @@ def _holders(ctx: OpContext, data) -> dict[str, str]:
 
 
 def record_checkin(ctx: OpContext, data, params):
-    """One sighting: present (or late) if verified, unverified otherwise; the best one counts.
+    """Sightings: present (or late) if verified, unverified otherwise; the best one counts.
 
-    Runs once per check-in: its status-raising row is written with the rest of the step's
-    (write_checkins); who holds which badge is read once per transaction (a batch)."""
+    The message is one sighting {badge_id, seen_at, verified, source} or {"batch": [...]} of
+    them. Each gives a status-raising row, written with the rest of the step's
+    (write_checkins); who holds which badge is read once per transaction. The message is not
+    kept in the workflow's data (each sighting is in the audit log and the rows)."""
     event = need(data, MESSAGE, dict)
-    badge = str(event.get("badge_id") or "")
-    seen_at = parse_time(event.get("seen_at"))
-    cleaner = _holders(ctx, data).get(badge)
-    if cleaner is None:
-        ctx.audit("checkin_ignored", badge=badge, why="badge not on this crew's roster")
-        return None
-    if event.get("verified") is True:
-        status = "present" if seen_at <= parse_time(need(data, "shift_start", str)) else "late"
-    else:
-        status = "unverified"
-    ctx.session.info.setdefault(_PENDING, []).append(
-        {"shift": need(data, "shift_id", int), "cleaner": cleaner, "rank": _RANK[status], "new_status": status,
-         "at": to_db(seen_at), "new_badge": badge, "new_source": str(event.get("source") or "")[:32]})
+    events = event["batch"] if "batch" in event else [event]
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise OperationError("a check-in batch must be a list of sightings")
+    holders, shift_id, start = _holders(ctx, data), need(data, "shift_id", int), None
+    rows = ctx.session.info.setdefault(_PENDING, [])
+    for e in events:
+        badge = str(e.get("badge_id") or "")
+        seen_at = parse_time(e.get("seen_at"))
+        cleaner = holders.get(badge)
+        if cleaner is None:
+            ctx.audit("checkin_ignored", badge=badge, why="badge not on this crew's roster")
+            continue
+        if e.get("verified") is True:
+            start = start or parse_time(need(data, "shift_start", str))
+            status = "present" if seen_at <= start else "late"
+        else:
+            status = "unverified"
+        rows.append({"shift": shift_id, "cleaner": cleaner, "rank": _RANK[status], "new_status": status,
+                     "at": to_db(seen_at), "new_badge": badge, "new_source": str(e.get("source") or "")[:32]})
+        ctx.audit("checked_in", cleaner=cleaner, badge=badge, status=status, seen_at=seen_at.isoformat())
     ctx.defer(_PENDING, write_checkins)
-    ctx.audit("checked_in", cleaner=cleaner, badge=badge, status=status, seen_at=seen_at.isoformat())
-    return None
+    return {MESSAGE: None}
 
 
 def write_checkins(s: Session) -> None:
