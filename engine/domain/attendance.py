@@ -18,6 +18,7 @@ from engine.runtime.operations import OpContext, OperationError, Registry
 
 PROCESS = "crew_attendance"
 MESSAGE = "badge_checkin"
+MANUAL = "manual"   # the source of a check-in a person vouched for without the badge's frame
 DISTRICT_TZ = ZoneInfo("Asia/Shanghai")
 
 

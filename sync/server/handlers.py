@@ -191,8 +191,10 @@ def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
                     raise Refused("invalid", "seen_at is outside this shift's check-in window", "打卡时间不在该班次范围内",
                                   errors={"payload.seen_at": f"outside {(starts - OPENS_BEFORE).isoformat()} to "
                                                              f"{grace.isoformat()}"})
+                # (a sync op carries no badge frame: the supervisor's word, recorded as such)
+                source = attendance.MANUAL if p.verified else (p.source or "tablet")
                 engine.send_message(attendance.MESSAGE, {"badge_id": p.badge_id, "seen_at": seen.isoformat(),
-                                                         "verified": p.verified, "source": p.source or "tablet"},
+                                                         "verified": p.verified, "source": source},
                                     who.actor, business_key=f"shift:{shift.id}", session=s)
                 verdict = _applied(op, timing, {"shift_id": shift.id, "badge_id": p.badge_id,
                                                 "seen_at": seen.isoformat()})

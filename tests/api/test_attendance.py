@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
+from devices import token
 from engine.domain.models import Notification
 from tests.api.conftest import bearer, token_for
 
@@ -146,6 +147,13 @@ def test_a_batch_of_checkins_gets_a_verdict_per_item_then_the_grace_timer_closes
     gw_token = client.post("/api/v1/auth/pair", json={"device_id": gw["id"], "code": gw["pairing_code"]}).json()["access_token"]
     r = client.post(A + f"/shifts/{shift['id']}/checkins", json={"items": [item("B0017", 11, source="")]},
                     headers=bearer(gw_token))
+    first = r.json()["results"][0]
+    assert r.status_code == 200 and first["status"] == "unverified", "a gateway's word alone verifies nothing"
+    assert "frame" in first["message"]
+    seen = start + timedelta(minutes=11)
+    framed = {"badge_id": "B0017", "seen_at": seen.isoformat(), "company_id": token.COMPANY_ID, "rssi": -60,
+              "data": token.mint("B0017", bytes(16), seen).hex(), "lat": 31.23, "lon": 121.47}  # district key: 00 * 16
+    r = client.post(A + f"/shifts/{shift['id']}/checkins", json={"items": [framed]}, headers=bearer(gw_token))
     assert r.status_code == 200 and r.json()["results"][0]["status"] == "late", r.text
 
     clock.set(start + timedelta(minutes=16))   # grace over, timer not yet fired: already closed to check-ins
@@ -162,7 +170,8 @@ def test_a_batch_of_checkins_gets_a_verdict_per_item_then_the_grace_timer_closes
     counts = {k: n for k, n in att["shift"]["counts"].items() if n and k != "roster"}
     assert counts == {"present": 15, "late": 2, "unverified": 1, "absent": 2}
     assert att["rate"] == 0.85
-    assert rows["cl000"]["name"] == "Cleaner 0" and rows["cl000"]["source"] == "tablet"
+    assert rows["cl000"]["name"] == "Cleaner 0" and rows["cl000"]["source"] == "manual", "a supervisor's word"
+    assert rows["cl016"]["source"] == "tablet", "unverified: nothing vouched for, the source as sent"
     assert rows["cl017"]["source"] == "gateway" and rows["cl019"]["status"] == "absent"
     with Session(system.db) as s:
         notice = s.exec(select(Notification).where(Notification.recipient == "contractor:C-EAST-1")).one()

@@ -213,7 +213,7 @@ def test_check_in_for_a_supervisors_shift_and_after_the_grace_period(client, sys
                                      "verified": True})
     assert [v["verdict"] for v in push(client, sup, ok, stranger)] == ["applied", "invalid"]
     [att] = rows(system, Attendance, Attendance.shift_id == shift.id, Attendance.cleaner_id == "cl003")
-    assert att.status == "present"
+    assert (att.status, att.source) == ("present", "manual"), "a sync check-in has no frame: the supervisor's word"
     clock.advance(hours=2)
     sup = bearer(token_for(system, "super1", "supervisor"))  # the first token has expired meanwhile
     late = op("check_in", clock(), {"shift_id": shift.id, "badge_id": "B0004", "seen_at": clock().isoformat(),

@@ -33,7 +33,8 @@ RANK = {"expected": 0, "unverified": 1, "late": 2, "present": 3, "absent": 0}
 class CheckinItem(BaseModel):
     badge_id: str = Field(pattern=BADGE)
     seen_at: When
-    verified: bool | None = Field(default=None, description="without a frame: the client's word; with one: ignored")
+    verified: bool | None = Field(default=None, description="without a frame: a person's word (recorded as source "
+                                  "'manual'; a gateway's counts as unverified); with a frame: ignored")
     source: str = Field(default="", max_length=32, pattern=TEXT)
     # the badge's advertisement, when the client has it: then the server decides `verified`
     company_id: int = Field(default=token.COMPANY_ID, ge=0, le=0xFFFF)
@@ -76,6 +77,23 @@ class BatchOut(BaseModel):
 
 # ---- check-ins ------------------------------------------------------------------------------------
 _ITEM = TypeAdapter(CheckinItem)
+NO_FRAME = ("no badge frame: a device's check-in without one counts as unverified "
+            "/ 无工牌信号：设备未附信号的打卡记为未验证")
+
+
+def take_word(principal: Principal, item: CheckinItem) -> str | None:
+    """A check-in without the badge's frame is somebody's word, and attendance is paid for. A
+    person's word (a supervisor, directly or through their tablet) stands, recorded with
+    source "manual" so that it is never mistaken for a verified badge; a device acting for
+    itself (a gateway) has no word of its own: unverified. Returns a note for the verdict."""
+    if item.data is not None:
+        return None
+    if principal.kind == "device" and principal.id == principal.device_id:
+        item.verified = False
+        return NO_FRAME
+    if item.verified:
+        item.source = attendance.MANUAL
+    return None
 
 
 def _invalid_message(exc: ValidationError) -> str:
@@ -136,9 +154,11 @@ def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: P
         candidates.append((i, item, cleaner))
         results.append(None)  # decided below, with the whole batch
     rows = _judge_frames(engine, shift, candidates, results, badges, principal, policy_of(request), now)
+    notes = {}
     for i, item, cleaner in candidates:
         if results[i] is not None:
             continue
+        notes[i] = take_word(principal, item)
         new = ("present" if item.seen_at <= starts else "late") if item.verified else "unverified"
         if RANK[new] <= RANK.get(status[cleaner], 0):
             results[i] = Verdict(index=i, badge_id=item.badge_id, verdict="ignored", code=200, status=status[cleaner],
@@ -147,6 +167,9 @@ def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: P
         status[cleaner] = new
         pending.append((i, item, new))
     _apply_all(engine, shift.id, pending, results, actor, principal.role, closed_msg)
+    for i, note in notes.items():
+        if note and results[i].message is None:
+            results[i].message = note
     applied = [rows[i] for i, r in enumerate(results) if r.verdict == "applied" and rows.get(i) is not None]
     if applied:
         with engine.transaction() as s:
