@@ -7,9 +7,10 @@ Prints, per backend: task completions/s with p50/p95/p99 latency of the completi
 (orders reported first, untimed; then, timed, the unit worker lists its open tasks a page
 at a time and completes each rectify task with a photo, and the reviewer does the same
 with the review tasks, over HTTP with bearer tokens), and badge check-ins/s posted in
-batches by a gateway device. The load generator runs in this process on the same two
-cores, on keep-alive connections (bench/http_client.py). A table, not assertions. Load
-goes only to 127.0.0.1."""
+batches by a gateway device, each item with the frame its badge advertised (minted with the
+badge's own key; the server verifies every frame, and only check-ins it verified count).
+The load generator runs in this process on the same two cores, on keep-alive connections
+(bench/http_client.py). A table, not assertions. Load goes only to 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
@@ -28,14 +29,16 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import create_engine, text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bench.http_client import LeanClient
 from engine.auth import service
 from engine.auth.models import Account
 from engine.clock import utcnow
 from engine.db.session import normalize_url
+from devices import token as badge_token
 from engine.domain import attendance
+from engine.domain.badges import master_key, register
 from engine.domain.models import Badge, Cleaner, Contract, Crew, Staff, Unit
 from engine.system import build
 
@@ -73,13 +76,22 @@ def prepare(url: str, badges: int, crew_size: int) -> list[int]:
             s.add(Crew(code=f"crew-{c:03d}", contract_code="C-BENCH", muster_point="depot", shift_start="06:00"))
         s.flush()
         for i in range(badges):
-            s.add(Badge(id=f"B{i:05d}"))
+            register(s, f"B{i:05d}")   # a rotating badge with its own master key, sealed, as in the field
             s.add(Cleaner(id=f"cl{i:05d}", name=f"Cleaner {i}", crew_code=f"crew-{i // crew_size:03d}",
                           badge_id=f"B{i:05d}"))
         s.commit()
     shifts = [attendance.plan_shift(engine, f"crew-{c:03d}", now + timedelta(hours=1)).id for c in range(crews)]
     engine.db.dispose()
     return shifts
+
+
+def badge_keys(url: str) -> dict[str, bytes]:
+    """Every badge's master key, as the badge programmer has it (`cityloop badge key`)."""
+    engine = build(url)
+    with Session(engine.db) as s:
+        keys = {b.id: master_key(s, b) for b in s.exec(select(Badge))}
+    engine.db.dispose()
+    return keys
 
 
 def reset_pg(url: str) -> bool:
@@ -184,18 +196,23 @@ def lifecycles(base: str, n: int, clients: int) -> dict:
             "lat": latencies}
 
 
-def checkins(base: str, shifts: list[int], badges: int, crew_size: int, batch: int, clients: int) -> dict:
+def checkins(base: str, keys: dict[str, bytes], shifts: list[int], badges: int, crew_size: int, batch: int,
+             clients: int) -> dict:
     with httpx.Client(base_url=base, timeout=60) as c:
         admin = {"Authorization": f"Bearer {token(c, 'admin1')}"}
         d = c.post("/api/v1/devices", headers=admin, json={"name": "bench gateway", "kind": "gateway"}).json()
         gw = c.post("/api/v1/auth/pair", json={"device_id": d["id"], "code": d["pairing_code"]}).json()["access_token"]
     head = {"Authorization": f"Bearer {gw}"}
-    seen = utcnow().isoformat()
+    now = utcnow()
+    seen = now.isoformat()
     jobs = []
     for c_i, shift_id in enumerate(shifts):
         ids = [f"B{i:05d}" for i in range(c_i * crew_size, min(badges, (c_i + 1) * crew_size))]
         for k in range(0, len(ids), batch):
-            jobs.append((shift_id, [{"badge_id": b, "seen_at": seen, "verified": True, "source": "gateway"}
+            # each with the frame its badge advertised (the server verifies every one)
+            jobs.append((shift_id, [{"badge_id": b, "seen_at": seen, "source": "gateway", "rssi": -60,
+                                     "company_id": badge_token.COMPANY_ID, "lat": 31.2304, "lon": 121.4737,
+                                     "data": badge_token.mint(b, keys[b], now).hex()}
                                     for b in ids[k:k + batch]]))
     latencies, applied, errors = [], [0], []
     lock = threading.Lock()
@@ -208,8 +225,9 @@ def checkins(base: str, shifts: list[int], badges: int, crew_size: int, batch: i
         dt = time.perf_counter() - t0
         with lock:
             if r.status == 200:
-                latencies.append(dt)
-                applied[0] += r.json()["applied"]
+                latencies.append(dt)   # (counted: check-ins the server verified from their frames)
+                applied[0] += sum(1 for x in r.json()["results"]
+                                  if x["verdict"] == "applied" and x["status"] in ("present", "late"))
             else:
                 errors.append(r.status)
 
@@ -228,7 +246,7 @@ def run(backend: str, url: str, args) -> list[tuple]:
     server = Server(url, data_dir)
     try:
         lc = lifecycles(server.base, args.lifecycles, args.clients)
-        ci = checkins(server.base, shifts, args.badges, args.crew_size, args.batch, args.clients)
+        ci = checkins(server.base, badge_keys(url), shifts, args.badges, args.crew_size, args.batch, args.clients)
     finally:
         server.stop()
     ms = [x * 1000 for x in lc["lat"]]
