@@ -77,7 +77,8 @@ def record_detection(engine, actor: Actor, d: Detection, cfg: IntakeConfig | Non
             return DetectionOutcome(replay.id, "replayed", replay.work_order_id, number)
         now = engine.clock()
         row = CameraDetection(camera_id=d.camera_id, category=d.category, confidence=d.confidence, at=to_db(d.at),
-                              lat=d.lat, lon=d.lon, snapshot_sha256=d.snapshot_sha256, received_at=to_db(now))
+                              lat=d.lat, lon=d.lon, snapshot_sha256=d.snapshot_sha256, received_at=to_db(now),
+                              posted_by=actor.id[:64])
         if d.confidence < cfg.camera_min_confidence:
             s.add(row)
             s.flush()

@@ -64,3 +64,4 @@ class CameraDetection(SQLModel, table=True):
     work_order_id: Optional[int] = Field(default=None, foreign_key="workorder.id", index=True)
     duplicate: bool = False            # attached to an order that was already open
     received_at: datetime
+    posted_by: Optional[str] = Field(default=None, max_length=64, index=True)   # the device (or admin) that sent it

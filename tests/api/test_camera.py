@@ -117,6 +117,20 @@ def test_aliases_snapshots_replays_and_bad_input(client, system, clock, camera):
     assert client.get(URL, params={"work_order": "9" * 30}, headers=camera).status_code == 404
 
 
+def test_each_camera_system_lists_what_it_sent_and_admins_see_all(client, tokens, clock, camera):
+    other = client.post("/api/v1/devices", json={"name": "Market cameras", "kind": "camera"},
+                        headers=bearer(tokens["admin"])).json()
+    market = bearer(client.post("/api/v1/auth/pair", json={"device_id": other["id"], "code": other["pairing_code"]})
+                    .json()["access_token"])
+    assert _detect(client, camera, clock).json()["outcome"] == "created"
+    assert _detect(client, market, clock, camera_id="mkt-1", north_m=2000).json()["outcome"] == "created"
+    mine, theirs = client.get(URL, headers=camera).json(), client.get(URL, headers=market).json()
+    assert [r["camera_id"] for r in mine] == ["cam-07"] and [r["camera_id"] for r in theirs] == ["mkt-1"]
+    assert theirs[0]["posted_by"] == other["id"] and mine[0]["posted_by"] != other["id"]
+    everything = client.get(URL, headers=bearer(tokens["admin"])).json()
+    assert sorted(r["camera_id"] for r in everything) == ["cam-07", "mkt-1"]
+
+
 def test_only_cameras_and_admins(client, tokens, clock):
     assert _detect(client, bearer(tokens["dispatcher"]), clock).status_code == 403
     assert _detect(client, {}, clock).status_code == 401

@@ -59,6 +59,7 @@ class DetectionRow(BaseModel):
     work_order_id: int | None
     duplicate: bool
     received_at: datetime
+    posted_by: str | None = Field(description="the camera system (device) or administrator that sent it")
 
 
 @router.post("/detections", response_model=DetectionOut, status_code=201,
@@ -87,9 +88,12 @@ def list_detections(request: Request,
                                                    description="work order id or number"),
                     camera_id: str | None = Query(default=None, max_length=64),
                     limit: int = Query(default=100, ge=1, le=1000), offset: int = Query(default=0, ge=0, le=1_000_000),
-                    _: Principal = allow("camera.detect")):
+                    principal: Principal = allow("camera.detect")):
+    """Administrators see every detection; a camera system only those it sent itself."""
     with engine_of(request).transaction(write=False) as s:
         q = select(CameraDetection)
+        if principal.kind == "device":
+            q = q.where(CameraDetection.posted_by == principal.id)
         if work_order is not None:
             if re.fullmatch(r"[0-9]{1,18}", work_order):
                 order_id = int(work_order)
@@ -103,5 +107,6 @@ def list_detections(request: Request,
         rows = s.exec(q.order_by(CameraDetection.at.desc(), CameraDetection.id.desc()).offset(offset).limit(limit))
         return [DetectionRow(id=d.id, camera_id=d.camera_id, category=d.category, confidence=d.confidence,
                              time=from_db(d.at), lat=d.lat, lon=d.lon, snapshot_sha256=d.snapshot_sha256,
-                             work_order_id=d.work_order_id, duplicate=d.duplicate, received_at=from_db(d.received_at))
+                             work_order_id=d.work_order_id, duplicate=d.duplicate, received_at=from_db(d.received_at),
+                             posted_by=d.posted_by)
                 for d in rows]
