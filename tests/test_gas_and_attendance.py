@@ -159,3 +159,24 @@ def test_one_cleaner_seen_several_times_in_a_batch_ends_as_one_at_a_time_would(d
     with Session(district.db) as s:
         statuses = [a.status for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id))]
     assert statuses.count("absent") == len(statuses) - 3, "the shift closes over the batch's rows"
+
+
+def test_a_failed_batch_step_writes_none_of_its_check_ins(district, clock):
+    """Rows gathered by a step that then fails are dropped with it, even when the caller's
+    transaction goes on (as the frame judge's does) and takes another batch."""
+    from engine.runtime.errors import ProcessError
+    start = _shift_start(clock)
+    shift = attendance.plan_shift(district, "crew-e1", start)
+    gw = Actor("gateway-1", {"device"})
+    good = [(f"B{i:04d}", start - timedelta(minutes=3), True, "gateway") for i in range(3)]
+    with district.transaction() as s:
+        batch = [{"badge_id": b, "seen_at": at.isoformat(), "verified": v, "source": src} for b, at, v, src in good]
+        batch.append({"badge_id": "B0004", "seen_at": "never", "verified": True, "source": "gateway"})
+        with pytest.raises(ProcessError):   # its last sighting's time is unreadable: the step fails
+            district.send_messages(attendance.MESSAGE, [{"batch": batch}], gw, business_key=f"shift:{shift.id}",
+                                   session=s)
+        assert attendance.check_in_many(district, shift.id, good[:1], gw, session=s) == 1
+    with Session(district.db) as s:
+        present = [a.cleaner_id for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id,
+                                                                         Attendance.status == "present"))]
+    assert present == ["cl000"]

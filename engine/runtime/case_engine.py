@@ -34,7 +34,7 @@ from engine.runtime.definitions import DefinitionStore
 from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotFound, ProcessError,
                                    ValidationFailed)
 from engine.runtime.messages import deliver
-from engine.runtime.operations import OpContext, OperationError, Registry, run_deferred
+from engine.runtime.operations import OpContext, OperationError, Registry, drop_deferred, run_deferred
 from engine.runtime.tasks import TaskIndex
 from engine.runtime.audit import audit, flush_audit
 
@@ -116,9 +116,13 @@ class CaseEngine:
     def _advance(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor,
                  mutate: Callable[[BpmnWorkflow], None] | None) -> None:
         before = state.scan(wf)
-        if mutate is not None:
-            mutate(wf)
-        wf.do_engine_steps()
+        try:
+            if mutate is not None:
+                mutate(wf)
+            wf.do_engine_steps()
+        except BaseException:
+            drop_deferred(s)
+            raise
         run_deferred(s)
         for task_id, (element, due) in before.timers.items():
             t = wf.tasks.get(task_id)

@@ -42,12 +42,15 @@ class OpContext:
     def audit(self, kind: str, **detail) -> None:
         audit(self.session, self.now, self.instance_id, self.business_key, self.actor, kind, self.element, detail)
 
-    def defer(self, name: str, fn: Callable[[Session], None]) -> None:
-        """Run fn(session) once when the step's workflow has run, before it is saved (in the
-        same transaction): for writes an operation gathers over many calls of one step and
-        sends together, e.g. a batch of check-ins. Anything that must read them in the same
-        step calls fn itself first."""
-        self.session.info.setdefault(_DEFERRED, {})[name] = fn
+    def later(self, name: str, write: Callable[[Session, list], None]) -> list:
+        """A list to gather rows in over the many calls of one step (e.g. a batch of
+        check-ins); write(session, rows) runs once when the step's workflow has run, before it
+        is saved, in the same transaction. A step that fails drops them. An operation that
+        must read them within the step calls run_deferred(ctx.session) first."""
+        pending = self.session.info.setdefault(_DEFERRED, {})
+        if name not in pending:
+            pending[name] = (write, [])
+        return pending[name][1]
 
     def once(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run fn at most once for this instance + task + name; return its stored result."""
@@ -64,9 +67,15 @@ _DEFERRED = "deferred_writes"
 
 
 def run_deferred(s: Session) -> None:
-    """The writes operations deferred during this step (OpContext.defer), in order."""
-    for fn in s.info.pop(_DEFERRED, {}).values():
-        fn(s)
+    """Write what operations gathered during this step (OpContext.later), in order."""
+    for write, rows in s.info.pop(_DEFERRED, {}).values():
+        if rows:
+            write(s, rows)
+
+
+def drop_deferred(s: Session) -> None:
+    """A step failed: what its operations gathered goes with it."""
+    s.info.pop(_DEFERRED, None)
 
 
 class Registry:
