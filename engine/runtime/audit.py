@@ -23,3 +23,15 @@ def flush_audit(s: Session) -> None:
     rows = s.info.pop("audit", None)
     if rows:
         insert_rows(s.connection(), INSERT_AUDIT, rows)
+
+
+def mark(s: Session) -> int:
+    """Where the transaction's buffered events stand (for forget_since)."""
+    return len(s.info.get("audit", ()))
+
+
+def forget_since(s: Session, at: int) -> None:
+    """A step failed inside a transaction that goes on: the events it buffered did not happen."""
+    rows = s.info.get("audit")
+    if rows:
+        del rows[at:]

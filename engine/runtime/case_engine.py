@@ -36,7 +36,7 @@ from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotF
 from engine.runtime.messages import deliver
 from engine.runtime.operations import OpContext, OperationError, Registry, drop_deferred, run_deferred
 from engine.runtime.tasks import TaskIndex
-from engine.runtime.audit import audit, flush_audit
+from engine.runtime.audit import audit, flush_audit, forget_since, mark
 
 log = logging.getLogger("cityloop.engine")
 INCIDENT_RETRY = timedelta(minutes=5)
@@ -115,13 +115,14 @@ class CaseEngine:
 
     def _advance(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor,
                  mutate: Callable[[BpmnWorkflow], None] | None) -> None:
-        before = state.scan(wf)
+        before, events = state.scan(wf), mark(s)
         try:
             if mutate is not None:
                 mutate(wf)
             wf.do_engine_steps()
-        except BaseException:
+        except BaseException:   # (the caller's transaction may go on: nothing of this step stays)
             drop_deferred(s)
+            forget_since(s, events)
             raise
         run_deferred(s)
         for task_id, (element, due) in before.timers.items():
