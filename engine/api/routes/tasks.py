@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam
 from sqlmodel import select
@@ -205,7 +205,9 @@ def complete_task(task_id: str, body: CompleteIn, request: Request, principal: P
     result = engine_of(request).complete(task_id, actor_of(principal), body.data,
                                          expected_version=body.expected_version,
                                          check=photos.check, also=photos.link)
-    return CompleteOut(**result)
+    # (our own model: serialized once here, not validated again in a further thread-pool hop,
+    # which FastAPI takes for a sync route's response model: ~0.2 ms of CPU per completion)
+    return Response(CompleteOut(**result).model_dump_json(), media_type="application/json")
 
 
 @router.post("/tasks/{task_id}/reassign", response_model=TaskOut,
