@@ -92,7 +92,7 @@ def list_detections(request: Request,
     """Administrators see every detection; a camera system only those it sent itself."""
     with engine_of(request).transaction(write=False) as s:
         q = select(CameraDetection)
-        if principal.kind == "device":
+        if principal.role == "camera":
             q = q.where(CameraDetection.posted_by == principal.id)
         if work_order is not None:
             if re.fullmatch(r"[0-9]{1,18}", work_order):
