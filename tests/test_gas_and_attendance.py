@@ -180,5 +180,6 @@ def test_a_failed_batch_step_writes_none_of_its_check_ins(district, clock):
         present = [a.cleaner_id for a in s.exec(select(Attendance).where(Attendance.shift_id == shift.id,
                                                                          Attendance.status == "present"))]
     assert present == ["cl000"]
-    checked = [e["detail"]["cleaner"] for e in district.audit(instance_id=shift.instance_id) if e["kind"] == "checked_in"]
+    events = district.audit(instance_id=shift.instance_id)
+    checked = [e["detail"]["cleaner"] for e in events if e["kind"] == "checked_in"]
     assert checked == ["cl000"], "nor its audit events"
