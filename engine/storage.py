@@ -21,6 +21,7 @@ from sqlmodel import Session
 from engine.clock import to_db
 from engine.db.upsert import insert_if_new
 from engine.domain.records import Attachment
+from engine.runtime.errors import ClientError
 
 MAX_BYTES = 10 * 1024 * 1024
 SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -28,16 +29,20 @@ ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp")
 _UNDECLARED = (None, "", "application/octet-stream")
 
 
-class StoreError(ValueError):
+class StoreError(ClientError):
+    """An attachment refused for what it is (the sender's mistake)."""
     code = "bad_attachment"
+    status = 422
 
 
 class TooLarge(StoreError):
     code = "too_large"
+    status = 413
 
 
 class UnsupportedType(StoreError):
     code = "unsupported_media_type"
+    status = 415
 
 
 def sniff(data: bytes) -> str | None:

@@ -4,14 +4,10 @@ from __future__ import annotations
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlmodel import SQLModel
 
-import engine.db.models  # noqa: F401
-import engine.domain.models  # noqa: F401
-import engine.auth.models  # noqa: F401
-import engine.domain.records  # noqa: F401
 from engine.db.migrate import alembic_config, current, upgrade
 from engine.db.session import make_engine
+from engine.schema import metadata
 
 
 def test_migrations_match_the_models_and_go_both_ways(db_url):
@@ -21,7 +17,7 @@ def test_migrations_match_the_models_and_go_both_ways(db_url):
     head = current(db)
     assert head is not None
     with db.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"models changed without a migration: {diff}"
     with db.connect() as conn:
         command.downgrade(alembic_config(conn), "base")

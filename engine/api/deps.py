@@ -5,7 +5,7 @@ from typing import Callable
 
 from fastapi import Depends, Request
 
-from engine.api.policy import ANONYMOUS, PERMISSIONS, allowed
+from engine.auth.policy import ANONYMOUS, PERMISSIONS, allowed
 from engine.domain.groups import groups_of
 from engine.auth import service
 from engine.auth.service import AuthError, Principal

@@ -1,5 +1,9 @@
 """One error shape for every failure: {"error": code, "message": text, "errors": {field: ...}}.
-Bad input is a 4xx with a clear message, never a 500; bodies over the limit are a 413."""
+
+A client's mistake is a ClientError (engine.runtime.errors) and answers its own 4xx with a
+clear message; bodies over the limit are a 413. A process that cannot go on is the server's
+problem: a 500 that names the incident, never the process's internals. Anything else is a
+bug: logged with its traceback and answered 500 (never mapped to a 4xx)."""
 from __future__ import annotations
 
 import logging
@@ -15,13 +19,11 @@ from starlette.requests import ClientDisconnect
 
 from engine.auth.service import AuthError, RateLimited
 from engine.bpmn.xml import DefinitionError
-from engine.runtime.errors import (Conflict, EngineError, Forbidden, NotFound, ProcessError, TooManyRequests,
-                                  ValidationFailed)
+from engine.runtime.errors import ClientError, ProcessError, TooManyRequests
 
 log = logging.getLogger("cityloop.api")
 MAX_BODY = 16 * 1024 * 1024
 
-_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, ValidationFailed: 422, ProcessError: 422}
 
 
 def problem(status: int, code: str, message: str, errors: dict | None = None, headers=None) -> JSONResponse:
@@ -32,12 +34,16 @@ def problem(status: int, code: str, message: str, errors: dict | None = None, he
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(EngineError)
-    async def engine_error(request: Request, exc: EngineError):
-        if isinstance(exc, TooManyRequests):
-            return problem(429, exc.code, str(exc), headers={"Retry-After": str(exc.retry_after)})
-        status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
-        return problem(status, exc.code, str(exc), getattr(exc, "errors", None))
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, exc: ClientError):
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return problem(exc.status, exc.code, str(exc), getattr(exc, "errors", None), headers)
+
+    @app.exception_handler(ProcessError)
+    async def process_failed(request: Request, exc: ProcessError):
+        # (only when nothing of the request could be kept: see engine.runtime.incidents)
+        log.error("process error on %s %s: %s", request.method, request.url.path, exc)
+        return process_problem(exc)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError):
@@ -94,9 +100,20 @@ def install(app: FastAPI) -> None:
         log.info("client went away mid-request: %s %s", request.method, request.url.path)
         return problem(400, "client_disconnected", "the request body was cut off before it arrived")
 
-    @app.exception_handler(ValueError)
-    async def value_error(request: Request, exc: ValueError):
-        return problem(400, "bad_request", str(exc))
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        # A bug. Starlette re-raises it after this answer, so the server logs the traceback.
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        return problem(500, "internal_error", "something went wrong on the server; it has been logged "
+                       "/ 服务器内部错误，已记录")
+
+
+def process_problem(exc: ProcessError) -> JSONResponse:
+    """A process step failed and nothing could be kept: the caller is not to blame, and the
+    designer's expression text is not theirs to see (administrators find it in the incident)."""
+    where = f" (incident {exc.incident})" if exc.incident else ""
+    return problem(500, "process_error", f"the server could not take the process's next step{where}; nothing was "
+                   "kept, try again later / 服务器无法执行流程的下一步，未保存，请稍后重试")
 
 
 class BodyLimit:

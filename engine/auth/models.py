@@ -42,9 +42,3 @@ class LoginAttempt(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     key: str = Field(max_length=200)
     at: datetime
-
-
-class ServerSecret(SQLModel, table=True):
-    """The token-signing key, shared by every worker on the database."""
-    name: str = Field(primary_key=True, max_length=32)
-    value: str = Field(max_length=128)

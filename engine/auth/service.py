@@ -18,11 +18,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlmodel import Session, select
 
-from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
+from engine.auth.models import Account, Device, LoginAttempt, PairingCode
+from engine.db.models import ServerSecret
 from engine.clock import to_db
 from engine.db import direct
 from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
+from engine.runtime.errors import NotFound, ValidationFailed
 
 ACCESS_TTL = timedelta(minutes=30)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
@@ -63,7 +65,7 @@ class Principal:
 
 def hash_password(password: str) -> str:
     if not isinstance(password, str) or len(password) < 8 or len(password) > 256:
-        raise ValueError("a password has 8 to 256 characters")
+        raise ValidationFailed({"password": "a password has 8 to 256 characters / 密码长度为 8 到 256 个字符"})
     return _HASHER.hash(password)
 
 
@@ -211,9 +213,9 @@ def create_device(s: Session, name: str, kind: str, owner_id: str | None, create
                   now: datetime) -> tuple[Device, str]:
     """A device to pair, and its one-time pairing code (shown once)."""
     if kind not in DEVICE_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(DEVICE_KINDS)}")
+        raise ValidationFailed({"kind": f"kind must be one of {', '.join(DEVICE_KINDS)}"})
     if kind == "tablet" and (owner_id is None or s.get(Staff, owner_id) is None):
-        raise ValueError("a tablet needs an owner who is a staff member")
+        raise ValidationFailed({"owner_id": "a tablet needs an owner who is a staff member"})
     device = Device(id=f"d-{uuid.uuid4().hex[:12]}", name=name[:120], kind=kind,
                     owner_id=owner_id if kind == "tablet" else None, created_at=to_db(now), created_by=created_by)
     s.add(device)
@@ -241,7 +243,7 @@ def pair(s: Session, device_id: str, code: str, now: datetime) -> str:
 def revoke(s: Session, device_id: str, now: datetime) -> Device:
     device = s.get(Device, device_id)
     if device is None:
-        raise LookupError(f"no device {device_id}")
+        raise NotFound(f"no device {device_id}")
     device.revoked_at = to_db(now)
     return device
 

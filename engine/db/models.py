@@ -106,4 +106,8 @@ class OperationEffect(SQLModel, table=True):
     at: datetime
 
 
-import sync.server.models  # noqa: E402,F401  (field sync tables: sync_op, sync_conflict, ...; migration 0006)
+class ServerSecret(SQLModel, table=True):
+    """Keys made by the server and shared by every worker on the database (token signing,
+    badge-key sealing)."""
+    name: str = Field(primary_key=True, max_length=32)
+    value: str = Field(max_length=128)

@@ -20,6 +20,18 @@ PROCESS = "crew_attendance"
 MESSAGE = "badge_checkin"
 MANUAL = "manual"   # the source of a check-in a person vouched for without the badge's frame
 DISTRICT_TZ = ZoneInfo("Asia/Shanghai")
+OPENS_BEFORE = timedelta(hours=2)   # a sighting earlier than this before the start is not for this shift
+
+
+def checkin_window(shift: Shift) -> tuple[datetime, datetime]:
+    """(opens, closes): a badge seen in this span may check in to the shift (from
+    OPENS_BEFORE before its start to the end of its grace period)."""
+    return from_db(shift.starts_at) - OPENS_BEFORE, from_db(shift.grace_ends_at)
+
+
+def window_text(shift: Shift) -> str:
+    opens, closes = checkin_window(shift)
+    return f"{opens.isoformat()} to {closes.isoformat()}"
 
 
 def plan_shift(engine, crew_code: str, starts_at: datetime, actor: Actor = Actor("scheduler"),

@@ -25,8 +25,9 @@ from uuid import UUID
 from sqlmodel import Session, select
 
 from devices import token
-from engine.auth.models import ServerSecret
+from engine.db.models import ServerSecret
 from engine.db.upsert import insert_if_new
+from engine.domain.attendance import OPENS_BEFORE
 from engine.domain.models import Badge, Cleaner, Crew
 from engine.runtime.errors import Conflict, NotFound, ValidationFailed
 
@@ -44,7 +45,7 @@ class BadgePolicy:
     starts its check-in window opens."""
     skew_steps: int = token.SKEW_STEPS
     clone_distance_m: float = token.CLONE_DISTANCE_M
-    opens_before: timedelta = timedelta(hours=2)
+    opens_before: timedelta = OPENS_BEFORE
     max_device_skew: timedelta = timedelta(minutes=5)   # seen_at this far in the server's future is refused
 
     @property

@@ -13,7 +13,7 @@ from engine.db.models import Instance
 from engine.domain import workorders
 from engine.domain.common import add_months, dumps, exclusive, load, need, notify
 from engine.domain.models import AddressCode, Household, Inspection, Street
-from engine.runtime.errors import Actor, NotFound
+from engine.runtime.errors import Actor, NotFound, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
 
 PROCESS = "gas_inspection"
@@ -25,7 +25,7 @@ CHECKLIST = ("hose_ok", "valve_leak_test", "ventilation", "co_alarm", "cylinder_
 def start_inspection(engine, household_id: int, deliverer_id: str, trigger: str, actor: Actor,
                      session: Session | None = None) -> int:
     if trigger not in ("delivery", "due_list"):
-        raise ValueError("trigger must be 'delivery' or 'due_list'")
+        raise ValidationFailed({"trigger": "trigger must be 'delivery' or 'due_list'"})
     with engine.transaction(session) as s:
         hh = s.get(Household, household_id)
         if hh is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, select
@@ -16,12 +17,45 @@ from engine.domain.models import Staff, Unit, WorkOrder
 from engine.runtime.errors import Actor, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
 
+
+
+class OrderState(StrEnum):
+    """Where a work order is in its loop (stored as its text in work_order.state)."""
+    REPORTED = "reported"      # recorded, not yet dispatched
+    AT_UNIT = "at_unit"        # with the responsible unit, to rectify
+    REROUTING = "rerouting"    # the unit said "not ours": a dispatcher routes it again
+    IN_REVIEW = "in_review"    # rectified, a reviewer checks the after-photos
+    CLOSED = "closed"          # approved: the loop is closed
+
+
+class PhotoKind(StrEnum):
+    """Why a photo is linked to an order."""
+    REPORT = "report"          # sent with the report (citizen, camera)
+    EVIDENCE = "evidence"      # anyone's evidence
+    AFTER = "after"            # the unit's after-rectification photo
+    SNAPSHOT = "snapshot"      # a camera's frame
+
+
 PROCESS = "work_order"
 SOURCES = ("citizen", "camera", "patrol", "inspection")
 CATEGORIES = ("exposed_garbage", "street_vending", "illegal_ads", "road_damage", "manhole_cover",
               "gas_hazard", "tree_fallen", "other")
+STATES = tuple(OrderState)
+PHOTO_KINDS = tuple(PhotoKind)
+AFTER_PHOTOS_FIELD = "after_photos"   # the rectify form's file field whose photos are "after" photos
 # States the operations do not set themselves (dispatch and reject_order set "at_unit").
-STATE_OF_TASK = {"Task_review": "in_review", "Task_reroute": "rerouting"}
+STATE_OF_TASK = {"Task_review": OrderState.IN_REVIEW.value, "Task_reroute": OrderState.REROUTING.value}
+
+
+def photo_kind_of_field(field_key: str) -> PhotoKind:
+    """The kind of a photo submitted in a task form's file field."""
+    return PhotoKind.AFTER if field_key == AFTER_PHOTOS_FIELD else PhotoKind.EVIDENCE
+
+
+def is_overdue(order: WorkOrder, now: datetime) -> bool:
+    """Escalated, or still open past its SLA."""
+    return bool(order.overdue) or (order.state != OrderState.CLOSED and order.sla_due is not None
+                                   and from_db(order.sla_due) < now)
 _SET_STATE = update(WorkOrder).where(WorkOrder.number == bindparam("order_number")).values(state=bindparam("new_state"))
 _NEW = insert(WorkOrder).returning(WorkOrder.id)
 _NUMBER = update(WorkOrder).where(WorkOrder.id == bindparam("order_id")).values(number=bindparam("new_number"))
@@ -45,7 +79,7 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
         now = engine.clock()
         values = dict(number=f"new-{uuid.uuid4().hex[:24]}", source=source, category=category, area=area,
                       address_code=address_code, lat=lat, lon=lon, description=description[:4000],
-                      reporter=reporter, reported_at=to_db(now), origin=origin, state="reported", overdue=False,
+                      reporter=reporter, reported_at=to_db(now), origin=origin, state=OrderState.REPORTED.value, overdue=False,
                       reject_count=0, reroute_count=0)
         order_id = direct.execute(s.connection(), _NEW, values).scalar_one()
         number = f"WO{now:%Y%m%d}-{order_id:06d}"
@@ -81,14 +115,14 @@ _UNIT = select(Unit.code, Unit.leader_id).where(Unit.code == bindparam("code"))
 _DISPATCH = (update(_W).where(_W.id == bindparam("order_id"))
              .values(unit_code=bindparam("new_unit"), sla_due=bindparam("due"), dispatched_at=bindparam("at"),
                      priority=func.coalesce(bindparam("new_priority"), _W.priority, "normal"), overdue=False,
-                     state="at_unit", reroute_count=_W.reroute_count + bindparam("rerouted"))
+                     state=OrderState.AT_UNIT.value, reroute_count=_W.reroute_count + bindparam("rerouted"))
              .returning(_W.number, _W.category, _W.area, _W.description, _W.priority))
-_ESCALATE = (update(_W).where(_W.id == bindparam("order_id"), _W.state != "closed").values(overdue=True)
+_ESCALATE = (update(_W).where(_W.id == bindparam("order_id"), _W.state != OrderState.CLOSED.value).values(overdue=True)
              .returning(_W.number, _W.unit_code, _W.sla_due, _W.category, _W.area))
 _REJECT = (update(_W).where(_W.id == bindparam("order_id"))
-           .values(reject_count=_W.reject_count + 1, state="at_unit")
+           .values(reject_count=_W.reject_count + 1, state=OrderState.AT_UNIT.value)
            .returning(_W.number, _W.unit_code, _W.reject_count))
-_CLOSE = (update(_W).where(_W.id == bindparam("order_id")).values(state="closed", closed_at=bindparam("at"))
+_CLOSE = (update(_W).where(_W.id == bindparam("order_id")).values(state=OrderState.CLOSED.value, closed_at=bindparam("at"))
           .returning(_W.unit_code, _W.sla_due))
 
 

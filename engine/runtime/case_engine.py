@@ -31,8 +31,8 @@ from engine.runtime.rows import (SAVE_COMPLETED, SAVE_INSTANCE, InstanceRow, fet
 from engine.runtime import state
 from engine.runtime.data import DataError, check_plain
 from engine.runtime.definitions import DefinitionStore
-from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotFound, ProcessError,
-                                   ValidationFailed)
+from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotFound, ProcessError, TaskGone,
+                                   TaskTaken, ValidationFailed, VersionConflict)
 from engine.runtime.messages import deliver
 from engine.runtime.operations import OpContext, OperationError, Registry, drop_deferred, run_deferred
 from engine.runtime.tasks import TaskIndex
@@ -189,7 +189,7 @@ class CaseEngine:
             if release and ot["claimed_by"] != actor.id:
                 raise Conflict("you have not claimed this task")
             if not release and ot["claimed_by"] not in (None, actor.id):
-                raise Conflict(f"task already claimed by {ot['claimed_by']}")
+                raise TaskTaken(f"task already claimed by {ot['claimed_by']}")
             s.connection().execute(update(OpenTask).where(OpenTask.id == task_id)
                                    .values(claimed_by=None if release else actor.id))
             self._audit(s, row, actor.id, "task_released" if release else "task_claimed", element=ot["name"])
@@ -209,7 +209,7 @@ class CaseEngine:
             with self.transaction() as s:
                 ot, row = self.tasks.authorized(s, task_id, actor)
                 if expected_version is not None and row.version != expected_version:
-                    raise Conflict(f"instance is at version {row.version}, not {expected_version}")
+                    raise VersionConflict(f"instance is at version {row.version}, not {expected_version}")
                 clean, form = self._validated(s, row, ot, data)
                 if check is not None:
                     check(s, ot, form, clean)
@@ -218,7 +218,7 @@ class CaseEngine:
                 def run(wf: BpmnWorkflow) -> None:
                     task = wf.get_task_from_id(UUID(task_id))
                     if task is None or task.state != TaskState.READY:
-                        raise Conflict("task is no longer open")
+                        raise TaskGone("task is no longer open")
                     task.data.update(clean)
                     task.run()
 

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from engine.db.models import OpenTask
 from engine.runtime.audit import audit
-from engine.runtime.errors import Actor, Conflict
+from engine.runtime.errors import Actor, TaskGone
 from engine.runtime.rows import fetch_instance, fetch_open_task, task_groups
 
 
@@ -22,7 +22,7 @@ def reassign(engine, task_id: str, to: str, actor: Actor, reason: str | None = N
     with engine.transaction() as s:
         ot = fetch_open_task(s, task_id, lock=True)
         if ot is None:
-            raise Conflict(f"task {task_id} is not open (already completed, cancelled or unknown)")
+            raise TaskGone(f"task {task_id} is not open (already completed, cancelled or unknown)")
         ot = dict(ot)
         groups = task_groups(s, task_id)
         if may is not None:

@@ -14,7 +14,7 @@ from engine.clock import from_db, to_db
 from engine.db import direct
 from engine.db.models import OpenTask, TaskGroup
 from engine.runtime import state
-from engine.runtime.errors import Actor, Conflict, Forbidden
+from engine.runtime.errors import Actor, Forbidden, TaskGone, TaskTaken
 from engine.runtime.rows import (DELETE_AWAITED, DELETE_TASK, DELETE_TASKS, GROUP_SEPARATOR, INSERT_AWAITED,
                                  INSERT_GROUPS, INSERT_TASKS, fetch_instance, fetch_open_task,
                                  fetch_task_with_instance, insert_rows)
@@ -96,14 +96,14 @@ class TaskIndex:
         and the losers then find the task gone and get a Conflict."""
         found = fetch_task_with_instance(s, task_id)
         if found is None:
-            raise Conflict(f"task {task_id} is not open (already completed, cancelled or unknown)")
+            raise TaskGone(f"task {task_id} is not open (already completed, cancelled or unknown)")
         ot, row, groups = found
         if actor.id in (ot["assignee"], ot["claimed_by"]):
             return ot, row
         if ot["claimed_by"] is None and groups & actor.groups:
             return ot, row
         if ot["claimed_by"] is not None and groups & actor.groups:
-            raise Conflict(f"task is claimed by {ot['claimed_by']}")
+            raise TaskTaken(f"task is claimed by {ot['claimed_by']}")
         raise Forbidden("this task is not assigned to you or your groups")
 
     def for_actor(self, actor: Actor | None = None, *, process_key: str | None = None,

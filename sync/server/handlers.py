@@ -4,28 +4,21 @@ changed nothing. Plain Python over the engine and the domain; no HTTP."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import bindparam
 from sqlmodel import select
 
-from engine.api.policy import PERMISSIONS
-from engine.clock import from_db, to_db
-from engine.db import direct
+from engine.auth.policy import PERMISSIONS
 from engine.db.models import AuditEvent
-from engine.db.upsert import insert_if_new
-from engine.domain import attendance, workorders
-from engine.domain.models import Crew, Shift, WorkOrder
-from engine.domain.records import Comment, WorkOrderAttachment
-from engine.runtime.audit import audit
+from engine.domain import attendance
+from engine.domain.models import Crew, Shift
 from engine.runtime.errors import Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
 from engine.runtime.rows import fetch_instance, fetch_open_task
+from engine.services import tasks, workorders as orders
 from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Verdict
 from sync.server.models import SyncCursor, SyncOp
 from sync.server.ops import Pusher, Refused, Timing, needed_photos
 
-UNIT_ROLES = ("unit_worker", "unit_leader")
-OPENS_BEFORE = timedelta(hours=2)     # as engine.api.routes.checkins: earlier sightings are not for this shift
 REASONS = {  # conflict reason -> (English, Chinese); the op itself is kept for a supervisor
     "completed": ("This task was already completed by {by}; your entry is kept for a supervisor.",
                   "该任务已由 {by} 完成；您提交的内容已保留，待主管处理。"),
@@ -62,19 +55,18 @@ def complete_task(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdic
     done: list[Verdict] = []
 
     def also(s, ot: dict, row) -> None:
-        _link_form_photos(s, ot, op, who, timing.server_time)
         verdict = _applied(op, timing, {"task_id": op.task_id, "instance_id": row.id, "business_key": row.business_key,
                                         "state": row.state, "version": row.version})
         record(s, verdict)
         done.append(verdict)
 
     try:
-        engine.complete(op.task_id, who.actor, op.payload, expected_version=op.based_on_version, also=also)
+        tasks.complete(engine, who, who.actor, op.task_id, op.payload, expected_version=op.based_on_version,
+                       now=timing.server_time, photos=list(op.attachments), also=also)
     except Forbidden as exc:
         raise _conflict(engine, who, op, "reassigned", exc) from None
     except Conflict as exc:
-        text = str(exc)
-        reason = "version" if "is at version" in text else "reassigned" if "claimed by" in text else "gone"
+        reason = exc.reason if exc.reason in ("version", "reassigned") else "gone"
         raise _conflict(engine, who, op, reason, exc) from None
     except NotFound as exc:
         raise _conflict(engine, who, op, "gone", exc) from None
@@ -85,33 +77,6 @@ def complete_task(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdic
     except ProcessError as exc:
         raise _conflict(engine, who, op, "process_error", exc) from None
     return done[0]
-
-
-def _link_form_photos(s, ot: dict, op: Op, who: Pusher, now: datetime) -> None:
-    """Photos in a work-order task's file fields become attachments of the order (as the
-    task route does), in the completion's transaction."""
-    shas = needed_photos(op)
-    if not shas or ot["process_key"] != workorders.PROCESS or not ot["business_key"]:
-        return
-    order = direct.execute(s.connection(), _ORDER_BY_NUMBER, {"number": ot["business_key"]}).first()
-    if order is None:
-        return
-    after = {v for v in op.payload.get("after_photos", []) if isinstance(v, str)} \
-        if isinstance(op.payload.get("after_photos"), list) else set()
-    for sha in shas:
-        _link(s, order, sha, "after" if sha in after else "evidence", who.id, now)
-
-
-_ORDER_BY_NUMBER = select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number).where(
-    WorkOrder.number == bindparam("number"))
-
-
-def _link(s, order: WorkOrder, sha: str, kind: str, by: str, now: datetime) -> bool:
-    added = insert_if_new(s, WorkOrderAttachment, {"work_order_id": order.id, "sha256": sha, "kind": kind,
-                                                   "added_by": by[:64], "at": to_db(now)})
-    if added:
-        audit(s, now, order.instance_id, order.number, by, "attachment_added", None, {"sha256": sha, "kind": kind})
-    return added
 
 
 def _conflict(engine, who: Pusher, op: Op, reason: str, exc: Exception) -> Refused:
@@ -182,15 +147,14 @@ def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
                     raise Refused("invalid", f"no shift {p.shift_id} (or not one of your crews')",
                                   f"班次 {p.shift_id} 不存在或不属于您的班组", code=404,
                                   errors={"payload.shift_id": "no such shift among your crews'"})
-                starts, grace = from_db(shift.starts_at), from_db(shift.grace_ends_at)
+                opens, grace = attendance.checkin_window(shift)
                 if shift.closed or timing.server_time > grace:
                     raise Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
                                   server_side={"shift_id": shift.id, "grace_ends_at": grace.isoformat(),
                                                "closed": shift.closed})
-                if seen < starts - OPENS_BEFORE or seen > grace:
+                if not opens <= seen <= grace:
                     raise Refused("invalid", "seen_at is outside this shift's check-in window", "打卡时间不在该班次范围内",
-                                  errors={"payload.seen_at": f"outside {(starts - OPENS_BEFORE).isoformat()} to "
-                                                             f"{grace.isoformat()}"})
+                                  errors={"payload.seen_at": f"outside {attendance.window_text(shift)}"})
                 # (a sync op carries no badge frame: the supervisor's word, recorded as such)
                 source = attendance.MANUAL if p.verified else (p.source or "tablet")
                 engine.send_message(attendance.MESSAGE, {"badge_id": p.badge_id, "seen_at": seen.isoformat(),
@@ -211,15 +175,9 @@ def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
 
 
 # ---- comment and attach -------------------------------------------------------------------------
-def _order(s, who: Pusher, number: str) -> WorkOrder:
-    q = select(WorkOrder).where(WorkOrder.number == number)
-    if who.role in UNIT_ROLES:
-        q = q.where(WorkOrder.unit_code == (who.unit_code or ""))
-    order = s.exec(q).first()
-    if order is None:
-        raise Refused("invalid", f"no work order {number!r} for you", f"工单 {number} 不存在或无权访问", code=404,
-                      errors={"payload.work_order": "no such work order for you"})
-    return order
+def _no_order(number: str) -> Refused:
+    return Refused("invalid", f"no work order {number!r} for you", f"工单 {number} 不存在或无权访问", code=404,
+                   errors={"payload.work_order": "no such work order for you"})
 
 
 def comment(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
@@ -227,27 +185,33 @@ def comment(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
     p = CommentPayload.model_validate(op.payload)
     if not p.text.strip():
         raise Refused("invalid", "a comment needs some text", "备注不能为空", errors={"payload.text": "empty"})
-    with engine.transaction() as s:
-        order = _order(s, who, p.work_order)
-        c = Comment(work_order_id=order.id, author=who.id, at=to_db(timing.server_time), text=p.text)
-        s.add(c)
-        s.flush()
-        audit(s, timing.server_time, order.instance_id, order.number, who.id, "commented", None,
-              {"comment_id": c.id, "text": p.text[:200], "op_id": op.op_id})
-        verdict = _applied(op, timing, {"work_order": order.number, "comment_id": c.id})
-        record(s, verdict)
-        return verdict
+    done: list[Verdict] = []
+
+    def also(s, order, c) -> None:
+        done.append(_applied(op, timing, {"work_order": order.number, "comment_id": c.id}))
+        record(s, done[0])
+
+    try:
+        orders.comment(engine, who, p.work_order, p.text, now=timing.server_time, op_id=op.op_id, also=also)
+    except NotFound:
+        raise _no_order(p.work_order) from None
+    return done[0]
 
 
 def attach(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
     _may(who, "workorders.comment", "add photos to work orders", "为工单添加照片")
     p = AttachPayload.model_validate(op.payload)
-    with engine.transaction() as s:
-        order = _order(s, who, p.work_order)
-        linked = [sha for sha in op.attachments if _link(s, order, sha, p.kind, who.id, timing.server_time)]
-        verdict = _applied(op, timing, {"work_order": order.number, "linked": linked})
-        record(s, verdict)
-        return verdict
+    done: list[Verdict] = []
+
+    def also(s, order, linked) -> None:
+        done.append(_applied(op, timing, {"work_order": order.number, "linked": linked}))
+        record(s, done[0])
+
+    try:
+        orders.link_photos(engine, who, p.work_order, list(op.attachments), p.kind, now=timing.server_time, also=also)
+    except NotFound:
+        raise _no_order(p.work_order) from None
+    return done[0]
 
 
 HANDLERS = {"complete_task": complete_task, "check_in": check_in, "comment": comment, "attach": attach}

@@ -7,7 +7,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.api.policy import ANONYMOUS, PERMISSIONS
+from engine.auth.policy import ANONYMOUS, PERMISSIONS
 from tests.api.conftest import bearer
 from tests.api.test_route_matrix import _permissions, api_routes
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.routing import APIRoute
 
-from engine.api.policy import ANONYMOUS, PERMISSIONS, STAFF
+from engine.auth.policy import ANONYMOUS, PERMISSIONS, STAFF
 from tests.api.conftest import bearer
 
 

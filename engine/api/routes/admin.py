@@ -125,10 +125,7 @@ def list_devices(request: Request, _: Principal = allow("devices.manage")):
 def create_device(body: DeviceIn, request: Request, principal: Principal = allow("devices.manage")):
     engine = engine_of(request)
     with engine.transaction() as s:
-        try:
-            device, code = service.create_device(s, body.name, body.kind, body.owner_id, principal.id, engine.clock())
-        except ValueError as exc:
-            raise ValidationFailed({"owner_id" if "owner" in str(exc) else "kind": str(exc)}) from None
+        device, code = service.create_device(s, body.name, body.kind, body.owner_id, principal.id, engine.clock())
         return _device_out(device, pairing_code=code)
 
 
@@ -136,7 +133,4 @@ def create_device(body: DeviceIn, request: Request, principal: Principal = allow
 def revoke_device(device_id: str, request: Request, _: Principal = allow("devices.manage")):
     engine = engine_of(request)
     with engine.transaction() as s:
-        try:
-            return _device_out(service.revoke(s, device_id, engine.clock()))
-        except LookupError as exc:
-            raise NotFound(str(exc)) from None
+        return _device_out(service.revoke(s, device_id, engine.clock()))

@@ -21,6 +21,7 @@ from engine.clock import from_db, to_db
 from engine.domain import attendance, badges
 from engine.domain.models import Attendance, Badge, Cleaner, Contract, Crew, Shift, Staff, Unit
 from engine.runtime.errors import Conflict, NotFound, ValidationFailed
+from engine.services.access import crew_for, crews_visible, shift_for
 
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="row id")]
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
@@ -139,29 +140,6 @@ class ShiftAttendance(BaseModel):
 
 
 # ---- object rules --------------------------------------------------------------------------------
-def _crew_scope(principal: Principal) -> list:
-    if principal.role == "supervisor":
-        return [Crew.supervisor_id == principal.id]
-    if principal.role == "unit_leader":
-        return [Crew.contract_code.in_(select(Contract.code).where(Contract.unit_code == (principal.unit_code or "")))]
-    return []
-
-
-def _crew(s, principal: Principal, code: str) -> Crew:
-    crew = s.exec(select(Crew).where(Crew.code == code, *_crew_scope(principal))).first()
-    if crew is None:
-        raise NotFound(f"no crew {code!r} (or not one of yours)")
-    return crew
-
-
-def _shift(s, principal: Principal, shift_id: int) -> Shift:
-    shift = s.get(Shift, shift_id)
-    if shift is None or (principal.role != "gateway" and
-                         s.exec(select(Crew.code).where(Crew.code == shift.crew_code, *_crew_scope(principal))).first() is None):
-        raise NotFound(f"no shift {shift_id} (or not one of your crews')")
-    return shift
-
-
 _STATUSES = ("expected", "present", "late", "absent", "unverified")
 
 
@@ -201,7 +179,7 @@ def _new_row_errors(s, model, key: str, what: str, parent, field: str, parent_ke
 @router.get("/contracts", response_model=list[ContractOut], summary="Cleaning contracts / 保洁合同")
 def list_contracts(request: Request, principal: Principal = allow("attendance.read")):
     with engine_of(request).transaction(write=False) as s:
-        crews = s.exec(select(Crew.contract_code, Crew.code).where(*_crew_scope(principal)).order_by(Crew.code)).all()
+        crews = s.exec(select(Crew.contract_code, Crew.code).where(*crews_visible(principal)).order_by(Crew.code)).all()
         q = select(Contract).order_by(Contract.code)
         if principal.role == "supervisor":
             q = q.where(Contract.code.in_({c for c, _ in crews}))
@@ -226,7 +204,7 @@ def create_contract(body: ContractIn, request: Request, _: Principal = allow("at
 def list_crews(request: Request, principal: Principal = allow("attendance.read"),
                contract: str | None = Query(None, pattern=CODE)):
     with engine_of(request).transaction(write=False) as s:
-        where = _crew_scope(principal) + ([Crew.contract_code == contract] if contract else [])
+        where = crews_visible(principal) + ([Crew.contract_code == contract] if contract else [])
         sizes = dict(s.exec(select(Cleaner.crew_code, func.count()).group_by(Cleaner.crew_code)).all())
         return [_crew_out(c, sizes.get(c.code, 0)) for c in s.exec(select(Crew).where(*where).order_by(Crew.code).limit(5000))]
 
@@ -234,7 +212,7 @@ def list_crews(request: Request, principal: Principal = allow("attendance.read")
 @router.get("/crews/{crew_code}", response_model=CrewDetail, summary="A crew and its roster / 班组与名单")
 def get_crew(crew_code: Annotated[str, Path(pattern=CODE)], request: Request, principal: Principal = allow("attendance.read")):
     with engine_of(request).transaction(write=False) as s:
-        crew = _crew(s, principal, crew_code)
+        crew = crew_for(s, principal, crew_code)
         roster = s.exec(select(Cleaner).where(Cleaner.crew_code == crew.code).order_by(Cleaner.id)).all()
         return _crew_out(crew, len(roster), roster=[dict(id=c.id, name=c.name, badge_id=c.badge_id) for c in roster])
 
@@ -276,7 +254,7 @@ def list_badges(request: Request, principal: Principal = allow("attendance.read"
     with engine_of(request).transaction(write=False) as s:
         q = select(Badge, Cleaner.id).join(Cleaner, Cleaner.badge_id == Badge.id, isouter=True)
         if principal.role in ("supervisor", "unit_leader"):
-            q = q.where(Cleaner.crew_code.in_(select(Crew.code).where(*_crew_scope(principal))))
+            q = q.where(Cleaner.crew_code.in_(select(Crew.code).where(*crews_visible(principal))))
         return [dict(id=b.id, kind=b.kind, active=b.active, cleaner_id=cid)
                 for b, cid in s.exec(q.order_by(Badge.id).limit(20000))]
 
@@ -310,7 +288,7 @@ def list_shifts(request: Request, principal: Principal = allow("attendance.read"
                 day: date | None = Query(None, ge=date(2000, 1, 1), le=date(2999, 12, 31),
                                          description="district-local date (Asia/Shanghai)"),
                 limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1)):
-    q = select(Shift).join(Crew, Crew.code == Shift.crew_code).where(*_crew_scope(principal))
+    q = select(Shift).join(Crew, Crew.code == Shift.crew_code).where(*crews_visible(principal))
     if crew:
         q = q.where(Shift.crew_code == crew)
     if day:
@@ -329,7 +307,7 @@ def plan_shift(body: ShiftIn, request: Request, response: Response, principal: P
     now = engine.clock()
     try:
         with engine.transaction() as s:
-            crew = _crew(s, principal, body.crew_code)
+            crew = crew_for(s, principal, body.crew_code)
             if body.starts_at + timedelta(minutes=crew.grace_minutes) <= now:
                 raise ValidationFailed({"starts_at": "the shift's grace period would already be over"})
             if body.starts_at > now + PLAN_AHEAD:
@@ -348,7 +326,7 @@ def plan_shift(body: ShiftIn, request: Request, response: Response, principal: P
 @router.get("/shifts/{shift_id}", response_model=ShiftOut, summary="A shift / 班次详情")
 def get_shift(shift_id: RowId, request: Request, principal: Principal = allow("attendance.read")):
     with engine_of(request).transaction(write=False) as s:
-        shift = _shift(s, principal, shift_id)
+        shift = shift_for(s, principal, shift_id)
         return _shift_out(shift, _counts(s, [shift.id])[shift.id])
 
 
@@ -356,7 +334,7 @@ def get_shift(shift_id: RowId, request: Request, principal: Principal = allow("a
             summary="Attendance of a shift / 班次出勤")
 def shift_attendance(shift_id: RowId, request: Request, principal: Principal = allow("attendance.read")):
     with engine_of(request).transaction(write=False) as s:
-        shift = _shift(s, principal, shift_id)
+        shift = shift_for(s, principal, shift_id)
         rows = s.exec(select(Attendance, Cleaner.name).join(Cleaner, Cleaner.id == Attendance.cleaner_id)
                       .where(Attendance.shift_id == shift.id).order_by(Attendance.cleaner_id)).all()
         counts = _counts(s, [shift.id])[shift.id]

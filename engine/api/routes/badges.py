@@ -19,7 +19,8 @@ from sqlmodel import select
 
 from devices import token
 from engine.api.deps import actor_of, allow, engine_of
-from engine.api.routes.attendance import CODE, TEXT, RowId, When, _crew, _crew_scope, _shift
+from engine.api.routes.attendance import CODE, TEXT, RowId, When
+from engine.services.access import crew_for, crews_visible, shift_for
 from engine.auth.service import Principal
 from engine.clock import from_db
 from engine.domain import badges, sightings
@@ -143,7 +144,7 @@ def post_sightings(body: SightingBatch, request: Request, principal: Principal =
             with engine.transaction() as s:
                 crews = None
                 if principal.role != "gateway":
-                    crews = set(s.exec(select(Crew.code).where(*_crew_scope(principal))).all())
+                    crews = set(s.exec(select(Crew.code).where(*crews_visible(principal))).all())
                 judge = sightings.Judge(s, now, policy, body.source, principal.id, crews)
                 out = judge.judge(parsed)
                 judge.apply(engine, out, actor, body.source)
@@ -166,7 +167,7 @@ def badge_keys(request: Request, crew: str = Query(pattern=CODE), principal: Pri
     server re-verifies every sighting when it is synced."""
     engine = engine_of(request)
     with engine.transaction(write=False) as s:
-        c = _crew(s, principal, crew)
+        c = crew_for(s, principal, crew)
         keys = badges.epoch_keys(s, c.code, engine.clock())
     return BadgeKeys(crew_code=c.code, step_seconds=token.STEP_SECONDS, skew_steps=policy_of(request).skew_steps,
                      keys=keys)
@@ -176,7 +177,7 @@ def badge_keys(request: Request, crew: str = Query(pattern=CODE), principal: Pri
             summary="Flagged badge sightings of a shift (clone, replay, forged) / 可疑工牌信号")
 def shift_flags(shift_id: RowId, request: Request, principal: Principal = allow("attendance.read")):
     with engine_of(request).transaction(write=False) as s:
-        shift = _shift(s, principal, shift_id)
+        shift = shift_for(s, principal, shift_id)
         rows = sightings.flags(s, shift.id)
         ids = sorted({r.badge_id for r in rows if r.badge_id})
         holders = dict(s.exec(select(Cleaner.badge_id, Cleaner.id).where(Cleaner.badge_id.in_(ids))).all()) if ids else {}

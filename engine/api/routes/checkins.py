@@ -14,17 +14,17 @@ from sqlmodel import select
 
 from engine.api.deps import actor_of, allow, engine_of
 from devices import token
-from engine.api.routes.attendance import BADGE, TEXT, RowId, When, _shift
+from engine.api.routes.attendance import BADGE, TEXT, RowId, When
 from engine.api.routes.badges import policy_of
 from engine.auth.service import Principal
 from engine.clock import from_db
 from engine.domain import attendance, sightings
 from engine.domain.models import Attendance, Badge, BadgeSighting, Cleaner
 from engine.runtime.errors import Conflict, EngineError, NotFound
+from engine.services.access import shift_for
 
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
 MAX_BATCH = 1000
-OPENS_BEFORE = timedelta(hours=2)     # a sighting earlier than this before the start is not for this shift
 MAX_SKEW = timedelta(minutes=5)       # a device clock this far ahead of the server's is not believed
 RANK = {"expected": 0, "unverified": 1, "late": 2, "present": 3, "absent": 0}
 
@@ -114,8 +114,9 @@ def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: P
     actor = actor_of(principal)
     now = engine.clock()
     with engine.transaction(write=False) as s:
-        shift = _shift(s, principal, shift_id)
-        starts, grace_end = from_db(shift.starts_at), from_db(shift.grace_ends_at)
+        shift = shift_for(s, principal, shift_id)
+        starts = from_db(shift.starts_at)
+        opens, grace_end = attendance.checkin_window(shift)
         parsed: list[CheckinItem | str] = []
         for raw in body.items:
             try:
@@ -141,9 +142,9 @@ def check_in(shift_id: RowId, body: CheckinBatch, request: Request, principal: P
         if seen > now + MAX_SKEW:
             results.append(Verdict(**v, verdict="invalid", code=422, message=f"seen_at is in the future (server time {now.isoformat()})"))
             continue
-        if seen < starts - OPENS_BEFORE or seen > grace_end:
-            results.append(Verdict(**v, verdict="invalid", code=422,
-                                   message=f"seen_at is outside this shift's check-in window ({(starts - OPENS_BEFORE).isoformat()} to {grace_end.isoformat()})"))
+        if not opens <= seen <= grace_end:
+            results.append(Verdict(**v, verdict="invalid", code=422, message="seen_at is outside this shift's "
+                                   f"check-in window ({attendance.window_text(shift)})"))
             continue
         badge, cleaner = badges.get(item.badge_id), holders.get(item.badge_id)
         reason = ("unknown badge" if badge is None else "badge deactivated" if not badge.active

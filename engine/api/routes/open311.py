@@ -28,11 +28,10 @@ from engine.api.errors import problem
 from engine.auth.service import AuthError, Principal, RateLimited
 from engine.domain import intake
 from engine.domain.attendance import DISTRICT_TZ
-from engine.runtime.errors import Actor, Conflict, EngineError, Forbidden, NotFound, TooManyRequests
+from engine.runtime.errors import Actor, ClientError, ProcessError, TooManyRequests
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
-_ERROR_STATUS = ((NotFound, 404), (Forbidden, 403), (Conflict, 409))
 _DOC = {200: {"content": {"application/json": {}, "text/xml": {}},
               "description": "GeoReport v2 document; `{fmt}` is json or xml"},
         400: {"description": "bad input: `[{\"code\": 400, \"description\": ...}]`"}}
@@ -73,14 +72,15 @@ def _as_open311(exc: Exception) -> Open311Error | None:
     if isinstance(exc, RequestValidationError):
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return Open311Error(400, where or "invalid request")
-    if isinstance(exc, EngineError):
-        status = next((code for cls, code in _ERROR_STATUS if isinstance(exc, cls)), 400)
-        return Open311Error(status, str(exc))
+    if isinstance(exc, ClientError):
+        # (GeoReport v2 answers bad input with 400; a missing object, a refusal, a conflict keep theirs)
+        return Open311Error(exc.status if exc.status in (403, 404, 409) else 400, str(exc))
+    if isinstance(exc, ProcessError):   # nothing could be kept; the process's text is not the citizen's to see
+        where = f" (incident {exc.incident})" if exc.incident else ""
+        return Open311Error(500, f"the report could not be taken{where}; try again later / 暂时无法受理，请稍后再试")
     if isinstance(exc, StarletteHTTPException):
         return Open311Error(exc.status_code, str(exc.detail))
-    if isinstance(exc, ValueError):
-        return Open311Error(400, str(exc))
-    return None
+    return None   # a bug: the server logs it and answers 500
 
 
 def _error_response(request: Request, err: Open311Error) -> Response:

@@ -11,26 +11,19 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import bindparam
-from sqlmodel import select
 
 from engine.api.deps import actor_of, allow, engine_of
-from engine.api.policy import PERMISSIONS
-from engine.api.routes.workorders import link_attachment
+from engine.auth.policy import OVERSEERS, PERMISSIONS
 from engine.auth.service import Principal
 from engine.clock import from_db
-from engine.db import direct
-from engine.domain import workorders
-from engine.domain.models import Staff, WorkOrder
-from engine.domain.records import Attachment
+from engine.domain.models import Staff
 from engine.runtime.errors import Forbidden, NotFound, ValidationFailed
 from engine.runtime.reassign import reassign
 from engine.runtime.rows import fetch_open_task, task_groups
 from engine.runtime.tasks import FormsOf
-from engine.storage import SHA256_RE
+from engine.services import tasks
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
-OVERSEERS = frozenset({"admin", "dispatcher"})   # may look at and reassign any task
 
 
 class TaskOut(BaseModel):
@@ -112,55 +105,6 @@ def _open_task(request: Request, task_id: str, principal: Principal) -> dict:
         return {**ot, "groups": sorted(groups)}
 
 
-class _Photos:
-    """Photos named in a task's file fields: they must be stored uploads (422 per field,
-    checked inside the completion's transaction), and on a work-order task they become
-    attachments of the order in that same transaction."""
-
-    def __init__(self, request: Request, principal: Principal):
-        self.principal, self.now, self.files = principal, engine_of(request).clock(), {}
-
-    def check(self, s, task: dict, form, data: dict) -> None:
-        if form is None:
-            return
-        wanted = {f.key: data[f.key] for f in form.fields
-                  if f.type == "filepicker" and isinstance(data.get(f.key), list)}
-        wanted = {k: [v for v in ids if isinstance(v, str) and SHA256_RE.fullmatch(v)] for k, ids in wanted.items()}
-        ids = {v for vs in wanted.values() for v in vs}
-        if not ids:
-            return
-        if len(ids) == 1:   # (the common case; an expanding IN is compiled on every call)
-            stored = set(direct.execute(s.connection(), _STORED_ONE, {"id": next(iter(ids))}).scalars())
-        else:
-            stored = set(s.connection().execute(_STORED, {"ids": sorted(ids)}).scalars())
-        errors = {}
-        for key, vs in wanted.items():
-            missing = [v for v in vs if v not in stored]
-            if missing:
-                errors[key] = {"code": "attachment", "message": f"Unknown attachment {missing[0]}: upload it first.",
-                               "message_zh": f"附件 {missing[0]} 不存在，请先上传。"}
-        if errors:
-            raise ValidationFailed(errors)
-        self.files = wanted
-
-    def link(self, s, task: dict, _instance=None) -> None:
-        if not self.files or task["process_key"] != workorders.PROCESS or not task["business_key"]:
-            return
-        order = direct.execute(s.connection(), _ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
-        if order is None:
-            return
-        for key, ids in self.files.items():
-            for sha in ids:
-                link_attachment(s, order, sha, "after" if key == "after_photos" else "evidence",
-                                self.principal.id, self.now)
-
-
-_STORED = select(Attachment.sha256).where(Attachment.sha256.in_(bindparam("ids", expanding=True)))
-_STORED_ONE = select(Attachment.sha256).where(Attachment.sha256 == bindparam("id"))
-_ORDER_BY_NUMBER = (select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number)
-                    .where(WorkOrder.number == bindparam("number")))
-
-
 # ---- routes ----------------------------------------------------------------------------
 @router.get("/tasks", response_model=TaskPage, summary="My open tasks with their forms / 我的待办")
 def my_tasks(request: Request,
@@ -201,10 +145,8 @@ def release_task(task_id: str, request: Request, principal: Principal = allow("t
              responses={409: {"description": "already completed, claimed by someone else, or the instance moved on"},
                         422: {"description": "form errors, keyed by field"}})
 def complete_task(task_id: str, body: CompleteIn, request: Request, principal: Principal = allow("tasks.work")):
-    photos = _Photos(request, principal)
-    result = engine_of(request).complete(task_id, actor_of(principal), body.data,
-                                         expected_version=body.expected_version,
-                                         check=photos.check, also=photos.link)
+    result = tasks.complete(engine_of(request), principal, actor_of(principal), task_id, body.data,
+                            expected_version=body.expected_version)
     # (our own model: serialized once here, not validated again in a further thread-pool hop,
     # which FastAPI takes for a sync route's response model: ~0.2 ms of CPU per completion)
     return Response(CompleteOut(**result).model_dump_json(), media_type="application/json")

@@ -16,22 +16,21 @@ from sqlalchemy import and_, false, func, or_, true
 from sqlmodel import Session, select
 
 from engine.api.deps import actor_of, allow, engine_of
-from engine.api.errors import problem
 from engine.auth.service import Principal
 from engine.clock import from_db, to_db
-from engine.db.upsert import insert_if_new
 from engine.domain import workorders
-from engine.domain.models import AddressCode, WorkOrder
+from engine.domain.models import WorkOrder
 from engine.domain.records import Attachment, Comment, WorkOrderAttachment
-from engine.runtime.audit import audit
-from engine.runtime.errors import NotFound, ValidationFailed
-from engine.storage import StoreError, TooLarge, UnsupportedType, store_of
+from engine.domain.workorders import OrderState, is_overdue
+from engine.runtime.errors import NotFound
+from engine.services import workorders as orders
+from engine.services.access import order_for, orders_visible
+from engine.storage import StoreError, store_of
 
 router = APIRouter(prefix="/api/v1", tags=["work-orders"])
 
-STATES = ("reported", "at_unit", "rerouting", "in_review", "closed")
-KINDS = ("report", "evidence", "after", "snapshot")
-UNIT_ROLES = frozenset({"unit_worker", "unit_leader"})
+STATES = workorders.STATES
+KINDS = workorders.PHOTO_KINDS
 
 
 # ---- models ----------------------------------------------------------------------------
@@ -143,28 +142,10 @@ class OrderDetail(OrderOut):
 
 
 # ---- helpers ---------------------------------------------------------------------------
-def _scope(principal: Principal):
-    """The SQL condition for the orders a caller may see."""
-    if principal.role not in UNIT_ROLES:
-        return true()
-    return WorkOrder.unit_code == principal.unit_code if principal.unit_code else false()
-
-
-def _order(s: Session, number: str, principal: Principal) -> WorkOrder:
-    order = s.exec(select(WorkOrder).where(WorkOrder.number == number, _scope(principal))).first()
-    if order is None:
-        raise NotFound(f"no work order {number!r}")
-    return order
-
-
-def _is_overdue(o: WorkOrder, now: datetime) -> bool:
-    return bool(o.overdue) or (o.state != "closed" and o.sla_due is not None and from_db(o.sla_due) < now)
-
-
 def _order_out(o: WorkOrder, now: datetime) -> dict:
     return dict(number=o.number, source=o.source, category=o.category, area=o.area, address_code=o.address_code,
                 lat=o.lat, lon=o.lon, description=o.description, state=o.state, unit_code=o.unit_code,
-                priority=o.priority, sla_due=from_db(o.sla_due), overdue=_is_overdue(o, now),
+                priority=o.priority, sla_due=from_db(o.sla_due), overdue=is_overdue(o, now),
                 reject_count=o.reject_count, reroute_count=o.reroute_count, reported_at=from_db(o.reported_at),
                 dispatched_at=from_db(o.dispatched_at), closed_at=from_db(o.closed_at))
 
@@ -175,15 +156,6 @@ def _reason(detail: dict) -> str | None:
         if isinstance(value, str) and value.strip():
             return value
     return None
-
-
-def link_attachment(s: Session, order: WorkOrder, sha256: str, kind: str, by: str, now: datetime) -> bool:
-    """Link a stored attachment to an order (once). True if it was new."""
-    added = insert_if_new(s, WorkOrderAttachment, {"work_order_id": order.id, "sha256": sha256, "kind": kind,
-                                                   "added_by": by[:64], "at": to_db(now)})
-    if added:
-        audit(s, now, order.instance_id, order.number, by, "attachment_added", None, {"sha256": sha256, "kind": kind})
-    return added
 
 
 def _attachments(s: Session, order_id: int) -> list[AttachmentOut]:
@@ -211,7 +183,7 @@ def _process(engine, order: WorkOrder) -> ProcessOut | None:
 def _detail(request: Request, number: str, principal: Principal) -> OrderDetail:
     engine = engine_of(request)
     with engine.transaction(write=False) as s:
-        order = _order(s, number, principal)
+        order = order_for(s, principal, number)
         comments = [CommentOut(id=c.id, author=c.author, at=from_db(c.at), text=c.text)
                     for c in s.exec(select(Comment).where(Comment.work_order_id == order.id).order_by(Comment.id))]
         attachments = _attachments(s, order.id)
@@ -226,18 +198,9 @@ def _detail(request: Request, number: str, principal: Principal) -> OrderDetail:
 @router.post("/work-orders", response_model=OrderDetail, status_code=201,
              summary="Report a problem (patrol finding) / 上报问题（巡查发现）")
 def create_order(body: OrderIn, request: Request, principal: Principal = allow("workorders.create")):
-    engine = engine_of(request)
-    lat, lon = body.lat, body.lon
-    if body.address_code is not None:
-        with engine.transaction(write=False) as s:
-            address = s.get(AddressCode, body.address_code)
-        if address is None:
-            raise ValidationFailed({"address_code": f"no address code {body.address_code!r}"})
-        if lat is None:
-            lat, lon = address.lat, address.lon
-    reported = workorders.report(engine, actor_of(principal), source=body.source, category=body.category,
-                                 area=body.area, description=body.description, address_code=body.address_code,
-                                 lat=lat, lon=lon, reporter=body.reporter)
+    reported = orders.report(engine_of(request), principal, actor_of(principal), source=body.source,
+                             category=body.category, area=body.area, description=body.description,
+                             address_code=body.address_code, lat=body.lat, lon=body.lon, reporter=body.reporter)
     return _detail(request, reported.number, principal)
 
 
@@ -255,7 +218,7 @@ def list_orders(request: Request,
                 principal: Principal = allow("workorders.read")):
     engine = engine_of(request)
     now = engine.clock()
-    where = [_scope(principal)]
+    where = [orders_visible(principal)]
     for column, value in ((WorkOrder.state, state), (WorkOrder.unit_code, unit), (WorkOrder.category, category),
                           (WorkOrder.area, area)):
         if value is not None:
@@ -266,7 +229,7 @@ def list_orders(request: Request,
         where.append(WorkOrder.reported_at < to_db(reported_to))
     if overdue is not None:
         late = or_(WorkOrder.overdue.is_(True),
-                   and_(WorkOrder.state != "closed", WorkOrder.sla_due.is_not(None), WorkOrder.sla_due < to_db(now)))
+                   and_(WorkOrder.state != OrderState.CLOSED.value, WorkOrder.sla_due.is_not(None), WorkOrder.sla_due < to_db(now)))
         where.append(late if overdue else ~late)
     with engine.transaction(write=False) as s:
         total = s.exec(select(func.count()).select_from(WorkOrder).where(*where)).one()
@@ -284,18 +247,8 @@ def get_order(number: str, request: Request, principal: Principal = allow("worko
 @router.post("/work-orders/{number}/comments", response_model=CommentOut, status_code=201,
              summary="Comment on a work order / 添加备注")
 def add_comment(number: str, body: CommentIn, request: Request, principal: Principal = allow("workorders.comment")):
-    if not body.text.strip():
-        raise ValidationFailed({"text": "a comment needs some text"})
-    engine = engine_of(request)
-    now = engine.clock()
-    with engine.transaction() as s:
-        order = _order(s, number, principal)
-        comment = Comment(work_order_id=order.id, author=principal.id, at=to_db(now), text=body.text)
-        s.add(comment)
-        s.flush()
-        audit(s, now, order.instance_id, order.number, principal.id, "commented", None,
-              {"comment_id": comment.id, "text": body.text[:200]})
-        return CommentOut(id=comment.id, author=comment.author, at=now, text=comment.text)
+    c = orders.comment(engine_of(request), principal, number, body.text)
+    return CommentOut(id=c.id, author=c.author, at=from_db(c.at), text=c.text)
 
 
 @router.post("/work-orders/{number}/attachments", response_model=AttachmentOut, status_code=201,
@@ -307,22 +260,11 @@ def add_attachment(number: str, request: Request, file: UploadFile = File(descri
     engine = engine_of(request)
     store = store_of(request)
     with engine.transaction(write=False) as s:
-        _order(s, number, principal)  # 404 before reading anything
+        order_for(s, principal, number)  # 404 before reading anything
     data = file.file.read(store.max_bytes + 1)
-    now = engine.clock()
-    try:
-        with engine.transaction() as s:
-            order = _order(s, number, principal)
-            sha = store.put(data, file.content_type, principal.id, s, now)
-            link_attachment(s, order, sha, kind, principal.id, now)
-            s.flush()
-            return next(a for a in _attachments(s, order.id) if a.sha256 == sha)
-    except TooLarge as exc:
-        return problem(413, exc.code, str(exc))
-    except UnsupportedType as exc:
-        return problem(415, exc.code, str(exc))
-    except StoreError as exc:
-        return problem(422, exc.code, str(exc), {"file": str(exc)})
+    order, sha = orders.upload_photo(engine, store, principal, number, data, file.content_type, kind)
+    with engine.transaction(write=False) as s:
+        return next(a for a in _attachments(s, order.id) if a.sha256 == sha)
 
 
 @router.get("/attachments/{sha256}", response_class=StreamingResponse,
@@ -334,7 +276,7 @@ def get_attachment(sha256: str, request: Request, principal: Principal = allow("
     with engine.transaction(write=False) as s:
         found = s.exec(select(Attachment).join(WorkOrderAttachment, WorkOrderAttachment.sha256 == Attachment.sha256)
                        .join(WorkOrder, WorkOrder.id == WorkOrderAttachment.work_order_id)
-                       .where(Attachment.sha256 == sha256, _scope(principal)).limit(1)).first()
+                       .where(Attachment.sha256 == sha256, orders_visible(principal)).limit(1)).first()
     if found is None:
         raise NotFound(f"no attachment {sha256[:64]!r}")
     try:

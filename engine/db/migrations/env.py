@@ -1,13 +1,8 @@
 """Alembic environment: runs on the connection engine.db.migrate hands over."""
 from alembic import context
-from sqlmodel import SQLModel
 
-import engine.db.models  # noqa: F401  (register tables)
-import engine.domain.models  # noqa: F401
-import engine.auth.models  # noqa: F401
-import engine.domain.records  # noqa: F401
+from engine.schema import metadata as target_metadata
 
-target_metadata = SQLModel.metadata
 connection = context.config.attributes.get("connection")
 if connection is None:
     from engine.db.session import make_engine

@@ -1,16 +1,20 @@
 """Who may call what: one permission per route, granted to roles.
 
-Every route of the app declares exactly one permission through `allow(...)`; the route
-matrix test walks all routes, so a route without a rule fails the suite. Object-level
-rules (a unit sees only its orders, a deliverer only their households) live in the
-routes themselves, on top of these."""
+Every HTTP route declares exactly one permission through `allow(...)` and every sync op
+handler checks one too; the route matrix test walks all routes, so a route without a rule
+fails the suite. Object-level rules (a unit sees only its orders, a deliverer only their
+households) are the services' (engine.services), on top of these."""
 from __future__ import annotations
+
+__all__ = ["ANONYMOUS", "STAFF", "DEVICES", "EVERYONE", "UNIT_ROLES", "OVERSEERS", "PERMISSIONS", "allowed"]
 
 ANONYMOUS = "anonymous"
 STAFF = frozenset({"admin", "designer", "dispatcher", "reviewer", "unit_worker", "unit_leader", "deliverer",
                    "supervisor"})
 DEVICES = frozenset({"gateway", "camera"})
 EVERYONE = STAFF | DEVICES | {ANONYMOUS}
+UNIT_ROLES = frozenset({"unit_worker", "unit_leader"})   # see and work only their own unit's orders
+OVERSEERS = frozenset({"admin", "dispatcher"})           # may look at and reassign any task
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "public": EVERYONE,                                   # log-in, pairing, Open311 intake

@@ -1,0 +1,64 @@
+"""Object rules: which work orders, crews and shifts a caller may see and touch.
+
+A unit's people see only their unit's orders; a supervisor only their own crews, a unit
+leader the crews of their unit's contracts; a badge gateway checks in to any shift. An
+object outside a caller's reach is "not found" (a 404), so that its existence does not leak."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy import false, true
+from sqlmodel import Session, select
+
+from engine.auth.policy import UNIT_ROLES
+from engine.domain.models import Contract, Crew, Shift, WorkOrder
+from engine.runtime.errors import NotFound
+
+__all__ = ["Caller", "orders_visible", "order_for", "crews_visible", "crew_for", "shift_for"]
+
+
+class Caller(Protocol):
+    """Who asks: a signed-in person, a device acting for its owner, or a device itself
+    (engine.auth.service.Principal; sync.server.ops.Pusher)."""
+    id: str
+    role: str
+    unit_code: str | None
+
+
+def orders_visible(who: Caller):
+    """The SQL condition for the work orders `who` may see."""
+    if who.role not in UNIT_ROLES:
+        return true()
+    return WorkOrder.unit_code == who.unit_code if who.unit_code else false()
+
+
+def order_for(s: Session, who: Caller, number: str) -> WorkOrder:
+    order = s.exec(select(WorkOrder).where(WorkOrder.number == number, orders_visible(who))).first()
+    if order is None:
+        raise NotFound(f"no work order {number[:64]!r}")
+    return order
+
+
+def crews_visible(who: Caller) -> list:
+    """SQL conditions on Crew for the crews `who` may see (none: all)."""
+    if who.role == "supervisor":
+        return [Crew.supervisor_id == who.id]
+    if who.role == "unit_leader":
+        return [Crew.contract_code.in_(select(Contract.code).where(Contract.unit_code == (who.unit_code or "")))]
+    return []
+
+
+def crew_for(s: Session, who: Caller, code: str) -> Crew:
+    crew = s.exec(select(Crew).where(Crew.code == code, *crews_visible(who))).first()
+    if crew is None:
+        raise NotFound(f"no crew {code!r} (or not one of yours)")
+    return crew
+
+
+def shift_for(s: Session, who: Caller, shift_id: int) -> Shift:
+    shift = s.get(Shift, shift_id)
+    if shift is None or (who.role != "gateway" and
+                         s.exec(select(Crew.code).where(Crew.code == shift.crew_code,
+                                                        *crews_visible(who))).first() is None):
+        raise NotFound(f"no shift {shift_id} (or not one of your crews')")
+    return shift

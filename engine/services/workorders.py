@@ -1,0 +1,111 @@
+"""Work-order writes shared by the HTTP routes and the sync op handlers: reporting a
+patrol finding, comments, and photos linked to an order (uploaded, attached by a tablet,
+or submitted in a task form)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam
+from sqlmodel import Session, select
+
+from engine.clock import to_db
+from engine.db import direct
+from engine.db.upsert import insert_if_new
+from engine.domain import workorders
+from engine.domain.models import AddressCode, WorkOrder
+from engine.domain.records import Comment, WorkOrderAttachment
+from engine.runtime.audit import audit
+from engine.runtime.errors import Actor, ValidationFailed
+from engine.services.access import Caller, order_for
+from engine.storage import AttachmentStore
+
+__all__ = ["report", "comment", "link_photo", "link_photos", "upload_photo"]
+
+
+def report(engine, who: Caller, actor: Actor, *, source: str, category: str, area: str, description: str = "",
+           address_code: str | None = None, lat: float | None = None, lon: float | None = None,
+           reporter: str | None = None) -> workorders.Reported:
+    """A problem reported by staff (a patrol finding or a phoned-in report). An address code
+    must exist; it gives the location when none is sent."""
+    if address_code is not None:
+        with engine.transaction(write=False) as s:
+            address = s.get(AddressCode, address_code)
+        if address is None:
+            raise ValidationFailed({"address_code": f"no address code {address_code!r}"})
+        if lat is None:
+            lat, lon = address.lat, address.lon
+    return workorders.report(engine, actor, source=source, category=category, area=area, description=description,
+                             address_code=address_code, lat=lat, lon=lon, reporter=reporter)
+
+
+def comment(engine, who: Caller, number: str, text: str, *, now: datetime | None = None,
+            op_id: str | None = None, also=None) -> Comment:
+    """Add `who`'s comment to an order they may see. `now`: the server time the comment is
+    recorded at (a sync push's, for every op of the batch alike). `also(session, comment)`
+    runs in the same transaction (the sync handler records its verdict there)."""
+    if not text.strip():
+        raise ValidationFailed({"text": "a comment needs some text / 备注不能为空"})
+    now = now or engine.clock()
+    detail = {"op_id": op_id} if op_id else {}
+    with engine.transaction() as s:
+        order = order_for(s, who, number)
+        c = Comment(work_order_id=order.id, author=who.id, at=to_db(now), text=text)
+        s.add(c)
+        s.flush()
+        audit(s, now, order.instance_id, order.number, who.id, "commented", None,
+              {"comment_id": c.id, "text": text[:200], **detail})
+        if also is not None:
+            also(s, order, c)
+        return c
+
+
+def link_photo(s: Session, order, sha256: str, kind: str, by: str, now: datetime) -> bool:
+    """Link a stored photo to an order (once, whoever sends it again). True if it was new.
+    `order`: anything with id, instance_id and number."""
+    added = insert_if_new(s, WorkOrderAttachment, {"work_order_id": order.id, "sha256": sha256, "kind": kind,
+                                                   "added_by": by[:64], "at": to_db(now)})
+    if added:
+        audit(s, now, order.instance_id, order.number, by, "attachment_added", None, {"sha256": sha256, "kind": kind})
+    return added
+
+
+def link_photos(engine, who: Caller, number: str, shas: list[str], kind: str, *, now: datetime | None = None,
+                also=None) -> list[str]:
+    """Link stored photos to an order `who` may see; returns those newly linked.
+    `also(session, order, linked)` runs in the same transaction."""
+    now = now or engine.clock()
+    with engine.transaction() as s:
+        order = order_for(s, who, number)
+        linked = [sha for sha in shas if link_photo(s, order, sha, kind, who.id, now)]
+        if also is not None:
+            also(s, order, linked)
+        return linked
+
+
+def upload_photo(engine, store: AttachmentStore, who: Caller, number: str, data: bytes,
+                 content_type: str | None, kind: str) -> tuple[WorkOrder, str]:
+    """Store an uploaded photo and link it to the order; (order, sha256). Refused bytes
+    raise the store's errors (TooLarge, UnsupportedType, StoreError)."""
+    now = engine.clock()
+    with engine.transaction() as s:
+        order = order_for(s, who, number)
+        sha = store.put(data, content_type, who.id, s, now)
+        link_photo(s, order, sha, kind, who.id, now)
+        return order, sha
+
+
+def form_photos_to_order(s: Session, task: dict, photos: dict[str, list[str]], by: str, now: datetime) -> None:
+    """Photos submitted in a work-order task's file fields become attachments of its order,
+    in the completion's transaction (`photos`: field key -> sha256s)."""
+    if not photos or task["process_key"] != workorders.PROCESS or not task["business_key"]:
+        return
+    order = direct.execute(s.connection(), _ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
+    if order is None:
+        return
+    for key, shas in photos.items():
+        for sha in shas:
+            link_photo(s, order, sha, workorders.photo_kind_of_field(key), by, now)
+
+
+_ORDER_BY_NUMBER = (select(WorkOrder.id, WorkOrder.instance_id, WorkOrder.number)
+                    .where(WorkOrder.number == bindparam("number")))
