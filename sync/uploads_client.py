@@ -1,5 +1,5 @@
 """Upload a photo to /sync/v1/attachments and survive broken connections (client half of
-sync.uploads; httpx only, no server imports).
+sync.server.uploads; httpx only, no server imports).
 
     sha = upload(client, "photo.jpg", "image/jpeg", headers={"Authorization": f"Bearer {token}"})
 

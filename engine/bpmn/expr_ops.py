@@ -30,17 +30,17 @@ class ExpressionSyntaxError(ExpressionError, SyntaxError):
 
 Evaluator = Callable[[Mapping[str, Any]], Any]
 
-_NUMBER = (int, float)                                  # bool is an int; complex is refused
-_SEQUENCE = (str, list, tuple)                          # what + and * may build
-_CONTAINER = (str, list, tuple, dict, set, frozenset)   # what len(), min(), max(), in accept
-_SUBSCRIPTABLE = (dict, list, tuple, str)
-_SCALAR = (str, int, float, type(None), datetime.date, datetime.time, datetime.timedelta)
-_NOT_COUNTED = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
+NUMBER = (int, float)                                  # bool is an int; complex is refused
+SEQUENCE = (str, list, tuple)                          # what + and * may build
+CONTAINER = (str, list, tuple, dict, set, frozenset)   # what len(), min(), max(), in accept
+SUBSCRIPTABLE = (dict, list, tuple, str)
+SCALAR = (str, int, float, type(None), datetime.date, datetime.time, datetime.timedelta)
+NOT_COUNTED = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
 
 
 # --------------------------------------------------------------------------- checked operations
 
-def _unsupported(op: str, *values: Any) -> ExpressionError:
+def unsupported(op: str, *values: Any) -> ExpressionError:
     kinds = " and ".join(type(v).__name__ for v in values)
     return ExpressionError(f"operator {op!r} is not supported for {kinds}")
 
@@ -51,14 +51,14 @@ def _int_ok(v: Any) -> None:
 
 
 def _numbers(op: str, a: Any, b: Any) -> None:
-    if not (isinstance(a, _NUMBER) and isinstance(b, _NUMBER)):
-        raise _unsupported(op, a, b)
+    if not (isinstance(a, NUMBER) and isinstance(b, NUMBER)):
+        raise unsupported(op, a, b)
     _int_ok(a)
     _int_ok(b)
 
 
 def _add(a: Any, b: Any) -> Any:
-    if isinstance(a, _SEQUENCE) and isinstance(b, _SEQUENCE):
+    if isinstance(a, SEQUENCE) and isinstance(b, SEQUENCE):
         if len(a) + len(b) > MAX_SEQ_LEN:              # shares elements: no nested count
             raise ExpressionError(f"result of '+' would be larger than {MAX_SEQ_LEN} elements")
         return a + b                                     # str + list raises TypeError
@@ -67,9 +67,9 @@ def _add(a: Any, b: Any) -> Any:
 
 
 def _mul(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, _SEQUENCE):
+    if isinstance(a, int) and isinstance(b, SEQUENCE):
         a, b = b, a
-    if isinstance(a, _SEQUENCE) and isinstance(b, int):
+    if isinstance(a, SEQUENCE) and isinstance(b, int):
         if b > 0:
             _repeat_ok(a, MAX_SEQ_LEN // b)
         return a * b
@@ -93,7 +93,7 @@ def _repeat_ok(seq: Any, limit: int) -> None:
             raise ExpressionError(f"result of '*' would be larger than {MAX_SEQ_LEN} elements")
         if not isinstance(x, str):
             items = [*x.keys(), *x.values()] if isinstance(x, dict) else x
-            stack.extend(e for e in items if isinstance(e, _CONTAINER))
+            stack.extend(e for e in items if isinstance(e, CONTAINER))
 
 
 def _pow(a: Any, b: Any) -> Any:
@@ -117,17 +117,17 @@ def _arith(op: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 
 def _contains(a: Any, b: Any) -> bool:
-    if not isinstance(b, _CONTAINER):                    # iterating arbitrary objects could hang
-        raise _unsupported("in", a, b)
+    if not isinstance(b, CONTAINER):                    # iterating arbitrary objects could hang
+        raise unsupported("in", a, b)
     return a in b
 
 
-_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: _add, ast.Mult: _mul, ast.Pow: _pow, ast.Sub: _arith("-", operator.sub),
     ast.Div: _arith("/", operator.truediv), ast.FloorDiv: _arith("//", operator.floordiv),
     ast.Mod: _arith("%", operator.mod),
 }
-_COMPARE: dict[type, Callable[[Any, Any], Any]] = {
+COMPARE: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
     ast.In: _contains, ast.NotIn: lambda a, b: not _contains(a, b),
@@ -159,7 +159,7 @@ def _convert(kind: type) -> Callable[..., Any]:
 
 def _min_max(fn: Callable[..., Any]) -> Callable[..., Any]:
     def apply(*args: Any) -> Any:
-        if len(args) == 1 and not isinstance(args[0], _CONTAINER):
+        if len(args) == 1 and not isinstance(args[0], CONTAINER):
             raise ExpressionError(f"{fn.__name__}() of a single {type(args[0]).__name__} is not supported")
         return fn(*args)
     return apply
@@ -178,11 +178,11 @@ def _round(v: Any, ndigits: Any = None) -> Any:
 
 # name -> (implementation, min args, max args). str() takes scalars only: str([s] * 100_000)
 # of a long s would be cheap to hold but gigabytes of text.
-_FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
-    "len": (_typed("len", len, _CONTAINER), 1, 1), "str": (_typed("str", _str, _SCALAR), 1, 1),
+FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
+    "len": (_typed("len", len, CONTAINER), 1, 1), "str": (_typed("str", _str, SCALAR), 1, 1),
     "int": (_convert(int), 1, 2), "float": (_convert(float), 1, 1), "bool": (bool, 1, 1),
     "min": (_min_max(min), 1, 50), "max": (_min_max(max), 1, 50),
-    "abs": (_typed("abs", abs, _NUMBER), 1, 1), "round": (_typed("round", _round, _NUMBER), 1, 2),
+    "abs": (_typed("abs", abs, NUMBER), 1, 1), "round": (_typed("round", _round, NUMBER), 1, 2),
     "lower": (_typed("lower", str.lower, (str,)), 1, 1),
     "upper": (_typed("upper", str.upper, (str,)), 1, 1),
     "strip": (_typed("strip", str.strip, (str,)), 1, 1),

@@ -23,13 +23,13 @@ from engine.bpmn.expr_ops import (  # noqa: F401  (errors and limits are re-expo
     ExpressionSyntaxError,
     MAX_LENGTH,
     MAX_NODES,
-    _BINARY,
-    _COMPARE,
-    _FUNCTIONS,
-    _NOT_COUNTED,
-    _NUMBER,
-    _SUBSCRIPTABLE,
-    _unsupported,
+    BINARY,
+    COMPARE,
+    FUNCTIONS,
+    NOT_COUNTED,
+    NUMBER,
+    SUBSCRIPTABLE,
+    unsupported,
 )
 
 
@@ -101,8 +101,8 @@ def _build(node: ast.AST) -> Evaluator:
             return lambda names: not inner(names)
         case ast.UnaryOp(op=ast.USub() | ast.UAdd() as op, operand=operand):
             return _sign(_build(operand), isinstance(op, ast.USub))
-        case ast.BinOp(left=left, op=op, right=right) if type(op) in _BINARY:
-            fn, lhs, rhs = _BINARY[type(op)], _build(left), _build(right)
+        case ast.BinOp(left=left, op=op, right=right) if type(op) in BINARY:
+            fn, lhs, rhs = BINARY[type(op)], _build(left), _build(right)
             return lambda names: fn(lhs(names), rhs(names))
         case ast.UnaryOp() | ast.BinOp():
             raise ExpressionError(f"operator is not allowed: {_snippet(node)}")
@@ -140,8 +140,8 @@ def _name(ident: str) -> Evaluator:
 def _sign(operand: Evaluator, negate: bool) -> Evaluator:
     def apply(names: Mapping[str, Any]) -> Any:
         v = operand(names)
-        if not isinstance(v, _NUMBER):
-            raise _unsupported("-" if negate else "+", v)
+        if not isinstance(v, NUMBER):
+            raise unsupported("-" if negate else "+", v)
         return -v if negate else +v
     return apply
 
@@ -159,7 +159,7 @@ def _compare(node: ast.Compare) -> Evaluator:
     for op, right in zip(node.ops, node.comparators):
         if isinstance(op, (ast.Is, ast.IsNot)) and not (isinstance(right, ast.Constant) and right.value is None):
             raise ExpressionError(f"'is' may only be used as 'is None' / 'is not None': {_snippet(node)}")
-        ops.append((_COMPARE[type(op)], _build(right)))
+        ops.append((COMPARE[type(op)], _build(right)))
     first = _build(node.left)
     if len(ops) == 1:
         fn, right_fn = ops[0]
@@ -183,7 +183,7 @@ def _compare(node: ast.Compare) -> Evaluator:
 def _item(value: Evaluator, key_fn: Evaluator) -> Evaluator:
     def get(names: Mapping[str, Any]) -> Any:
         v, key = value(names), key_fn(names)
-        if not isinstance(v, _SUBSCRIPTABLE):
+        if not isinstance(v, SUBSCRIPTABLE):
             raise ExpressionError(f"subscripts are only allowed on dict, list, tuple and str values, not {type(v).__name__}")
         if isinstance(v, dict) and isinstance(key, slice):
             raise ExpressionError("a dict cannot be sliced")
@@ -197,16 +197,16 @@ def _item(value: Evaluator, key_fn: Evaluator) -> Evaluator:
 
 
 def _call(node: ast.Call) -> Evaluator:
-    func, allowed = node.func, ", ".join(_FUNCTIONS)
+    func, allowed = node.func, ", ".join(FUNCTIONS)
     if isinstance(func, ast.Attribute):
         raise ExpressionError(f"attribute access is not allowed: {_snippet(func)}")
     if not isinstance(func, ast.Name):
         raise ExpressionError(f"only these functions may be called, by name: {allowed}; not {_snippet(func)}")
-    if func.id not in _FUNCTIONS:
+    if func.id not in FUNCTIONS:
         raise ExpressionError(f"calling {func.id!r} is not allowed (allowed functions: {allowed})")
     if node.keywords:
         raise ExpressionError(f"keyword arguments are not allowed: {_snippet(node)}")
-    impl, low, high = _FUNCTIONS[func.id]
+    impl, low, high = FUNCTIONS[func.id]
     if not low <= len(node.args) <= high:
         raise ExpressionError(f"{func.id}() takes {low} to {high} arguments: {_snippet(node)}")
     args = [_build(a) for a in node.args]                # refuses *args (Starred)
@@ -234,7 +234,7 @@ def _parse(text: str) -> ast.expr:
         raise ExpressionError("expression is too deeply nested") from None
     count = 0
     for node in ast.walk(body):                          # iterative, so safe on deep trees
-        count += not isinstance(node, _NOT_COUNTED)
+        count += not isinstance(node, NOT_COUNTED)
         if count > MAX_NODES:
             raise ExpressionError(f"expression is too complex (more than {MAX_NODES} nodes)")
     return body

@@ -14,7 +14,7 @@ from sqlmodel import select
 from engine.auth import service
 from engine.domain.records import Attachment
 from engine.storage import AttachmentStore
-from sync.uploads import Uploads
+from sync.server.uploads import Uploads
 from sync.uploads_client import UploadFailed, upload
 from tests.api.conftest import app, bearer, client, tokens  # noqa: F401  (fixtures)
 from tests.sync.servers import ServerProcess

@@ -1,4 +1,4 @@
-"""Resumable photo uploads for the field tablets (tus-like; the logic is sync.uploads).
+"""Resumable photo uploads for the field tablets (tus-like; the logic is sync.server.uploads).
 
     POST   /sync/v1/attachments            {sha256, size, content_type} -> the upload and its offset
     GET    /sync/v1/attachments/{sha256}   the offset held (also as Upload-Offset / Upload-Length headers)
@@ -27,7 +27,7 @@ from engine.api.deps import allow, engine_of
 from engine.api.errors import problem
 from engine.auth.service import Principal
 from engine.storage import StoreError, TooLarge, UnsupportedType, store_of
-from sync import uploads as up
+from sync.server import uploads as up
 
 router = APIRouter(prefix="/sync/v1/attachments", tags=["sync"])
 log = logging.getLogger("cityloop.sync.uploads")
