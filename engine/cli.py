@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import signal
 import sys
 import threading
 from datetime import datetime, time, timedelta
 from pathlib import Path
+
+from engine import settings
 
 log = logging.getLogger("cityloop")
 
@@ -144,7 +145,8 @@ def cmd_serve(args) -> int:
     try:
         f = _facts(engine)
         calendar = ("off / 关闭" if args.no_calendar else
-                    "on: shift planning 00:05, gas due list 06:00 (Asia/Shanghai) / 开启：00:05 排班，06:00 燃气到期清单")
+                    f"on: shift planning 00:05, gas due list 06:00 ({settings.current().timezone}) "
+                    "/ 开启：00:05 排班，06:00 燃气到期清单")
         print("\n".join([
             "cityloop engine is running / cityloop 引擎运行中",
             f"  database / 数据库:              {_shown_url(url)}",
@@ -179,13 +181,14 @@ def cmd_serve(args) -> int:
 def _advertise(args):
     """With --advertise (or CITYLOOP_ADVERTISE=1): announce the sync API over mDNS as
     _cityloop._tcp.local. on --advertise-interface addresses, else where --host listens."""
-    if not (args.advertise or os.environ.get("CITYLOOP_ADVERTISE") == "1"):
+    if not (args.advertise or settings.current().advertise):
         return None
-    from sync.discovery import Advertiser
+    from sync.discovery import Advertiser, server_id
     interfaces = args.advertise_interface or None
     if interfaces is None and args.host not in ("0.0.0.0", "", "::"):
         interfaces = [args.host]  # a loopback --host is announced on loopback only
-    advertiser = Advertiser(args.port, interfaces=interfaces).start()
+    config = settings.current()
+    advertiser = Advertiser(args.port, interfaces=interfaces, server=server_id(config.data, config.server_id)).start()
     where = ", ".join(interfaces) if interfaces else "all interfaces / 所有网卡"
     print(f"  LAN discovery / 局域网发现:      {advertiser.advertisement.name} on {where}")
     return advertiser
@@ -379,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted / 已中断", file=sys.stderr)
         return 130
     except Exception as exc:
-        if os.environ.get("CITYLOOP_DEBUG"):
+        if settings.current().debug:
             raise
         if isinstance(exc, EngineError):
             what = exc.code

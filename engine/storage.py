@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol
 
 from sqlmodel import Session
 
+from engine import settings
 from engine.clock import to_db
 from engine.db.upsert import insert_if_new
 from engine.domain.records import Attachment
@@ -206,7 +207,7 @@ class AttachmentStore:
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("CITYLOOP_DATA") or "data") / "attachments"
+    return settings.current().data / "attachments"
 
 
 def store_of(request) -> AttachmentStore:

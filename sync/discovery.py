@@ -47,11 +47,11 @@ class Resolved:
     endpoint: Endpoint | None = None
 
 
-def server_id(data_dir: str | os.PathLike | None = None) -> str:
-    """This server's id: $CITYLOOP_SERVER_ID, else one made once and kept in the data directory."""
-    if os.environ.get("CITYLOOP_SERVER_ID"):
-        return os.environ["CITYLOOP_SERVER_ID"][:32]
-    path = Path(data_dir or os.environ.get("CITYLOOP_DATA") or "data") / "server-id"
+def server_id(data_dir: str | os.PathLike = "data", configured: str | None = None) -> str:
+    """This server's id: the configured one, else one made once and kept in the data directory."""
+    if configured:
+        return configured[:32]
+    path = Path(data_dir) / "server-id"
     try:
         return path.read_text().strip()[:32]
     except FileNotFoundError:

@@ -80,3 +80,22 @@ def district(system):
     from tests.district import seed
     seed(system)
     return system
+
+
+@pytest.fixture
+def setenv(monkeypatch):
+    """Change the server's settings (engine.settings) for one test: `setenv(NAME="value")`,
+    None deletes; read again at once, and as before after the test."""
+    from engine import settings
+
+    def apply(**values):
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        settings.reset()
+
+    yield apply
+    monkeypatch.undo()
+    settings.reset()

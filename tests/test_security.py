@@ -176,12 +176,14 @@ def test_escapes_in_stored_conditions_are_refused_at_run_time(system, tmp_path, 
     order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     system.complete(only_task(system, WORKER_EAST, order.number)["id"], WORKER_EAST, {"action": "fixed", "after_photos": [PHOTO]})
     review = only_task(system, REVIEWER, order.number)
-    with pytest.raises(ProcessError):
+    with pytest.raises(ProcessError) as failed:
         system.complete(review["id"], REVIEWER, {"decision": "reject", "reason": "not clean"})
     assert not marker.exists()
     assert watch == []
-    assert only_task(system, REVIEWER, order.number)["id"] == review["id"], "the step was rolled back"
     assert any(e["kind"] == "incident" for e in system.audit(business_key=order.number))
+    parked = system.resolve_incident(failed.value.incident, Actor("admin"), "rejected by phone instead")
+    assert parked["submission"]["data"] == {"decision": "reject", "reason": "not clean"}, "the submission was kept"
+    assert only_task(system, REVIEWER, order.number)["id"] == review["id"], "the step was rolled back"
 
 
 @pytest.mark.parametrize("i", range(7))
@@ -190,9 +192,9 @@ def test_escapes_in_stored_timers_are_refused_at_run_time(system, tmp_path, watc
     seed(system)
     marker = tmp_path / "pwned"
     _tamper(system, "work_order", ">sla_due</bpmn:timeDate>", f">{escape(escapes(marker)[i])}</bpmn:timeDate>")
-    with pytest.raises(ProcessError):
-        workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
+    order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     assert not marker.exists() and watch == []
+    assert system.instance(order.instance_id)["state"] == "incident", "kept, parked, not run"
 
 
 def test_message_payloads_are_data_never_code(system, tmp_path, watch, clock):

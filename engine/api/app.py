@@ -13,9 +13,10 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
+from engine import settings
 from engine.api import errors
-from engine.api.routes import (admin, attendance, auth, camera, checkins, dashboards, gas, open311, processes,
-                               sync_uploads, tasks, workorders)
+from engine.api.routes import (admin, attendance, auth, camera, checkins, dashboards, gas, incidents, open311,
+                               processes, sync_uploads, tasks, workorders)
 from engine.api.routes import badges as badge_routes
 from engine.api.routes import sync as sync_routes
 
@@ -23,10 +24,10 @@ log = logging.getLogger("cityloop.api")
 # Requests are matched against routes in this order: the busiest (task completions, sync
 # pushes and photo uploads) first. (Those under /api/v1/attendance keep their order.)
 ROUTERS = tuple(m.router for m in (tasks, sync_routes, sync_uploads, auth, admin, workorders, processes, open311,
-                                   camera, gas, attendance, checkins, dashboards, badge_routes))
+                                   camera, gas, attendance, checkins, dashboards, badge_routes, incidents))
 # The docs list the tags in this order, whatever the routers' order.
-TAGS = [{"name": t} for t in ("auth", "administration", "work-orders", "tasks", "processes", "open311", "camera",
-                              "gas", "attendance", "dashboards", "sync")]
+TAGS = [{"name": t} for t in ("auth", "administration", "work-orders", "tasks", "processes", "incidents", "open311",
+                              "camera", "gas", "attendance", "dashboards", "sync")]
 
 
 class WorkerHeader:
@@ -54,13 +55,13 @@ def _tune_worker() -> None:
     on the GIL, and each thread back from a database round trip waits its turn again. Measured
     with bench.http_api on PostgreSQL (2 workers, 16 clients): 8 threads gave 398 and 381
     completions/s where 40 gave 320 and 312. CITYLOOP_THREADS sets it."""
-    threads = int(os.environ.get("CITYLOOP_THREADS") or 8)
-    anyio.to_thread.current_default_thread_limiter().total_tokens = max(1, threads)
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.current().threads
 
 
 def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None = None) -> FastAPI:
-    scheduler = os.environ.get("CITYLOOP_SCHEDULER", "1") == "1" if scheduler is None else scheduler
-    demo = os.environ.get("CITYLOOP_DEMO", "0") == "1" if demo is None else demo
+    config = settings.current()
+    scheduler = config.scheduler if scheduler is None else scheduler
+    demo = config.demo if demo is None else demo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

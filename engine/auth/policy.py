@@ -26,6 +26,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tasks.reassign": frozenset({"admin", "dispatcher", "unit_leader"}),
     "processes.read": frozenset({"admin", "designer", "dispatcher"}),
     "processes.deploy": frozenset({"designer"}),
+    "incidents.read": frozenset({"admin", "designer"}),   # steps a process could not take, and why
+    "incidents.manage": frozenset({"admin"}),             # retry or resolve them
     "camera.detect": frozenset({"camera", "admin"}),
     "gas.read": frozenset({"admin", "dispatcher", "deliverer", "unit_worker", "unit_leader"}),
     "gas.import": frozenset({"admin"}),

@@ -7,6 +7,7 @@ very next request."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -20,12 +21,14 @@ from sqlmodel import Session, select
 
 from engine.auth.models import Account, Device, LoginAttempt, PairingCode
 from engine.db.models import ServerSecret
+from engine import settings
 from engine.clock import to_db
 from engine.db import direct
 from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
 from engine.runtime.errors import NotFound, ValidationFailed
 
+log = logging.getLogger("cityloop.auth")
 ACCESS_TTL = timedelta(minutes=30)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
 LAST_SEEN_EVERY = timedelta(minutes=1)  # a device's last-seen time is written at most this often
@@ -81,14 +84,28 @@ _SECRETS: dict[str, str] = {}  # by database URL: the key never changes once mad
 
 
 def _secret(s: Session) -> str:
-    """The signing key shared by every worker on this database, made by whichever asks first."""
+    """The token-signing key: from the settings (CITYLOOP_TOKEN_KEY or ..._FILE, the same for
+    every worker), else one kept in the database, made by whichever worker asks first (said
+    in the log: a database dump then holds what forges tokens)."""
     cache_key = _secret_key(s.get_bind())
     if cache_key in _SECRETS:
         return _SECRETS[cache_key]
-    insert_if_new(s, ServerSecret, {"name": "jwt", "value": secrets.token_hex(32)})  # two workers may race here
-    value = s.exec(select(ServerSecret.value).where(ServerSecret.name == "jwt")).one()
+    value = settings.current().secret("token_key")
+    if value is not None and len(value.encode()) < 32:
+        raise RuntimeError("CITYLOOP_TOKEN_KEY needs at least 32 bytes (e.g. `openssl rand -hex 32`)")
+    if value is None:
+        log.warning("access tokens are signed with a key kept in the database: set CITYLOOP_TOKEN_KEY "
+                    "(or CITYLOOP_TOKEN_KEY_FILE) to keep it apart / 令牌签名密钥保存在数据库中，请配置 CITYLOOP_TOKEN_KEY")
+        insert_if_new(s, ServerSecret, {"name": "jwt", "value": secrets.token_hex(32)})  # two workers may race here
+        value = s.exec(select(ServerSecret.value).where(ServerSecret.name == "jwt")).one()
     _SECRETS[cache_key] = value
     return value
+
+
+def forget_keys() -> None:
+    """Read the signing key again (after the settings changed)."""
+    _SECRETS.clear()
+    _VERIFIED.clear()
 
 
 def _secret_key(bind) -> str:

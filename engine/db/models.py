@@ -111,3 +111,29 @@ class ServerSecret(SQLModel, table=True):
     badge-key sealing)."""
     name: str = Field(primary_key=True, max_length=32)
     value: str = Field(max_length=128)
+
+
+class Incident(SQLModel, table=True):
+    """A step a deployed process could not take (Camunda's incident): the failing element,
+    the error and the definition version, with what the caller submitted, kept so that it
+    can be retried once the definition is fixed, or resolved by an administrator. Open
+    while `resolved_at` is empty."""
+    __tablename__ = "incident"
+    __table_args__ = (Index("ix_incident_open", "resolved_at", "id"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    instance_id: int = Field(foreign_key="instance.id", index=True)
+    process_key: str = Field(max_length=128)
+    business_key: Optional[str] = Field(default=None, max_length=128)
+    definition_id: int
+    version: int                                  # the process version that failed
+    step: str = Field(max_length=16)              # start | task | message | timer
+    element: Optional[str] = Field(default=None, max_length=128)
+    message: str = Field(sa_column=Column(Text, nullable=False))          # for administrators only
+    submission: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON: what the caller sent
+    actor: str = Field(max_length=64)
+    attempts: int = 1
+    created_at: datetime
+    last_failed_at: datetime
+    resolved_at: Optional[datetime] = None
+    resolved_by: Optional[str] = Field(default=None, max_length=64)
+    resolution: Optional[str] = Field(default=None, max_length=16)        # retried | resolved

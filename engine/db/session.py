@@ -1,24 +1,21 @@
 """Database engine creation: SQLite (WAL) by default, PostgreSQL via DATABASE_URL."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
+from engine import settings
 from engine.db.sqlite_writer import WriterConnection, WriterLock
-
-DEFAULT_DATA_DIR = Path(os.environ.get("CITYLOOP_DATA", "data"))
 
 
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return normalize_url(url)
-    DEFAULT_DATA_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{DEFAULT_DATA_DIR / 'cityloop.db'}"
+    """The configured database (DATABASE_URL), else SQLite in the data directory."""
+    config = settings.current()
+    if config.database_url:
+        return normalize_url(config.database_url)
+    config.data.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{config.data / 'cityloop.db'}"
 
 
 def normalize_url(url: str) -> str:

@@ -3,12 +3,12 @@ as messages until the grace period ends; then absentees become a notice to the c
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, case, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from engine import settings
 from engine.clock import from_db, to_db
 from engine.db import direct
 from engine.domain.common import load, need, notify, parse_time
@@ -19,7 +19,7 @@ from engine.runtime.operations import OpContext, OperationError, Registry, run_d
 PROCESS = "crew_attendance"
 MESSAGE = "badge_checkin"
 MANUAL = "manual"   # the source of a check-in a person vouched for without the badge's frame
-DISTRICT_TZ = ZoneInfo("Asia/Shanghai")
+DISTRICT_TZ = settings.current().district_tz   # CITYLOOP_TIMEZONE (read once, at start)
 OPENS_BEFORE = timedelta(hours=2)   # a sighting earlier than this before the start is not for this shift
 
 

@@ -3,10 +3,10 @@
 A rotating badge has a random 32-byte master key, made on the server (provision_key) and
 printed only for the badge programmer (`cityloop badge key`); it is never sent over the
 API. At rest it is sealed (Badge.secret = "k1:" + base64url(nonce | key XOR stream | tag),
-stream and tag from HMAC-SHA256 under a key-encryption key): that key comes from
-$CITYLOOP_BADGE_KEY_SECRET if set (keep it outside the database, the same for every worker;
-changing it makes sealed keys unreadable), else from a ServerSecret row, which protects only
-against leaks of the badge table alone. Plain hex secrets (older rows, fixtures) are still read.
+stream and tag from HMAC-SHA256 under a key-encryption key): that key comes from the settings
+(CITYLOOP_BADGE_KEY_SECRET or CITYLOOP_BADGE_KEY_SECRET_FILE: keep it outside the database, the
+same for every worker; changing it makes sealed keys unreadable), else from a ServerSecret
+row, which protects only against leaks of the badge table alone (logged as a warning). Plain hex secrets (older rows, fixtures) are still read.
 Tablets get derived epoch keys (devices.token.derive_epoch_key), for today and
 tomorrow, for their own crews' badges only (epoch_keys). A legacy badge is a static
 iBeacon registered by uuid/major/minor; its sightings count as unverified.
@@ -14,9 +14,10 @@ Checking sightings is in engine.domain.sightings."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
-import os
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,17 +26,20 @@ from uuid import UUID
 from sqlmodel import Session, select
 
 from devices import token
+from engine import settings
 from engine.db.models import ServerSecret
 from engine.db.upsert import insert_if_new
 from engine.domain.attendance import OPENS_BEFORE
 from engine.domain.models import Badge, Cleaner, Crew
 from engine.runtime.errors import Conflict, NotFound, ValidationFailed
+from engine.settings import Settings
 
 KEY_BYTES = 32
 KEY_DAYS = 2            # epoch keys handed to a tablet: today and tomorrow (UTC days)
 SEALED = "k1:"
 _NONCE, _TAG = 12, 12
 KEK_ENV = "CITYLOOP_BADGE_KEY_SECRET"
+log = logging.getLogger("cityloop.badges")
 
 
 @dataclass(frozen=True)
@@ -54,20 +58,27 @@ class BadgePolicy:
         return timedelta(seconds=(2 * self.skew_steps + 1) * token.STEP_SECONDS)
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "BadgePolicy":
-        return cls(skew_steps=int(env.get("CITYLOOP_BADGE_SKEW_STEPS", token.SKEW_STEPS)),
-                   clone_distance_m=float(env.get("CITYLOOP_BADGE_CLONE_METRES", token.CLONE_DISTANCE_M)))
+    def from_settings(cls, config: Settings | None = None) -> "BadgePolicy":
+        config = config or settings.current()
+        return cls(skew_steps=config.badge_skew_steps, clone_distance_m=config.badge_clone_metres)
 
 
 # ---- keys ------------------------------------------------------------------------------------------
+@functools.cache
+def _warn_once() -> None:
+    log.warning("badge master keys are sealed with a key kept in the database: set CITYLOOP_BADGE_KEY_SECRET "
+                "(or ..._FILE) to keep it apart / 工牌密钥的加密密钥保存在数据库中，请配置 CITYLOOP_BADGE_KEY_SECRET")
+
+
 def _kek(s: Session) -> bytes:
     """The key-encryption key (read once per transaction: never cached across databases)."""
     cached = s.info.get("badge_kek")
     if cached is None:
-        env = os.environ.get(KEK_ENV)
-        if env:
-            cached = hashlib.sha256(b"cityloop-badge-kek" + env.encode()).digest()
+        configured = settings.current().secret("badge_key_secret")
+        if configured:
+            cached = hashlib.sha256(b"cityloop-badge-kek" + configured.encode()).digest()
         else:
+            _warn_once()
             insert_if_new(s, ServerSecret, {"name": "badge_keys", "value": secrets.token_hex(32)})  # workers may race
             value = s.exec(select(ServerSecret.value).where(ServerSecret.name == "badge_keys")).one()
             cached = hashlib.sha256(b"cityloop-badge-kek" + value.encode()).digest()

@@ -64,7 +64,7 @@ def record_detection(engine, actor: Actor, d: Detection, cfg: IntakeConfig | Non
     """Store a detection; below the confidence threshold that is all. Otherwise attach it to an
     open order of the same category within the radius and time window, or start a new order.
     Detections of one category are taken one at a time so two cameras never both create."""
-    cfg = cfg or IntakeConfig.from_env()
+    cfg = cfg or IntakeConfig.from_settings()
     with engine.transaction() as s:
         exclusive(s, f"camera-intake:{d.category}")
         if d.snapshot_sha256 and s.get(Attachment, d.snapshot_sha256) is None:

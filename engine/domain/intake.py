@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,12 +30,14 @@ from typing import Any, Mapping
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from engine import settings
 from engine.clock import from_db, to_db
 from engine.db.models import AuditEvent
 from engine.domain import workorders
 from engine.domain.models import AddressCode, Street, Unit, WorkOrder
 from engine.domain.records import Open311Request
 from engine.runtime.errors import Actor, TooManyRequests, ValidationFailed
+from engine.settings import Settings
 
 log = logging.getLogger("cityloop.intake")
 EARTH_RADIUS_M = 6_371_008.8
@@ -92,29 +93,11 @@ class IntakeConfig:
     citizen_per_hour: int = 20     # anonymous reports per client address per hour
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "IntakeConfig":
-        d = cls()
-        return cls(camera_min_confidence=_env_num(env, "CITYLOOP_CAMERA_MIN_CONFIDENCE", d.camera_min_confidence, 0, 1),
-                   camera_radius_m=_env_num(env, "CITYLOOP_CAMERA_RADIUS_M", d.camera_radius_m, 1, 10_000),
-                   camera_window=timedelta(hours=_env_num(env, "CITYLOOP_CAMERA_WINDOW_HOURS",
-                                                          d.camera_window.total_seconds() / 3600, 0.01, 24 * 30)),
-                   locate_max_m=_env_num(env, "CITYLOOP_INTAKE_MAX_DISTANCE_M", d.locate_max_m, 1, 100_000),
-                   default_area=(env.get("CITYLOOP_INTAKE_DEFAULT_AREA") or d.default_area)[:40],
-                   citizen_per_hour=int(_env_num(env, "CITYLOOP_OPEN311_PER_HOUR", d.citizen_per_hour, 1, 1_000_000)))
-
-
-def _env_num(env, name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-        if math.isfinite(value) and low <= value <= high:
-            return value
-    except ValueError:
-        pass
-    log.warning("%s=%r is not a number in [%s, %s]; using %s", name, raw, low, high, default)
-    return default
+    def from_settings(cls, config: Settings | None = None) -> "IntakeConfig":
+        config = config or settings.current()
+        return cls(camera_min_confidence=config.camera_min_confidence, camera_radius_m=config.camera_radius_m,
+                   camera_window=config.camera_window, locate_max_m=config.intake_max_distance_m,
+                   default_area=config.intake_default_area, citizen_per_hour=config.open311_per_hour)
 
 
 # ---- locating ---------------------------------------------------------------------------
@@ -264,7 +247,7 @@ def submit_citizen_report(engine, actor: Actor, r: CitizenReport, cfg: IntakeCon
 
     `client` (an anonymous sender's address) is limited to cfg.citizen_per_hour reports an
     hour; only a hash of it is kept."""
-    cfg = cfg or IntakeConfig.from_env()
+    cfg = cfg or IntakeConfig.from_settings()
     client_key = hashlib.sha256(f"open311|{client}".encode()).hexdigest()[:64] if client is not None else None
     with engine.transaction() as s:
         if client_key is not None:

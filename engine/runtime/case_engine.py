@@ -3,7 +3,8 @@
 Every change to an instance loads its workflow, runs SpiffWorkflow with the safe script
 engine, writes the workflow back with an optimistic version check, and refreshes the side
 tables (open tasks, awaited messages, next timer) and the audit log in the same
-transaction. A step that fails leaves nothing behind but an incident in the audit log.
+transaction. A step the process cannot take is rolled back and parked as an incident with
+what the caller submitted (engine.runtime.incidents), to be retried or resolved.
 """
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import from_db, to_db, utcnow
 from engine.db import direct
 from engine.db.models import AuditEvent, Instance, OpenTask
-from engine.runtime.rows import (SAVE_COMPLETED, SAVE_INSTANCE, InstanceRow, fetch_instance, fetch_open_task,
-                                 insert_instance, instance_query)
-from engine.runtime import state
+from engine.runtime.rows import (DELETE_TASK, SAVE_COMPLETED, SAVE_INSTANCE, InstanceRow, fetch_instance,
+                                 fetch_open_task, insert_instance, instance_query)
+from engine.runtime import incidents, state
 from engine.runtime.data import DataError, check_plain
 from engine.runtime.definitions import DefinitionStore
 from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotFound, ProcessError, TaskGone,
@@ -145,6 +146,8 @@ class CaseEngine:
         result = direct.execute(s.connection(), SAVE_COMPLETED if done else SAVE_INSTANCE, params)
         if result.rowcount != 1:
             raise Conflict(f"instance {row.id} was changed by someone else; reload and retry")
+        if row.error is not None:     # an earlier step failed (a timer, say): this one went through
+            incidents.close_instance(s, row.id, now, actor.id)
         for k, v in values.items():
             setattr(row, k, v)
         self.tasks.sync(s, row, wf, before, after)
@@ -166,15 +169,40 @@ class CaseEngine:
             now = to_db(self.clock())
             row = insert_instance(s, process_key=process_key, definition_id=definition_id, business_key=business_key,
                                   state="running", version=1, workflow="{}", created_at=now, updated_at=now)
-            spec, subprocess_specs = self.definitions.spec(s, definition_id)
-            wf = BpmnWorkflow(spec, subprocess_specs)
-            wf.script_engine = self._script_engine(s, row, actor)
-            for t in wf.get_tasks(state=TaskState.READY):
-                t.data.update(data)
             self._audit(s, row, actor.id, "instance_started", element=process_key,
                         version=version, data=data)
-            self._run_or_raise(s, row, wf, actor, None)
+            try:
+                with s.begin_nested():   # a failing first step leaves the instance (and the caller's rows)
+                    self._run_or_raise(s, row, self._fresh(s, row, data, actor), actor, None)
+            except ProcessError as exc:
+                self._park_start(s, row, version, data, actor, exc)
             return row.id
+
+    def _fresh(self, s: Session, row: InstanceRow, data: dict, actor: Actor) -> BpmnWorkflow:
+        """A new workflow of the instance's process version, holding its start data."""
+        spec, subprocess_specs = self.definitions.spec(s, row.definition_id)
+        wf = BpmnWorkflow(spec, subprocess_specs)
+        wf.script_engine = self._script_engine(s, row, actor)
+        for t in wf.get_tasks(state=TaskState.READY):
+            t.data.update(data)
+        return wf
+
+    def _park_start(self, s: Session, row: InstanceRow, version: int, data: dict, actor: Actor,
+                    exc: ProcessError) -> None:
+        """The first step failed: keep the instance, not run, in state "incident"."""
+        log.warning("process %s v%s could not start (instance %s): %s", row.process_key, version, row.id, exc)
+        now = self.clock()
+        workflow = serializer.dumps(self._fresh(s, row, data, actor))   # as it stands: started, nothing run
+        s.connection().execute(update(Instance).where(Instance.id == row.id)
+                               .values(state="incident", error=str(exc)[:2000], updated_at=to_db(now),
+                                       workflow=workflow))
+        row.state, row.error, row.workflow = "incident", str(exc)[:2000], workflow
+        found = incidents.record(s, now, instance_id=row.id, process_key=row.process_key,
+                                 business_key=row.business_key, definition_id=row.definition_id, version=version,
+                                 step="start", element=exc.element, message=exc.detail, actor=actor.id,
+                                 submission={"data": data, "actor": actor.id, "groups": sorted(actor.groups)})
+        exc.incident = found.id
+        self._audit(s, row, actor.id, "incident", element=exc.element, incident=found.id, step="start")
 
     def _run_or_raise(self, s, row, wf, actor, mutate) -> None:
         try:
@@ -205,6 +233,7 @@ class CaseEngine:
         that referenced photos exist; it raises ValidationFailed), then the step, then
         `also(session, open_task, instance)` (e.g. linking those photos to the order; the
         instance row as saved), so all of it happens or none of it does."""
+        submitted: dict = {}
         try:
             with self.transaction() as s:
                 ot, row = self.tasks.authorized(s, task_id, actor)
@@ -213,24 +242,55 @@ class CaseEngine:
                 clean, form = self._validated(s, row, ot, data)
                 if check is not None:
                     check(s, ot, form, clean)
-                wf = self.load(s, row, actor)
-
-                def run(wf: BpmnWorkflow) -> None:
-                    task = wf.get_task_from_id(UUID(task_id))
-                    if task is None or task.state != TaskState.READY:
-                        raise TaskGone("task is no longer open")
-                    task.data.update(clean)
-                    task.run()
-
-                self._audit(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
-                self._run_or_raise(s, row, wf, actor, run)
-                if also is not None:
-                    also(s, ot, row)
-                return {"instance_id": row.id, "state": row.state, "version": row.version,
-                        "position": state.position(wf)}
+                submitted.update(task=dict(ot), data=clean, version=row.version)
+                return self._complete_step(s, ot, row, clean, actor, also)
         except ProcessError as exc:
-            self.record_incident(_instance_id_of(self, task_id), actor, str(exc), exc.element)
+            if submitted:
+                self._park_task(submitted, actor, exc)
             raise
+
+    def _complete_step(self, s: Session, ot: Mapping, row: InstanceRow, clean: dict, actor: Actor,
+                       also: Callable | None) -> dict:
+        wf = self.load(s, row, actor)
+        task_id = ot["id"]
+
+        def run(wf: BpmnWorkflow) -> None:
+            task = wf.get_task_from_id(UUID(task_id))
+            if task is None or task.state != TaskState.READY:
+                raise TaskGone("task is no longer open")
+            task.data.update(clean)
+            task.run()
+
+        self._audit(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
+        self._run_or_raise(s, row, wf, actor, run)
+        if also is not None:
+            also(s, ot, row)
+        return {"instance_id": row.id, "state": row.state, "version": row.version, "position": state.position(wf)}
+
+    def _park_task(self, submitted: dict, actor: Actor, exc: ProcessError) -> None:
+        """The step after a completion failed (and was rolled back): keep the submission in an
+        incident and take the task out of the lists until it is retried or resolved."""
+        ot = submitted["task"]
+        log.warning("task %s (%s) of instance %s could not be completed: %s", ot["id"], ot["name"],
+                    ot["instance_id"], exc)
+        with self.transaction() as s:
+            row = fetch_instance(s, ot["instance_id"])
+            if row is None or fetch_open_task(s, ot["id"], lock=True) is None:
+                return   # someone else moved it on meanwhile: nothing to park
+            now = self.clock()
+            definition = self.definitions.version_of(s, row.definition_id)
+            found = incidents.record(s, now, instance_id=row.id, process_key=row.process_key,
+                                     business_key=row.business_key, definition_id=row.definition_id,
+                                     version=definition.version, step="task", element=exc.element or ot["name"],
+                                     message=exc.detail, actor=actor.id,
+                                     submission={"task": _task_summary(ot), "data": submitted["data"],
+                                                 "actor": actor.id, "groups": sorted(actor.groups),
+                                                 "instance_version": submitted["version"]})
+            direct.execute(s.connection(), DELETE_TASK, {"id": ot["id"]})
+            s.connection().execute(update(Instance).where(Instance.id == row.id).values(error=str(exc)[:2000]))
+            self._audit(s, row, actor.id, "incident", element=exc.element or ot["name"], incident=found.id,
+                        step="task", message=str(exc)[:2000])
+            exc.incident = found.id
 
     def _validated(self, s: Session, row: InstanceRow, ot, data: Mapping[str, Any]) -> tuple[dict, Any]:
         """(clean data, the task's form or None)."""
@@ -307,19 +367,100 @@ class CaseEngine:
         return fired
 
     def record_incident(self, instance_id: int | None, actor: Actor, message: str, element: str | None,
-                        retry_at: datetime | None = None) -> None:
+                        retry_at: datetime | None = None, step: str = "timer") -> int | None:
+        """An incident for a step that failed where nothing of the caller's needs keeping (a
+        timer, retried by the sweep at `retry_at`; a message, which its sender resends)."""
         if instance_id is None:
-            return
+            return None
         with self.transaction() as s:
             row = fetch_instance(s, instance_id)
             if row is None:
-                return
+                return None
             values = {"error": message[:2000]}
             if retry_at is not None:
                 values["next_timer_at"] = to_db(retry_at)
             s.execute(update(Instance).where(Instance.id == instance_id).values(**values)
                       .execution_options(synchronize_session=False))
-            self._audit(s, row, actor.id, "incident", element=element, message=message[:2000])
+            definition = self.definitions.version_of(s, row.definition_id)
+            found = incidents.record(s, self.clock(), instance_id=row.id, process_key=row.process_key,
+                                     business_key=row.business_key, definition_id=row.definition_id,
+                                     version=definition.version, step=step, element=element, message=message,
+                                     submission={"actor": actor.id}, actor=actor.id)
+            self._audit(s, row, actor.id, "incident", element=element, message=message[:2000], incident=found.id,
+                        step=step)
+            return found.id
+
+    # ---- incidents ------------------------------------------------------------------------
+    def retry_incident(self, incident_id: int, by: Actor, *, check: Callable | None = None,
+                       also: Callable | None = None) -> dict:
+        """Take a parked step again: a start on the newest version of its process (the fix);
+        a task completion with the form data it was sent, on the instance as it is now; a
+        timer at once. Returns the incident (resolved, or open with the new error)."""
+        with self.transaction() as s:
+            incident = incidents.get_open(s, incident_id)
+            sub = json.loads(incident.submission)
+            actor = Actor(sub.get("actor") or incident.actor, sub.get("groups") or ())
+            row = fetch_instance(s, incident.instance_id, lock=s.get_bind().dialect.name == "postgresql")
+            if row is None:
+                raise NotFound(f"instance {incident.instance_id} is gone")
+            events = mark(s)
+            try:
+                with s.begin_nested():
+                    self._retry(s, incident, row, sub, actor, check, also)
+            except ProcessError as exc:
+                forget_since(s, events)   # (the retried step's own events did not happen)
+                incidents.failed_again(s, incident, self.clock(), exc.detail if exc.element is None
+                                       else f"{exc.element}: {exc.detail}")
+                self._audit(s, row, by.id, "incident_retry_failed", element=exc.element, incident=incident.id)
+                return incidents.as_dict(incident)
+            incidents.close(s, incident, self.clock(), by.id, "retried")
+            self._audit(s, row, by.id, "incident_retried", element=incident.element, incident=incident.id)
+            return incidents.as_dict(incident)
+
+    def _retry(self, s: Session, incident, row: InstanceRow, sub: dict, actor: Actor, check, also) -> None:
+        if incident.step == "start":
+            if row.state != "incident":
+                raise Conflict(f"instance {row.id} is not waiting to start (it is {row.state})")
+            definition_id, _version = self.definitions.latest_process(s, row.process_key)
+            if definition_id != row.definition_id:
+                s.connection().execute(update(Instance).where(Instance.id == row.id)
+                                       .values(definition_id=definition_id))
+                row.definition_id = definition_id
+            self._run_or_raise(s, row, self._fresh(s, row, sub.get("data") or {}, actor), actor, None)
+        elif incident.step == "task":
+            ot = sub["task"]
+            wf = self.load(s, row, actor)
+            task = wf.get_task_from_id(UUID(ot["id"]))
+            if task is None or task.state != TaskState.READY:
+                raise Conflict("the parked task is no longer open in its case; resolve the incident instead")
+            form = None
+            if ot.get("form_ref"):
+                found = self.definitions.form_for(s, row.definition_id, ot["form_ref"])
+                form = found[1] if found else None
+            if check is not None:
+                check(s, ot, form, sub["data"])
+            self._complete_step(s, ot, row, sub["data"], actor, also)
+        else:   # timer, message: run what is due now
+            wf = self.load(s, row, actor)
+            self._run_or_raise(s, row, wf, actor, lambda wf: wf.refresh_timers())
+
+    def resolve_incident(self, incident_id: int, by: Actor, note: str) -> dict:
+        """An administrator settled it by other means: the parked submission is dropped (it
+        stays in the incident for the record) and a parked task is open again."""
+        with self.transaction() as s:
+            incident = incidents.get_open(s, incident_id)
+            row = fetch_instance(s, incident.instance_id)
+            if incident.step == "task" and row is not None and row.state == "running":
+                ot = json.loads(incident.submission)["task"]
+                wf = self.load(s, row, Actor(by.id))
+                task = wf.get_task_from_id(UUID(ot["id"]))
+                if task is not None and task.state == TaskState.READY and fetch_open_task(s, ot["id"]) is None:
+                    self.tasks.reopen(s, row, wf, task)
+            incidents.close(s, incident, self.clock(), by.id, "resolved")
+            if row is not None:
+                self._audit(s, row, by.id, "incident_resolved", element=incident.element, incident=incident.id,
+                            note=note[:500])
+            return incidents.as_dict(incident)
 
     # ---- reading --------------------------------------------------------------------------
     def instance(self, instance_id: int) -> dict:
@@ -364,10 +505,8 @@ def _element_of(exc: Exception) -> str | None:
     return getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
 
 
-def _instance_id_of(engine: CaseEngine, task_id: str) -> int | None:
-    with engine.transaction(write=False) as s:
-        ot = fetch_open_task(s, task_id)
-        return ot["instance_id"] if ot else None
+def _task_summary(ot: Mapping) -> dict:
+    return {k: ot[k] for k in ("id", "instance_id", "process_key", "business_key", "name", "title", "form_ref")}
 
 
 __all__ = ["CaseEngine", "Actor", "EngineError", "NotFound", "Conflict", "Forbidden", "ValidationFailed",

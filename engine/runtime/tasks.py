@@ -59,6 +59,10 @@ class TaskIndex:
                 insert_rows(conn, INSERT_AWAITED, [{"instance_id": row.id, "name": n,
                                                     "business_key": row.business_key} for n in sorted(awaited)])
 
+    def reopen(self, s: Session, row, wf, task) -> None:
+        """List a ready task again (its row was taken out while a completion of it was parked)."""
+        self._open(s, row, wf, [task])
+
     def _open(self, s: Session, row, wf, tasks: list) -> None:
         now = to_db(self.engine.clock())
         rows, group_rows = [], []

@@ -164,6 +164,9 @@ def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
                                                 "seen_at": seen.isoformat()})
                 record(s, verdict)
                 return verdict
+        except ProcessError as exc:   # the shift's process could not take it: the server's problem, kept
+            raise Refused("conflict", *REASONS["process_error"], reason="process_error",
+                          server_side={"shift_id": p.shift_id, "element": exc.element}) from None
         except NotFound:
             raise Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
                           server_side={"shift_id": p.shift_id, "message": "the shift's process takes no more check-ins"}) \

@@ -12,7 +12,6 @@ Plain Python: no HTTP here."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy import exists as exists_
 from sqlalchemy.exc import DataError as DBAPIDataError, IntegrityError
 
+from engine import settings
 from engine.clock import from_db, to_db
 from engine.db import direct
 from engine.domain.groups import groups_of
@@ -31,7 +31,11 @@ from engine.runtime.errors import Actor
 from sync.protocol import SHA256, CODES, InvalidOp, Op, PushBatch, Verdict, body_hash
 from sync.server.models import SyncConflict, SyncOp, SyncOpWait
 
-SKEW_THRESHOLD = timedelta(seconds=int(os.environ.get("CITYLOOP_SYNC_SKEW_SECONDS", "300")))
+
+
+def skew_limit() -> timedelta:
+    """A device clock further off than this is flagged (never refused): CITYLOOP_SYNC_SKEW_SECONDS."""
+    return timedelta(seconds=settings.current().sync_skew_seconds)
 _SHA = re.compile(SHA256)
 
 
@@ -95,7 +99,7 @@ _STAFF = select(Staff.role, Staff.unit_code, Staff.active).where(Staff.id == bin
 
 # ---- entry points -------------------------------------------------------------------------------
 def push(engine, who: Pusher, batch: PushBatch, *, exists: Callable[[str], bool] | None = None,
-         sent_at: datetime | None = None, skew_threshold: timedelta = SKEW_THRESHOLD) -> list[Verdict]:
+         sent_at: datetime | None = None, skew_threshold: timedelta | None = None) -> list[Verdict]:
     """One verdict per op, in order. Ops are independent: each has its own transaction. What
     the batch's ops were sent before and which of their photos are stored is read once."""
     ops = [o for o in batch.ops if isinstance(o, Op)]
@@ -135,7 +139,7 @@ def _wait_together(engine, who: Pusher, ops: list[Op], known: dict[str, SyncOp],
         with engine.transaction() as s:
             conn, rows, waits = s.connection(), [], []
             for op, missing in new.values():
-                timing = _timing(op, sent_at, now, threshold)
+                timing = timing_of(op, sent_at, now, threshold)
                 verdict = _waiting_verdict(op, timing, missing)
                 rows.append(_row(who, op, body_hash(op), timing, verdict,
                                  verdict.model_dump(mode="json", exclude={"op_id", "verdict"})))
@@ -165,7 +169,7 @@ def release_stranded(engine, exists: Callable[[str], bool] | None = None, limit:
 
 
 def push_one(engine, who: Pusher, item: Op | InvalidOp, *, exists=None, sent_at: datetime | None = None,
-             skew_threshold: timedelta = SKEW_THRESHOLD,
+             skew_threshold: timedelta | None = None,
              prefetched: tuple[dict[str, SyncOp], set[str]] | None = None) -> Verdict:
     """`prefetched`: (sync_op rows by op_id, stored photo ids) read beforehand for a batch;
     a race with a concurrent copy is still caught by the sync_op key."""
@@ -181,7 +185,7 @@ def push_one(engine, who: Pusher, item: Op | InvalidOp, *, exists=None, sent_at:
                     and row.actor == who.id and any(sha not in prefetched[1] for sha in needed_photos(op))):
                 return _stored_verdict(row, "waiting")   # its photos are still not all here
             return _again(engine, who, op, digest, row, exists)
-        timing = _timing(op, sent_at, engine.clock(), skew_threshold)
+        timing = timing_of(op, sent_at, engine.clock(), skew_threshold)
         try:
             if prefetched and not attempt:
                 missing = [sha for sha in needed_photos(op)
@@ -244,11 +248,12 @@ def _missing(conn, shas: list[str], exists: Callable[[str], bool] | None) -> lis
     return [sha for sha in shas if sha not in stored or (exists is not None and not exists(sha))]
 
 
-def _timing(op: Op, sent_at: datetime | None, now: datetime, threshold: timedelta) -> Timing:
+def timing_of(op: Op, sent_at: datetime | None, now: datetime, threshold: timedelta | None = None) -> Timing:
     """The device clock's offset, from the batch's sent_at when given (an op made offline
     hours ago is not a clock error), else from the op's own time. Flagged, never refused."""
     skew = ((sent_at or op.device_time) - now).total_seconds()
-    return Timing(now, op.device_time, skew, abs(skew) > threshold.total_seconds())
+    limit = (threshold or skew_limit()).total_seconds()
+    return Timing(now, op.device_time, skew, abs(skew) > limit)
 
 
 # ---- the verdict of an op seen before ---------------------------------------------------------------

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from engine import settings
 from engine.clock import to_db
 from engine.domain.records import Attachment
 from engine.storage import (ALLOWED_TYPES, AttachmentStore, StoreError, TooLarge, UnsupportedType, check_id,
@@ -355,4 +356,4 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("CITYLOOP_DATA") or "data") / "uploads"
+    return settings.current().data / "uploads"

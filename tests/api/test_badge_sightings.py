@@ -299,10 +299,10 @@ def test_concurrent_pushes_from_two_places_still_catch_every_clone(app, gateway,
         assert statuses == ["expected"] * 10, statuses
 
 
-def test_keys_are_sealed_with_the_configured_key_encryption_key(system, monkeypatch):
+def test_keys_are_sealed_with_the_configured_key_encryption_key(system, setenv):
     from engine.domain import badges
     from engine.runtime.errors import Conflict
-    monkeypatch.setenv(badges.KEK_ENV, "first secret")
+    setenv(CITYLOOP_BADGE_KEY_SECRET="first secret")
     with system.transaction() as s:
         badges.register(s, "K0001")
         key, made = badges.provision_key(s, "K0001")
@@ -315,12 +315,12 @@ def test_keys_are_sealed_with_the_configured_key_encryption_key(system, monkeypa
         s.get(Badge, "K0002").secret = moved
         s.flush()
         assert badges.master_key(s, s.get(Badge, "K0002")) is None
-    monkeypatch.setenv(badges.KEK_ENV, "another secret")
+    setenv(CITYLOOP_BADGE_KEY_SECRET="another secret")
     with system.transaction() as s:
         assert badges.master_key(s, s.get(Badge, "K0001")) is None
         with pytest.raises(Conflict, match="cannot be read"):
             badges.provision_key(s, "K0001")        # never silently replaced
-    monkeypatch.delenv(badges.KEK_ENV)
+    setenv(CITYLOOP_BADGE_KEY_SECRET=None)
     with system.transaction() as s:       # without the variable: a key kept in the database
         badges.register(s, "K0003")
         assert len(badges.master_key(s, s.get(Badge, "K0003"))) == 32

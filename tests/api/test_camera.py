@@ -73,21 +73,19 @@ def test_low_confidence_is_recorded_without_an_order(client, system, clock, came
     assert len(client.get(URL, headers=camera).json()) == 1
 
 
-def test_time_window_and_settings(client, system, clock, camera, monkeypatch):
+def test_time_window_and_settings(client, system, clock, camera, setenv):
     first = _detect(client, camera, clock).json()
     clock.advance(hours=25)
     late = _detect(client, camera, clock, north_m=5).json()   # outside the 24 h window
     assert late["outcome"] == "created" and late["work_order_id"] != first["work_order_id"]
     old = _detect(client, camera, clock, hours=-24.5, north_m=5).json()   # uploaded late: within both windows
     assert old["outcome"] == "attached" and old["work_order_id"] in (first["work_order_id"], late["work_order_id"])
-    monkeypatch.setenv("CITYLOOP_CAMERA_RADIUS_M", "10")
-    monkeypatch.setenv("CITYLOOP_CAMERA_MIN_CONFIDENCE", "0.95")
+    setenv(CITYLOOP_CAMERA_RADIUS_M="10", CITYLOOP_CAMERA_MIN_CONFIDENCE="0.95")
     assert _detect(client, camera, clock, north_m=3).json()["outcome"] == "below_threshold"
     near = _detect(client, camera, clock, north_m=3, confidence=0.97, hours=-0.1).json()
     assert near["outcome"] == "attached" and near["work_order_id"] == late["work_order_id"]
     assert _detect(client, camera, clock, north_m=20, confidence=0.97, hours=-0.2).json()["outcome"] == "created"
-    monkeypatch.setenv("CITYLOOP_CAMERA_RADIUS_M", "not a number")  # logged; default 50 m
-    monkeypatch.delenv("CITYLOOP_CAMERA_MIN_CONFIDENCE")
+    setenv(CITYLOOP_CAMERA_RADIUS_M=None, CITYLOOP_CAMERA_MIN_CONFIDENCE=None)   # the defaults: 50 m, 0.6
     assert _detect(client, camera, clock, north_m=40, hours=-0.3).json()["outcome"] == "attached"
 
 

@@ -224,8 +224,8 @@ def test_random_json_is_created_or_a_400(client, body, fmt):
         assert _xml(client.get(f"{P}/requests/{rid}.xml")).find("request") is not None
 
 
-def test_anonymous_senders_are_limited_per_address_and_staff_are_not(client, clock, tokens, monkeypatch):
-    monkeypatch.setenv("CITYLOOP_OPEN311_PER_HOUR", "3")
+def test_anonymous_senders_are_limited_per_address_and_staff_are_not(client, clock, tokens, setenv):
+    setenv(CITYLOOP_OPEN311_PER_HOUR="3")
     for _ in range(3):
         assert _post(client).status_code == 201
     refused = _post(client)

@@ -155,10 +155,12 @@ def test_endpoints_answer_anything_with_a_4xx_or_verdicts(client, tokens, body, 
     assert r.status_code == 200 or r.json()["error"]
 
 
-def test_skew_threshold_is_a_setting():
-    from sync.server.ops import SKEW_THRESHOLD, _timing
+def test_skew_threshold_is_a_setting(setenv):
+    from sync.server.ops import skew_limit, timing_of
     o = decode_push(raw({"protocol": 1, "ops": [good_op()]})).ops[0]
-    assert SKEW_THRESHOLD == timedelta(minutes=5)
-    assert _timing(o, None, T0 + timedelta(minutes=4), SKEW_THRESHOLD).flagged is False
-    assert _timing(o, None, T0 + timedelta(minutes=6), SKEW_THRESHOLD).flagged is True
-    assert _timing(o, None, T0 + timedelta(minutes=6), timedelta(minutes=10)).flagged is False
+    assert skew_limit() == timedelta(minutes=5)
+    assert timing_of(o, None, T0 + timedelta(minutes=4)).flagged is False
+    assert timing_of(o, None, T0 + timedelta(minutes=6)).flagged is True
+    assert timing_of(o, None, T0 + timedelta(minutes=6), timedelta(minutes=10)).flagged is False
+    setenv(CITYLOOP_SYNC_SKEW_SECONDS="600")
+    assert timing_of(o, None, T0 + timedelta(minutes=6)).flagged is False

@@ -286,7 +286,7 @@ def deactivate_badge(badge_id: Annotated[str, Path(pattern=BADGE)], request: Req
 def list_shifts(request: Request, principal: Principal = allow("attendance.read"),
                 crew: str | None = Query(None, pattern=CODE),
                 day: date | None = Query(None, ge=date(2000, 1, 1), le=date(2999, 12, 31),
-                                         description="district-local date (Asia/Shanghai)"),
+                                         description="district-local date (CITYLOOP_TIMEZONE)"),
                 limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1)):
     q = select(Shift).join(Crew, Crew.code == Shift.crew_code).where(*crews_visible(principal))
     if crew:

@@ -126,7 +126,7 @@ def _parse(raw: Any, batch: SightingBatch) -> sightings.Sighting | str:
 def policy_of(request: Request) -> badges.BadgePolicy:
     """The app's badge policy (app.state.badge_policy), else from the environment."""
     policy = getattr(request.app.state, "badge_policy", None)
-    return policy if policy is not None else badges.BadgePolicy.from_env()
+    return policy if policy is not None else badges.BadgePolicy.from_settings()
 
 
 @router.post("/sightings", response_model=SightingsOut,

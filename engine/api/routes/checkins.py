@@ -4,6 +4,7 @@ Same prefix and object rule as engine.api.routes.attendance: a badge gateway may
 any shift; a supervisor or unit leader only to their own crews' shifts (others' are a 404)."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -20,9 +21,10 @@ from engine.auth.service import Principal
 from engine.clock import from_db
 from engine.domain import attendance, sightings
 from engine.domain.models import Attendance, Badge, BadgeSighting, Cleaner
-from engine.runtime.errors import Conflict, EngineError, NotFound
+from engine.runtime.errors import Conflict, EngineError, NotFound, ProcessError
 from engine.services.access import shift_for
 
+log = logging.getLogger("cityloop.api")
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
 MAX_BATCH = 1000
 MAX_SKEW = timedelta(minutes=5)       # a device clock this far ahead of the server's is not believed
@@ -261,6 +263,10 @@ def _apply_one(engine, shift_id: int, i: int, item: CheckinItem, actor, role: st
         return Verdict(**v, verdict="applied", code=200, status=new)
     except NotFound:
         return Verdict(**v, verdict="conflict", code=409, message=f"shift {shift_id} is closed / 班次已关闭")
+    except ProcessError as exc:   # not the sender's fault, and the process's text is not theirs to see
+        log.error("shift %s could not take a check-in of %s: %s", shift_id, item.badge_id, exc)
+        return Verdict(**v, verdict="conflict", code=500, message="the shift's process could not take this check-in; "
+                       "administrators were told / 班次流程无法处理此打卡，已通知管理员")
     except EngineError as exc:
         return Verdict(**v, verdict="invalid" if not isinstance(exc, Conflict) else "conflict",
                        code=409 if isinstance(exc, Conflict) else 422, message=str(exc))

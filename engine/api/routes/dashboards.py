@@ -138,7 +138,7 @@ def work_orders(request: Request, principal: Principal = allow("dashboards.read"
             summary="Attendance rate by contract and day / 出勤率")
 def attendance_rates(request: Request, principal: Principal = allow("dashboards.read"),
                      start: str | None = FROM, end: str | None = TO):
-    """Shifts starting in the period, by contract and district-local day (Asia/Shanghai):
+    """Shifts starting in the period, by contract and district-local day (CITYLOOP_TIMEZONE):
     (present + late) / expected."""
     engine = engine_of(request)
     period = _period(engine.clock(), start, end, principal)

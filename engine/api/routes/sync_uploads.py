@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 from anyio import CapacityLimiter, to_thread
@@ -23,6 +22,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
+from engine import settings
 from engine.api.deps import allow, engine_of
 from engine.api.errors import problem
 from engine.auth.service import Principal
@@ -193,7 +193,7 @@ def _upload_limiter(request: Request) -> CapacityLimiter:
     state = request.app.state
     limiter = getattr(state, "upload_limiter", None)
     if limiter is None:
-        limiter = state.upload_limiter = CapacityLimiter(max(1, int(os.environ.get("CITYLOOP_UPLOAD_THREADS") or 3)))
+        limiter = state.upload_limiter = CapacityLimiter(settings.current().upload_threads)
     return limiter
 
 

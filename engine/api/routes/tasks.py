@@ -17,7 +17,7 @@ from engine.auth.policy import OVERSEERS, PERMISSIONS
 from engine.auth.service import Principal
 from engine.clock import from_db
 from engine.domain.models import Staff
-from engine.runtime.errors import Forbidden, NotFound, ValidationFailed
+from engine.runtime.errors import Forbidden, NotFound, ProcessError, ValidationFailed
 from engine.runtime.reassign import reassign
 from engine.runtime.rows import fetch_open_task, task_groups
 from engine.runtime.tasks import FormsOf
@@ -60,6 +60,13 @@ class CompleteOut(BaseModel):
     state: str
     version: int
     position: list[dict[str, Any]]
+
+
+class ParkedOut(BaseModel):
+    state: str = "incident"
+    incident: int = Field(description="the incident that keeps this submission until it is retried")
+    message: str = ("accepted; the next step is waiting for an administrator, your entry is kept "
+                    "/ 已受理；下一步待管理员处理，您提交的内容已保存")
 
 
 class ReassignIn(BaseModel):
@@ -142,11 +149,21 @@ def release_task(task_id: str, request: Request, principal: Principal = allow("t
 
 @router.post("/tasks/{task_id}/complete", response_model=CompleteOut,
              summary="Complete a task with its form data / 提交任务",
-             responses={409: {"description": "already completed, claimed by someone else, or the instance moved on"},
+             responses={202: {"model": ParkedOut, "description": "accepted and kept, but the process could not "
+                                                                 "take its next step: an incident for administrators"},
+                        409: {"description": "already completed, claimed by someone else, or the instance moved on"},
                         422: {"description": "form errors, keyed by field"}})
 def complete_task(task_id: str, body: CompleteIn, request: Request, principal: Principal = allow("tasks.work")):
-    result = tasks.complete(engine_of(request), principal, actor_of(principal), task_id, body.data,
-                            expected_version=body.expected_version)
+    try:
+        result = tasks.complete(engine_of(request), principal, actor_of(principal), task_id, body.data,
+                                expected_version=body.expected_version)
+    except ProcessError as exc:
+        if exc.incident is None:
+            raise
+        # The process could not take its next step: the submission is kept in an incident for
+        # administrators; for the caller it is accepted (the task leaves their list).
+        return Response(ParkedOut(incident=exc.incident).model_dump_json(), status_code=202,
+                        media_type="application/json")
     # (our own model: serialized once here, not validated again in a further thread-pool hop,
     # which FastAPI takes for a sync route's response model: ~0.2 ms of CPU per completion)
     return Response(CompleteOut(**result).model_dump_json(), media_type="application/json")
