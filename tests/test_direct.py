@@ -92,9 +92,47 @@ def test_constants_written_into_the_sql_run_on_the_cursor_and_callers_values_do_
     for sid in ("r2", "r1"):
         direct.execute(conn, _INSERT_STAFF, {"id": sid, "name": sid, "role": "reviewer", "unit_code": None,
                                              "phone": None, "active": True})
-    assert direct._plan(conn.dialect, _ROLES_JOINED, ("role",)) is not None     # written in once, kept
+    assert direct.runs_on_cursor(conn.dialect, _ROLES_JOINED, ("role",))     # written in once, kept
     joined = direct.execute(conn, _ROLES_JOINED, {"role": "reviewer"}).scalar()
     assert sorted(joined.split("|")) == ["r1", "r2"]
     assert joined == conn.execute(_ROLES_JOINED, {"role": "reviewer"}).scalar()
-    assert direct._plan(conn.dialect, _LIMIT_WRITTEN, ("n",)) is None            # the caller's value: SQLAlchemy's way
+    assert not direct.runs_on_cursor(conn.dialect, _LIMIT_WRITTEN, ("n",))            # the caller's value: SQLAlchemy's way
     assert direct.execute(conn, _LIMIT_WRITTEN, {"n": 1}).scalars().all() == ["r1"]
+
+
+def test_the_sqlalchemy_internals_it_reads_are_where_it_expects_them(conn):
+    """Fails naming the internal an upgrade of SQLAlchemy moved (see direct.INTERNALS)."""
+    compiled = _AUDIT_BY_ACTOR.compile(dialect=conn.dialect, column_keys=["actor"])
+    processors = compiled._bind_processors
+    assert isinstance(processors, dict), "SQLCompiler._bind_processors is no longer a dict"
+    assert all(callable(p) for p in processors.values()), "SQLCompiler._bind_processors holds non-callables"
+    columns = compiled._result_columns
+    assert [c.keyname for c in columns] == ["id", "at", "kind", "detail"], "SQLCompiler._result_columns changed"
+    at_type = columns[1].type
+    assert hasattr(at_type, "_cached_result_processor"), "TypeEngine._cached_result_processor is gone"
+    assert at_type._cached_result_processor(conn.dialect, None) is None or callable(
+        at_type._cached_result_processor(conn.dialect, None))
+    for name in ("positiontup", "bind_names", "literal_execute_params", "post_compile_params",
+                 "escaped_bind_names", "construct_expanded_state", "positional", "params", "string"):
+        assert hasattr(compiled, name), f"SQLCompiler.{name} is gone"
+    assert set(direct.INTERNALS) and all(isinstance(v, str) for v in direct.INTERNALS.values())
+
+
+def test_statements_are_not_hidden_from_those_who_watch(system, conn):
+    """With a cursor listener on the engine (tracing, a statement counter), every statement
+    goes through SQLAlchemy and is seen; without one it runs on the cursor."""
+    from sqlalchemy import event
+    seen = []
+
+    def count(conn_, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    direct.execute(conn, _STAFF, {"id": "nobody"})
+    assert seen == []
+    event.listen(system.db, "before_cursor_execute", count)
+    try:
+        direct.execute(conn, _STAFF, {"id": "nobody"})
+        direct.execute_many(conn, _DEACTIVATE, [{"role_of": "nobody"}])
+    finally:
+        event.remove(system.db, "before_cursor_execute", count)
+    assert len(seen) == 2 and "staff" in seen[0].lower(), seen

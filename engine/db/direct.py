@@ -17,18 +17,47 @@ events and the result object. A statement it cannot run faithfully (expanding or
 parameters, Python-side column defaults the parameters leave out) goes through
 `conn.execute` as before.
 
-It reads three attributes SQLAlchemy keeps private (a compiled statement's bind and result
-processors, a type's cached result processor); tests/test_direct.py checks its rows
-against SQLAlchemy's own on both databases, so an upgrade that moves them fails there.
+Nothing is hidden from those who watch: when SQL logging is on (`echo`, or the
+`sqlalchemy.engine` logger at INFO) or anything listens for cursor executions on the engine
+(tracing, e.g. OpenTelemetry's SQLAlchemy instrumentation, or a test counting statements),
+every statement goes through `conn.execute`, so it is logged and seen like any other.
+
+Kept, not retired (issue 11): the step path runs 5-8 such statements per completion, and the
+measured saving is about half of SQLAlchemy's CPU per statement (above); fewer statements per
+step would not remove that per-statement cost. It is confined to this module's two functions,
+`execute` and `execute_many`. It reads SQLAlchemy internals, all named in `INTERNALS`:
+tests/test_direct.py pins each one (present, of the expected kind) and checks the rows
+against SQLAlchemy's own on both databases, so an upgrade that moves them fails there,
+naming what moved.
 """
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import namedtuple
 
 from sqlalchemy import exc as sa_exc
 
+__all__ = ["execute", "execute_many", "runs_on_cursor", "Result", "INTERNALS"]
+
+# What this module reads of SQLAlchemy beyond its public API (pinned by tests/test_direct.py):
+INTERNALS = {
+    "SQLCompiler._bind_processors": "bind name -> function converting a value for the driver",
+    "SQLCompiler._result_columns": "the result columns, each with .keyname and .type",
+    "TypeEngine._cached_result_processor": "(dialect, driver type code) -> function or None",
+    "SQLCompiler.positiontup / bind_names / literal_execute_params / post_compile_params / escaped_bind_names":
+        "how parameters are laid out, and which statements cannot run as compiled",
+    "SQLCompiler.construct_expanded_state": "the SQL with literal-execute constants written in",
+}
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # dialect -> {key: (stmt, _Plan | None)}
+_SQL_LOG = logging.getLogger("sqlalchemy.engine.Engine")
+
+
+def _watched(conn) -> bool:
+    """SQL logging is on, or something listens for this engine's cursor executions."""
+    dispatch = conn.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute or conn.engine.echo
+                or _SQL_LOG.isEnabledFor(logging.INFO))
 
 
 class _Plan:
@@ -90,6 +119,11 @@ def _plan(dialect, stmt, keys: tuple, many: bool = False) -> _Plan | None:
     return plan
 
 
+def runs_on_cursor(dialect, stmt, keys: tuple) -> bool:
+    """Whether `stmt` with parameters `keys` runs on the cursor here (else SQLAlchemy runs it)."""
+    return _plan(dialect, stmt, tuple(keys)) is not None
+
+
 class Result:
     """What the hot path reads from a statement: rows (named tuples) and rowcount."""
     __slots__ = ("rows", "rowcount", "keys")
@@ -148,7 +182,7 @@ def execute(conn, stmt, params: dict | None = None):
     params = params or {}
     dialect = conn.dialect
     plan = _plan(dialect, stmt, tuple(params))
-    if plan is None:
+    if plan is None or _watched(conn):
         return conn.execute(stmt, params)
     args = plan.parameters(params)
     raw, cursor = _cursor(conn)
@@ -173,7 +207,7 @@ def execute_many(conn, stmt, rows: list[dict]) -> None:
     every row has the first one's keys."""
     dialect = conn.dialect
     plan = _plan(dialect, stmt, tuple(rows[0]), many=True) if rows else None
-    if plan is None or plan.row is not None:
+    if plan is None or plan.row is not None or _watched(conn):
         conn.execute(stmt, rows)
         return
     args = [plan.parameters(r) for r in rows]
