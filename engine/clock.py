@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from typing import overload
 
 
 def utcnow() -> datetime:
@@ -30,6 +31,14 @@ class ManualClock:
             self._now = when
 
 
+@overload
+def to_db(dt: datetime) -> datetime: ...
+
+
+@overload
+def to_db(dt: None) -> None: ...
+
+
 def to_db(dt: datetime | None) -> datetime | None:
     """Datetimes go to the database aware, in UTC (SQLModel's UTCDateTime column type
     refuses naive values); a naive value here is taken as UTC already."""
@@ -38,6 +47,14 @@ def to_db(dt: datetime | None) -> datetime | None:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
+
+
+@overload
+def from_db(dt: datetime) -> datetime: ...
+
+
+@overload
+def from_db(dt: None) -> None: ...
 
 
 def from_db(dt: datetime | None) -> datetime | None:

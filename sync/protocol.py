@@ -20,7 +20,7 @@ import base64
 import hashlib
 import json
 from datetime import datetime, timezone
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,8 +31,10 @@ MAX_OPS = 200
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 12
 MAX_ATTACHMENTS = 20
-KINDS = ("complete_task", "check_in", "comment", "attach")
-VERDICTS = ("applied", "duplicate", "mismatch", "conflict", "invalid", "waiting")
+Kind = Literal["complete_task", "check_in", "comment", "attach"]
+VerdictName = Literal["applied", "duplicate", "mismatch", "conflict", "invalid", "waiting"]
+KINDS: tuple[str, ...] = get_args(Kind)
+VERDICTS: tuple[str, ...] = get_args(VerdictName)
 CODES = {"applied": 200, "duplicate": 200, "mismatch": 409, "conflict": 409, "invalid": 422, "waiting": 202}
 SHA256 = r"^[0-9a-f]{64}$"
 TEXT_ID = r"^[\w.:@-]{1,64}$"
@@ -60,7 +62,7 @@ class Gps(_Strict):
 
 class Op(_Strict):
     op_id: str = Field(description="a UUID the device made for this op, lowercase canonical form")
-    kind: Literal[KINDS]
+    kind: Kind
     task_id: str | None = Field(default=None, pattern=r"^[0-9A-Za-z-]{1,36}$")
     based_on_version: int | None = Field(default=None, ge=1, le=2**31)
     payload: dict[str, Any] = Field(default_factory=dict)
@@ -135,7 +137,8 @@ class AttachPayload(_Strict):
     kind: Literal["evidence", "after"] = "evidence"
 
 
-PAYLOADS = {"check_in": CheckInPayload, "comment": CommentPayload, "attach": AttachPayload}
+PAYLOADS: dict[str, type[BaseModel]] = {"check_in": CheckInPayload, "comment": CommentPayload,
+                                        "attach": AttachPayload}
 
 
 class InvalidOp(BaseModel):
@@ -173,7 +176,7 @@ class PullRequest(_Strict):
 
 class Verdict(BaseModel):
     op_id: str | None
-    verdict: Literal[VERDICTS]
+    verdict: VerdictName
     code: int
     result: dict[str, Any] | None = None
     errors: dict[str, str] | None = None

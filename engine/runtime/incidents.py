@@ -22,7 +22,7 @@ import json
 from datetime import datetime
 
 from sqlalchemy import func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.clock import from_db, to_db
 from engine.db.models import Incident
@@ -41,7 +41,7 @@ def record(s: Session, now: datetime, *, instance_id: int, process_key: str, bus
     """A new open incident (or, for a timer that fails again, the open one's attempts counted)."""
     if step == "timer":
         same = s.exec(select(Incident).where(Incident.instance_id == instance_id, Incident.step == "timer",
-                                             Incident.resolved_at.is_(None))).first()
+                                             col(Incident.resolved_at).is_(None))).first()
         if same is not None:
             failed_again(s, same, now, message)
             return same
@@ -56,8 +56,8 @@ def record(s: Session, now: datetime, *, instance_id: int, process_key: str, bus
 
 
 def open_for(s: Session, instance_id: int) -> list[Incident]:
-    return list(s.exec(select(Incident).where(Incident.instance_id == instance_id, Incident.resolved_at.is_(None))
-                       .order_by(Incident.id)))
+    return list(s.exec(select(Incident).where(Incident.instance_id == instance_id, col(Incident.resolved_at).is_(None))
+                       .order_by(col(Incident.id))))
 
 
 def get_open(s: Session, incident_id: int) -> Incident:
@@ -71,13 +71,13 @@ def get_open(s: Session, incident_id: int) -> Incident:
 
 def listing(s: Session, *, open_only: bool = True, process_key: str | None = None, limit: int = 100,
             offset: int = 0) -> tuple[list[Incident], int]:
-    where = []
+    where: list = []
     if open_only:
-        where.append(Incident.resolved_at.is_(None))
+        where.append(col(Incident.resolved_at).is_(None))
     if process_key:
         where.append(Incident.process_key == process_key)
     total = s.exec(select(func.count()).select_from(Incident).where(*where)).one()
-    rows = s.exec(select(Incident).where(*where).order_by(Incident.id.desc()).limit(limit).offset(offset)).all()
+    rows = s.exec(select(Incident).where(*where).order_by(col(Incident.id).desc()).limit(limit).offset(offset)).all()
     return list(rows), total
 
 
@@ -97,8 +97,8 @@ def close(s: Session, incident: Incident, now: datetime, by: str, resolution: st
 
 def close_instance(s: Session, instance_id: int, now: datetime, by: str, steps=("timer", "message")) -> None:
     """A step of the instance went through: its open incidents of these kinds are over."""
-    s.connection().execute(update(Incident).where(Incident.instance_id == instance_id,
-                                                  Incident.step.in_(steps), Incident.resolved_at.is_(None))
+    s.connection().execute(update(Incident).where(col(Incident.instance_id) == instance_id,
+                                                  col(Incident.step).in_(steps), col(Incident.resolved_at).is_(None))
                            .values(resolved_at=to_db(now), resolved_by=by[:64], resolution="retried"))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from sqlalchemy import false, true
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.auth.policy import UNIT_ROLES
 from engine.domain.models import Contract, Crew, Shift, WorkOrder
@@ -44,7 +44,7 @@ def crews_visible(who: Caller) -> list:
     if who.role == "supervisor":
         return [Crew.supervisor_id == who.id]
     if who.role == "unit_leader":
-        return [Crew.contract_code.in_(select(Contract.code).where(Contract.unit_code == (who.unit_code or "")))]
+        return [col(Crew.contract_code).in_(select(Contract.code).where(Contract.unit_code == (who.unit_code or "")))]
     return []
 
 

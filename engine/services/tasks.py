@@ -6,10 +6,10 @@ order's task); all of it happens or none of it does."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from sqlalchemy import bindparam, select
-from sqlmodel import Session
+from sqlalchemy import bindparam
+from sqlmodel import Session, col, select
 
 from engine.db import direct
 from engine.domain.records import Attachment
@@ -25,7 +25,7 @@ class FormPhotos:
     """The photos named in a task's file fields (form-js `filepicker`): each must be a
     stored upload (else a 422 for its field), and they are linked to the order."""
 
-    def __init__(self, by: str, now: datetime, *, extra: list[str] = ()):
+    def __init__(self, by: str, now: datetime, *, extra: Sequence[str] = ()):
         self.by, self.now, self.extra = by, now, list(extra)
         self.files: dict[str, list[str]] = {}
 
@@ -62,7 +62,7 @@ class FormPhotos:
 
 
 def complete(engine, who: Caller, actor: Actor, task_id: str, data: Mapping[str, Any], *,
-             expected_version: int | None = None, now: datetime | None = None, photos: list[str] = (),
+             expected_version: int | None = None, now: datetime | None = None, photos: Sequence[str] = (),
              also: Callable[[Session, dict, Any], None] | None = None) -> dict:
     """Complete a ready user task with its form data; returns the instance's new position.
     `photos`: photos sent beside the form (a sync op's attachments), linked as evidence.
@@ -77,5 +77,5 @@ def complete(engine, who: Caller, actor: Actor, task_id: str, data: Mapping[str,
     return engine.complete(task_id, actor, data, expected_version=expected_version, check=files.check, also=after)
 
 
-_STORED = select(Attachment.sha256).where(Attachment.sha256.in_(bindparam("ids", expanding=True)))
+_STORED = select(Attachment.sha256).where(col(Attachment.sha256).in_(bindparam("ids", expanding=True)))
 _STORED_ONE = select(Attachment.sha256).where(Attachment.sha256 == bindparam("id"))

@@ -49,6 +49,7 @@ def comment(engine, who: Caller, number: str, text: str, *, now: datetime | None
     detail = {"op_id": op_id} if op_id else {}
     with engine.transaction() as s:
         order = order_for(s, who, number)
+        assert order.id is not None   # (a stored row)
         c = Comment(work_order_id=order.id, author=who.id, at=to_db(now), text=text)
         s.add(c)
         s.flush()
