@@ -20,21 +20,22 @@ from SpiffWorkflow.task import TaskState
 from engine.bpmn import spiff
 from engine.bpmn.specs import ClockedDuration, ClockedTimeDate
 
-__all__ = ["dumps", "loads", "compact", "reference_serializer", "SERIALIZER_VERSION", "StoredVersionError"]
+__all__ = ["dumps", "loads", "compact", "config", "reference_serializer", "SERIALIZER_VERSION", "StoredVersionError"]
 
 SERIALIZER_VERSION = spiff.SERIALIZER_VERSION   # written into every stored instance
 StoredVersionError = spiff.StoredVersionError
 
 
-def _config() -> dict:
-    config = dict(CAMUNDA_CONFIG)
+def config() -> dict:
+    """The class -> converter configuration of stored workflows (Camunda specs, clocked timers)."""
+    result = dict(CAMUNDA_CONFIG)
     # Fired timer events are kept in workflow state; the clocked classes serialize as theirs.
-    config[ClockedTimeDate] = config[TimeDateEventDefinition]
-    config[ClockedDuration] = config[DurationTimerEventDefinition]
-    return config
+    result[ClockedTimeDate] = result[TimeDateEventDefinition]
+    result[ClockedDuration] = result[DurationTimerEventDefinition]
+    return result
 
 
-_SERIALIZER = spiff.make_serializer(_config())
+_SERIALIZER = spiff.make_serializer(config())
 
 
 def dumps(workflow: BpmnWorkflow) -> str:

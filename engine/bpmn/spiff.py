@@ -160,7 +160,7 @@ _NEEDED: list[tuple[object, str, tuple[str, ...]]] = [
     (Task, "_get_internal_data", ("name", "default")),
     (Task, "_set_internal_data", ()),
     (Task, "parent", ()),
-    (ServiceTask, "_execute", ("my_task",)),
+    (ServiceTask, "_execute", ("task",)),
     (WorkflowConverter, "to_dict", ("workflow",)),
     (BpmnWorkflowConverter, "mapping_to_dict", ("mapping",)),
     (BpmnWorkflowConverter, "mapping_from_dict", ("mapping", "key_class")),
@@ -172,10 +172,11 @@ _NEEDED: list[tuple[object, str, tuple[str, ...]]] = [
 ]
 
 
-def library_problems() -> list[str]:
-    """What the installed SpiffWorkflow lacks of what this module uses (empty when all is there)."""
+def library_problems(needed: list[tuple[object, str, tuple[str, ...]]] | None = None) -> list[str]:
+    """What the installed SpiffWorkflow lacks of what this module uses (empty when all is
+    there); `needed` replaces the built-in list of (owner, attribute, parameter names)."""
     problems = []
-    for owner, attr, params in _NEEDED:
+    for owner, attr, params in _NEEDED if needed is None else needed:
         where = f"{owner.__module__}.{owner.__qualname__}.{attr}"
         found = inspect.getattr_static(owner, attr, None)
         if found is None:
