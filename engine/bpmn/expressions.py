@@ -15,7 +15,8 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["ExpressionError", "ExpressionSyntaxError", "MAX_LENGTH", "unwrap", "check", "evaluate", "free_names"]
+__all__ = ["ExpressionError", "ExpressionSyntaxError", "MAX_LENGTH", "unwrap", "check", "evaluate", "free_names",
+           "is_constant", "result_type"]
 
 from engine.bpmn.expr_ops import (  # noqa: F401  (errors and limits are re-exported)
     Evaluator,
@@ -249,6 +250,27 @@ def _compiled(text: str) -> tuple[Evaluator, frozenset[str]]:
     return evaluator, read
 
 
+# What a call or node gives whatever its operands (None: it depends on the values).
+_CALL_TYPES: dict[str, type] = {"len": int, "str": str, "int": int, "float": float, "bool": bool,
+                                "lower": str, "upper": str, "strip": str}
+_NODE_TYPES: dict[type, type] = {ast.Compare: bool, ast.List: list, ast.Tuple: tuple, ast.Dict: dict,
+                                 ast.Set: set}
+
+
+def _type_of(node: ast.expr) -> type | None:
+    match node:
+        case ast.Constant(value=value):
+            return type(value)
+        case ast.UnaryOp(op=ast.Not()):
+            return bool
+        case ast.Call(func=ast.Name(id=name)):
+            return _CALL_TYPES.get(name)
+        case ast.IfExp(body=body, orelse=orelse):
+            kind = _type_of(body)
+            return kind if kind is not None and kind is _type_of(orelse) else None
+    return _NODE_TYPES.get(type(node))
+
+
 def _get(text: str) -> tuple[Evaluator, frozenset[str]]:
     if not isinstance(text, str):                        # also keeps unhashables out of the cache
         raise ExpressionError(f"expression must be a string, not {type(text).__name__}")
@@ -263,6 +285,18 @@ def check(text: str) -> None:
 def free_names(text: str) -> set[str]:
     """The variable names `text` reads (called function names excluded); raises like check()."""
     return set(_get(text)[1])
+
+
+def is_constant(text: str) -> bool:
+    """True if `text` reads no variables, so it gives the same value (or error) every time."""
+    return not _get(text)[1]
+
+
+def result_type(text: str) -> type | None:
+    """The type `text` always gives when it succeeds (a comparison gives bool, a string
+    literal str...), or None when that depends on the values; raises like check()."""
+    _get(text)
+    return _type_of(_parse(text))
 
 
 def evaluate(text: str, names: Mapping[str, Any]) -> Any:

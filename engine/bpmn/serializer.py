@@ -13,58 +13,39 @@ import json
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import DurationTimerEventDefinition, TimeDateEventDefinition
 from SpiffWorkflow.task import TaskState
 
+from engine.bpmn import spiff
 from engine.bpmn.specs import ClockedDuration, ClockedTimeDate
 
-FORMAT = 1  # bump with a migration when the stored shape changes
+__all__ = ["dumps", "loads", "compact", "config", "reference_serializer", "SERIALIZER_VERSION", "StoredVersionError"]
+
+SERIALIZER_VERSION = spiff.SERIALIZER_VERSION   # written into every stored instance
+StoredVersionError = spiff.StoredVersionError
 
 
-class SpecByReferenceConverter(BpmnWorkflowConverter):
-    def to_dict(self, workflow):
-        dct = super(BpmnWorkflowConverter, self).to_dict(workflow)
-        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
-        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
-        return dct
-
-    def from_dict(self, dct, spec=None, subprocess_specs=None):
-        if spec is None:
-            raise ValueError("a stored instance needs its spec from the definition store")
-        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], _uuid, workflow=workflow)
-        workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
-        self.set_default_attributes(workflow, dct)
-        self.subprocesses_from_dict(dct["subprocesses"], workflow)
-        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
-        return workflow
-
-
-def _uuid(value):
-    from uuid import UUID
-    return UUID(value)
-
-
-def _registry():
-    config = dict(CAMUNDA_CONFIG)
-    config[BpmnWorkflow] = SpecByReferenceConverter
+def config() -> dict:
+    """The class -> converter configuration of stored workflows (Camunda specs, clocked timers)."""
+    result = dict(CAMUNDA_CONFIG)
     # Fired timer events are kept in workflow state; the clocked classes serialize as theirs.
-    config[ClockedTimeDate] = config[TimeDateEventDefinition]
-    config[ClockedDuration] = config[DurationTimerEventDefinition]
-    return BpmnWorkflowSerializer.configure(config)
+    result[ClockedTimeDate] = result[TimeDateEventDefinition]
+    result[ClockedDuration] = result[DurationTimerEventDefinition]
+    return result
 
 
-_SERIALIZER = BpmnWorkflowSerializer(_registry())
+_SERIALIZER = spiff.make_serializer(config())
 
 
 def dumps(workflow: BpmnWorkflow) -> str:
-    return json.dumps(_SERIALIZER.to_dict(workflow), separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(spiff.workflow_to_dict(_SERIALIZER, workflow), separators=(",", ":"), ensure_ascii=False)
 
 
 def loads(text: str | bytes, spec, subprocess_specs=None) -> BpmnWorkflow:
-    return _SERIALIZER.from_dict(json.loads(text), spec=spec, subprocess_specs=subprocess_specs)
+    """Restore a stored instance with its spec; an instance stored by an older SpiffWorkflow
+    goes through the library's migrations first (see engine.bpmn.spiff)."""
+    return spiff.workflow_from_dict(_SERIALIZER, json.loads(text), spec, subprocess_specs)
 
 
 def reference_serializer() -> BpmnWorkflowSerializer:
@@ -116,7 +97,7 @@ def compact(workflow: BpmnWorkflow) -> int:
         stack.extend(node.children)
     dropped = len(workflow.tasks) - len(keep)
     data = dict(new_root.data)
-    new_root._parent = None
+    spiff.detach(new_root)
     new_root.data = data
     workflow.task_tree = new_root
     workflow.tasks = keep

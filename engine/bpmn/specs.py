@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
-    DurationTimerEventDefinition,
-    TimeDateEventDefinition,
-    TimerEventDefinition,
-)
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import DurationTimerEventDefinition, TimeDateEventDefinition
 from SpiffWorkflow.camunda.specs.user_task import UserTask as CamundaUserTask
+
+from engine.bpmn import spiff, timers
+
+__all__ = ["CityUserTask", "CityServiceTask", "ClockedTimeDate", "ClockedDuration", "use_engine_clock"]
 
 
 class CityUserTask(CamundaUserTask):
@@ -25,7 +25,7 @@ class CityUserTask(CamundaUserTask):
         self.form_ref = form_ref
 
 
-class CityServiceTask(ServiceTask):
+class CityServiceTask(spiff.OperationTaskSpec):
     """An external-task style service task; `topic` names a registered operation."""
 
     def __init__(self, wf_spec, bpmn_id, topic=None, params=None, **kwargs):
@@ -33,7 +33,7 @@ class CityServiceTask(ServiceTask):
         self.topic = topic
         self.params = dict(params or {})
 
-    def _execute(self, task):
+    def run_operation(self, task):
         return task.workflow.script_engine.call_operation(task, self.topic, self.params)
 
 
@@ -41,35 +41,43 @@ def _now(task) -> datetime:
     return task.workflow.script_engine.now()
 
 
+def _timer_error(task, expression: str, exc: timers.TimerValueError) -> WorkflowTaskException:
+    return WorkflowTaskException(f"timer {expression!r} {exc}", task=task, exception=exc)
+
+
 class ClockedTimeDate(TimeDateEventDefinition):
     """timeDate timer whose 'now' is the engine clock (injectable in tests)."""
 
     def has_fired(self, my_task):
-        event_value = my_task._get_internal_data("event_value")
+        event_value = spiff.timer_value(my_task)
         if event_value is None:
             event_value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            event_value = event_value.isoformat() if isinstance(event_value, datetime) else str(event_value)
-            TimerEventDefinition.parse_time_or_duration(event_value)  # refuse garbage early
-            my_task._set_internal_data(event_value=event_value)
-        if TimerEventDefinition.parse_time_or_duration(event_value) <= _now(my_task):
-            my_task._set_internal_data(event_fired=True)
-        return my_task._get_internal_data("event_fired", False)
+            event_value = event_value.isoformat() if isinstance(event_value, datetime) else event_value
+            try:
+                timers.parse_date(event_value)    # refuse garbage before it is stored
+            except timers.TimerValueError as exc:
+                raise _timer_error(my_task, self.expression, exc) from None
+            spiff.set_timer_value(my_task, event_value)
+        if timers.parse_date(event_value) <= _now(my_task):
+            spiff.mark_timer_fired(my_task)
+        return spiff.timer_fired(my_task)
 
 
 class ClockedDuration(DurationTimerEventDefinition):
     """timeDuration timer started from the engine clock."""
 
     def has_fired(self, my_task):
-        event_value = my_task._get_internal_data("event_value")
+        event_value = spiff.timer_value(my_task)
         if event_value is None:
-            expression = str(my_task.workflow.script_engine.evaluate(my_task, self.expression))
-            parsed = TimerEventDefinition.parse_iso_duration(expression)
-            start = _now(my_task)
-            event_value = (start + TimerEventDefinition.get_timedelta_from_start(parsed, start)).isoformat()
-            my_task._set_internal_data(event_value=event_value)
-        if TimerEventDefinition.get_datetime(event_value) <= _now(my_task):
-            my_task._set_internal_data(event_fired=True)
-        return my_task._get_internal_data("event_fired", False)
+            duration = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            try:
+                event_value = timers.due_after(duration, _now(my_task)).isoformat()
+            except timers.TimerValueError as exc:
+                raise _timer_error(my_task, self.expression, exc) from None
+            spiff.set_timer_value(my_task, event_value)
+        if timers.parse_date(event_value) <= _now(my_task):
+            spiff.mark_timer_fired(my_task)
+        return spiff.timer_fired(my_task)
 
 
 _CLOCKED = {TimeDateEventDefinition: ClockedTimeDate, DurationTimerEventDefinition: ClockedDuration}

@@ -4,11 +4,11 @@ Every problem names the element it was found on, so a designer can fix it in the
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from lxml import etree
 
-from engine.bpmn import expressions
+from engine.bpmn import expressions, timers
 from engine.bpmn.parser import CAMUNDA_NS, split_groups
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -38,6 +38,7 @@ _UNSUPPORTED = {
     "callActivity": "call activities are not supported yet; start another process from a service task",
 }
 Problems = list[tuple[str | None, str]]
+MAX_LITERAL = 128   # characters of a literal assignee or candidate group (the open-task columns' size)
 
 
 def _local(el) -> str:
@@ -56,9 +57,15 @@ def _owner_id(el) -> str | None:
     return None
 
 
-def _check_expr(problems: Problems, el, text: str | None, what: str, unary: bool = False) -> None:
+def _check_expr(problems: Problems, el, text: str | None, what: str, unary: bool = False,
+                owner: str | None = None, value_check: Callable[[Any], Any] | None = None,
+                type_check: Callable[[type], Any] | None = None) -> None:
+    """Check `text` against the allow-list; when it reads no variables (a constant), also
+    evaluate it and refuse it if it can never succeed. `value_check(value)` and
+    `type_check(result type)` raise TimerValueError for a value the element cannot use."""
+    owner = owner or _owner_id(el)
     if text is None or not text.strip():
-        problems.append((_owner_id(el), f"{what} is empty"))
+        problems.append((owner, f"{what} is empty"))
         return
     try:
         expressions.check(text)
@@ -69,12 +76,38 @@ def _check_expr(problems: Problems, el, text: str | None, what: str, unary: bool
                 return
             except expressions.ExpressionError:
                 pass
-        problems.append((_owner_id(el), f"{what} {text!r}: {exc}"))
+        problems.append((owner, f"{what} {text!r}: {exc}"))
+        return
     except expressions.ExpressionError as exc:
-        problems.append((_owner_id(el), f"{what} {text!r}: {exc}"))
+        problems.append((owner, f"{what} {text!r}: {exc}"))
+        return
+    if expressions.is_constant(text):
+        _check_constant(problems, owner, text, what, value_check, type_check)
 
 
-def _check_embedded(problems: Problems, el, text: str | None, what: str) -> None:
+def _check_constant(problems: Problems, owner: str | None, text: str, what: str,
+                    value_check: Callable[[Any], Any] | None, type_check: Callable[[type], Any] | None) -> None:
+    """A constant gives the same value or error at every run: find out now, at deploy."""
+    try:
+        value = expressions.evaluate(text, {})
+    except expressions.ExpressionError as exc:
+        problems.append((owner, f"{what} {text!r} can never be evaluated: {exc}"))
+        result_type = expressions.result_type(text)
+        if type_check is not None and result_type is not None:
+            try:
+                type_check(result_type)
+            except timers.TimerValueError as exc:
+                problems.append((owner, f"{what} {text!r} {exc}"))
+        return
+    if value_check is not None:
+        try:
+            value_check(value)
+        except timers.TimerValueError as exc:
+            problems.append((owner, f"{what} {text!r} {exc}"))
+
+
+def _check_embedded(problems: Problems, el, text: str | None, what: str,
+                    value_check: Callable[[Any], Any] | None = None) -> None:
     """Attributes such as assignee are literals or contain ${expr} parts."""
     if not text:
         return
@@ -82,7 +115,26 @@ def _check_embedded(problems: Problems, el, text: str | None, what: str) -> None
         if "#{" in text or not (text.startswith("${") and text.endswith("}")):
             problems.append((_owner_id(el), f"{what} {text!r}: write either a literal or a whole ${{expression}}"))
             return
-        _check_expr(problems, el, text, what)
+        _check_expr(problems, el, text, what, value_check=value_check)
+    elif value_check is not None:
+        try:
+            value_check(text)
+        except timers.TimerValueError as exc:
+            problems.append((_owner_id(el), f"{what} {text[:60]!r}: {exc}"))
+    elif len(text) > MAX_LITERAL:
+        problems.append((_owner_id(el), f"{what} {text[:60]!r}...: longer than {MAX_LITERAL} characters"))
+
+
+def _event_id(el) -> str | None:
+    """The event a timer definition belongs to: what the designer sees in the modeler."""
+    node = el.getparent()
+    while node is not None and not _local(node).endswith("Event"):
+        node = node.getparent()
+    return _owner_id(node if node is not None else el)
+
+
+def _timer_checks(kind: str) -> dict:
+    return {"value_check": lambda v: timers.check_text(kind, v), "type_check": lambda t: timers.check_type(kind, t)}
 
 
 def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decision_ids: Iterable[str]) -> Problems:
@@ -125,8 +177,9 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
             ref = el.get(f"{{{CAMUNDA_NS}}}formRef")
             if ref and ref not in form_ids:
                 problems.append((el.get("id"), f"unknown form {ref!r}"))
-            for attr in ("assignee", "dueDate"):
-                _check_embedded(problems, el, el.get(f"{{{CAMUNDA_NS}}}{attr}"), f"camunda:{attr}")
+            _check_embedded(problems, el, el.get(f"{{{CAMUNDA_NS}}}assignee"), "camunda:assignee")
+            _check_embedded(problems, el, el.get(f"{{{CAMUNDA_NS}}}dueDate"), "camunda:dueDate",
+                            value_check=timers.parse_due_date)
             for group in split_groups(el.get(f"{{{CAMUNDA_NS}}}candidateGroups")):
                 _check_embedded(problems, el, group, "candidate group")
         elif name in ("conditionExpression", "completionCondition", "loopCardinality", "loopCondition"):
@@ -135,8 +188,8 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
                 problems.append((_owner_id(el), f"{name} language {lang!r} is not allowed"))
             owner = el.getparent() if name == "conditionExpression" else el
             _check_expr(problems, owner, el.text, name)
-        elif name in ("timeDate", "timeDuration"):
-            _check_expr(problems, el, el.text, f"timer {name}")
+        elif name in ("timeDate", "timeDuration", "timeCycle"):
+            _check_expr(problems, el, el.text, f"timer {name}", owner=_event_id(el), **_timer_checks(name))
         elif name == "messageEventDefinition":
             expr = el.get(f"{{{CAMUNDA_NS}}}expression")
             if expr is not None:

@@ -9,6 +9,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDef
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.task import TaskState
 
+from engine.bpmn import spiff
 from engine.bpmn.specs import CityUserTask
 
 
@@ -25,7 +26,7 @@ def timer_due(task) -> datetime | None:
     """When a waiting timer task is due (None if it is not a timer, or not armed yet)."""
     if not any(isinstance(d, TimerEventDefinition) for d in _definitions(task)):
         return None
-    value = task._get_internal_data("event_value")
+    value = spiff.timer_value(task)
     if value is None:
         return None
     try:

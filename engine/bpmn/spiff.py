@@ -1,0 +1,203 @@
+"""The one place cityloop reaches into SpiffWorkflow's internals.
+
+Everything here depends on something the library does not promise to keep: private methods
+(``Task._get_internal_data``), internal data keys (a timer's due time under
+``"event_value"``), converter internals (the by-reference workflow converter skips
+``BpmnWorkflowConverter.to_dict`` and rebuilds ``from_dict`` from its parts), the
+``TaskSpec._execute`` hook, and the serializer's migration table. The rest of engine/
+calls the functions below. tests/test_spiff_adapter.py exercises each against the
+installed library, and `library_problems()` lists, by name, what an upgrade removed or
+changed; run that test first after moving SpiffWorkflow.
+
+Stored instances carry the library's serializer version (``serializer_version``, as the
+library's own JSON does). Rows written before the marker existed were written by
+SpiffWorkflow 3.2.0, whose serializer version is 1.5 (`UNMARKED_VERSION`). On load an older
+version goes through the library's migration table (``BpmnWorkflowSerializer.migrate``).
+The library's migrations read (and some rewrite) the spec inside the dict, which a
+by-reference row does not hold: `migrate` puts the current spec, serialized by the
+installed library, into the dict for the migration to read, and drops it afterwards.
+What a migration changes in the task tree (states, data, internal data) is kept; what it
+changes in the spec is not needed, because the spec is always parsed from the deployed XML
+by the installed library. Migrations written for serializations older than 1.5 assume a
+spec of their own era; cityloop never wrote those (its first rows are 1.5).
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
+from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
+from SpiffWorkflow.task import Task
+
+__all__ = ["SERIALIZER_VERSION", "VERSION_KEY", "UNMARKED_VERSION", "TIMER_VALUE", "TIMER_FIRED",
+           "StoredVersionError", "OperationTaskSpec", "timer_value", "set_timer_value", "timer_fired",
+           "mark_timer_fired", "detach", "make_serializer", "workflow_to_dict", "workflow_from_dict", "migrate",
+           "library_problems"]
+
+VERSION_KEY = BpmnWorkflowSerializer.VERSION_KEY     # "serializer_version"
+UNMARKED_VERSION = "1.5"                              # what SpiffWorkflow 3.2.0 wrote, before the marker
+TIMER_VALUE = "event_value"                           # internal data: a timer's due time (UTC ISO text)
+TIMER_FIRED = "event_fired"                           # internal data: the timer has fired
+_MIGRATION_LEFTOVERS = ("spec", "subprocess_specs", "VERSION")
+
+
+class StoredVersionError(RuntimeError):
+    """A stored workflow was written by a newer SpiffWorkflow than the one installed (a
+    server problem: never a client's)."""
+
+
+# ---- task internals ------------------------------------------------------------------
+def timer_value(task: Task) -> Any:
+    """The value a timer task stored when it started waiting (its due time), or None."""
+    return task._get_internal_data(TIMER_VALUE)
+
+
+def set_timer_value(task: Task, value: Any) -> None:
+    task._set_internal_data(**{TIMER_VALUE: value})
+
+
+def timer_fired(task: Task) -> bool:
+    return bool(task._get_internal_data(TIMER_FIRED, False))
+
+
+def mark_timer_fired(task: Task) -> None:
+    task._set_internal_data(**{TIMER_FIRED: True})
+
+
+def detach(task: Task) -> None:
+    """Make `task` a root: it forgets its parent (the caller re-roots the workflow on it)."""
+    task.parent = None
+
+
+class OperationTaskSpec(ServiceTask):
+    """A service task whose work is `run_operation(task)`: the library calls the private
+    ``_execute`` hook when the task runs; cityloop's specs implement the public method."""
+
+    def run_operation(self, task: Task) -> Any:
+        raise NotImplementedError
+
+    def _execute(self, task):
+        return self.run_operation(task)
+
+
+# ---- serialization, spec by reference --------------------------------------------------
+class _SpecByReferenceConverter(BpmnWorkflowConverter):
+    """The library's workflow converter without the spec: it is taken from the definition store."""
+
+    def to_dict(self, workflow):
+        dct = WorkflowConverter.to_dict(self, workflow)     # the base: tasks, data, root...
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct, spec=None, subprocess_specs=None):
+        if spec is None:
+            raise StoredVersionError("a stored instance needs its spec from the definition store")
+        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def make_serializer(config: dict) -> BpmnWorkflowSerializer:
+    """A serializer for `config` (class -> converter) that stores workflows without their spec."""
+    config = dict(config)
+    config[BpmnWorkflow] = _SpecByReferenceConverter
+    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
+
+
+def workflow_to_dict(serializer: BpmnWorkflowSerializer, workflow: BpmnWorkflow) -> dict:
+    dct = serializer.to_dict(workflow)
+    dct[VERSION_KEY] = serializer.VERSION
+    return dct
+
+
+def workflow_from_dict(serializer: BpmnWorkflowSerializer, dct: dict, spec, subprocess_specs=None) -> BpmnWorkflow:
+    migrate(serializer, dct, spec, subprocess_specs)
+    return serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in str(text).split("."))
+    except ValueError:
+        raise StoredVersionError(f"stored workflow has an unreadable serializer version {text!r}") from None
+
+
+def migrate(serializer: BpmnWorkflowSerializer, dct: dict, spec, subprocess_specs=None) -> str:
+    """Bring a stored by-reference workflow dict up to the installed serializer version, in
+    place, through the library's migrations. Returns the version it was stored with."""
+    stored = dct.pop(VERSION_KEY, None) or UNMARKED_VERSION
+    if stored == serializer.VERSION:
+        return stored
+    if _version(stored) > _version(serializer.VERSION):
+        raise StoredVersionError(f"stored workflow was written with serializer version {stored}; the installed "
+                                 f"SpiffWorkflow writes {serializer.VERSION} and cannot read it")
+    # The migrations read the spec inside the dict: lend them the current one.
+    dct["spec"] = serializer.registry.convert(spec)
+    dct["subprocess_specs"] = {str(k): serializer.registry.convert(v) for k, v in (subprocess_specs or {}).items()}
+    dct[VERSION_KEY] = stored
+    try:
+        serializer.migrate(dct)                               # MIGRATIONS[stored](dct), the library's way
+    finally:
+        for key in _MIGRATION_LEFTOVERS:
+            dct.pop(key, None)
+    return stored
+
+
+# ---- what the above needs from the library -------------------------------------------------
+_NEEDED: list[tuple[object, str, tuple[str, ...]]] = [
+    # (owner, attribute, parameter names it must accept)
+    (Task, "_get_internal_data", ("name", "default")),
+    (Task, "_set_internal_data", ()),
+    (Task, "parent", ()),
+    (ServiceTask, "_execute", ("task",)),
+    (WorkflowConverter, "to_dict", ("workflow",)),
+    (BpmnWorkflowConverter, "mapping_to_dict", ("mapping",)),
+    (BpmnWorkflowConverter, "mapping_from_dict", ("mapping", "key_class")),
+    (BpmnWorkflowConverter, "set_default_attributes", ("workflow", "dct")),
+    (BpmnWorkflowConverter, "subprocesses_from_dict", ("dct", "workflow")),
+    (BpmnWorkflowSerializer, "migrate", ("dct",)),
+    (BpmnWorkflowSerializer, "configure", ("config", "registry")),
+    (BpmnWorkflow, "__init__", ("spec", "subprocess_specs")),
+]
+
+
+def library_problems(needed: list[tuple[object, str, tuple[str, ...]]] | None = None) -> list[str]:
+    """What the installed SpiffWorkflow lacks of what this module uses (empty when all is
+    there); `needed` replaces the built-in list of (owner, attribute, parameter names)."""
+    problems = []
+    for owner, attr, params in _NEEDED if needed is None else needed:
+        where = f"{owner.__module__}.{owner.__qualname__}.{attr}"
+        found = inspect.getattr_static(owner, attr, None)
+        if found is None:
+            problems.append(f"{where} is gone")
+            continue
+        if params:
+            fn = found.__func__ if isinstance(found, (staticmethod, classmethod)) else found
+            try:
+                names = inspect.signature(fn).parameters
+            except (TypeError, ValueError):
+                problems.append(f"{where} has no readable signature")
+                continue
+            missing = [p for p in params if p not in names]
+            if missing:
+                problems.append(f"{where} no longer takes {', '.join(missing)} (takes {', '.join(names)})")
+    if not isinstance(VERSION_KEY, str) or not VERSION_KEY:
+        problems.append("BpmnWorkflowSerializer.VERSION_KEY is gone")
+    if not isinstance(MIGRATIONS, dict):
+        problems.append("SpiffWorkflow.bpmn.serializer.migration.version_migration.MIGRATIONS is not a dict")
+    elif any(_version(v) >= _version(SERIALIZER_VERSION) for v in MIGRATIONS):
+        problems.append(f"MIGRATIONS has an entry for {SERIALIZER_VERSION} or later: the version scheme changed")
+    if _version(UNMARKED_VERSION) > _version(SERIALIZER_VERSION):
+        problems.append(f"the installed serializer ({SERIALIZER_VERSION}) is older than 3.2.0's ({UNMARKED_VERSION})")
+    return problems
