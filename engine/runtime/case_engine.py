@@ -71,7 +71,8 @@ class CaseEngine:
                 yield s
                 flush_audit(s)
 
-    def _audit(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None, **detail):
+    def record_event(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None, **detail):
+        """An audit event of `instance`, written with the transaction."""
         audit(s, self.clock(), instance.id if instance else None, instance.business_key if instance else None,
               actor, kind, element, detail)
 
@@ -90,7 +91,7 @@ class CaseEngine:
             deployed = self.definitions.deploy(s, files, actor.id, self.clock())
             for d in deployed:
                 if d.changed:
-                    self._audit(s, None, actor.id, "deployed", element=d.key, definition=d.kind, version=d.version)
+                    self.record_event(s, None, actor.id, "deployed", element=d.key, definition=d.kind, version=d.version)
             return deployed
 
     # ---- workflow load/save -------------------------------------------------------------
@@ -129,7 +130,7 @@ class CaseEngine:
         for task_id, (element, due) in before.timers.items():
             t = wf.tasks.get(task_id)
             if t is not None and t.state == TaskState.COMPLETED:
-                self._audit(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
+                self.record_event(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
         serializer.compact(wf)
         self._save(s, row, wf, actor, before)
 
@@ -152,7 +153,7 @@ class CaseEngine:
             setattr(row, k, v)
         self.tasks.sync(s, row, wf, before, after)
         if done:
-            self._audit(s, row, actor.id, "instance_completed")
+            self.record_event(s, row, actor.id, "instance_completed")
 
     # ---- start --------------------------------------------------------------------------
     def start(self, process_key: str, data: Mapping[str, Any], actor: Actor, business_key: str | None = None,
@@ -169,11 +170,11 @@ class CaseEngine:
             now = to_db(self.clock())
             row = insert_instance(s, process_key=process_key, definition_id=definition_id, business_key=business_key,
                                   state="running", version=1, workflow="{}", created_at=now, updated_at=now)
-            self._audit(s, row, actor.id, "instance_started", element=process_key,
+            self.record_event(s, row, actor.id, "instance_started", element=process_key,
                         version=version, data=data)
             try:
                 with s.begin_nested():   # a failing first step leaves the instance (and the caller's rows)
-                    self._run_or_raise(s, row, self._fresh(s, row, data, actor), actor, None)
+                    self.run_step(s, row, self._fresh(s, row, data, actor), actor, None)
             except ProcessError as exc:
                 self._park_start(s, row, version, data, actor, exc)
             return row.id
@@ -202,9 +203,11 @@ class CaseEngine:
                                  step="start", element=exc.element, message=exc.detail, actor=actor.id,
                                  submission={"data": data, "actor": actor.id, "groups": sorted(actor.groups)})
         exc.incident = found.id
-        self._audit(s, row, actor.id, "incident", element=exc.element, incident=found.id, step="start")
+        self.record_event(s, row, actor.id, "incident", element=exc.element, incident=found.id, step="start")
 
-    def _run_or_raise(self, s, row, wf, actor, mutate) -> None:
+    def run_step(self, s, row, wf, actor, mutate) -> None:
+        """Advance a loaded workflow (after `mutate`) and save it; a failure the process
+        causes is a ProcessError naming the element, and nothing of the step stays."""
         try:
             self._advance(s, row, wf, actor, mutate)
         except (SpiffWorkflowException, OperationError, expressions.ExpressionError, DataError) as exc:
@@ -220,7 +223,7 @@ class CaseEngine:
                 raise TaskTaken(f"task already claimed by {ot['claimed_by']}")
             s.connection().execute(update(OpenTask).where(OpenTask.id == task_id)
                                    .values(claimed_by=None if release else actor.id))
-            self._audit(s, row, actor.id, "task_released" if release else "task_claimed", element=ot["name"])
+            self.record_event(s, row, actor.id, "task_released" if release else "task_claimed", element=ot["name"])
 
     def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
                  expected_version: int | None = None,
@@ -261,8 +264,8 @@ class CaseEngine:
             task.data.update(clean)
             task.run()
 
-        self._audit(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
-        self._run_or_raise(s, row, wf, actor, run)
+        self.record_event(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
+        self.run_step(s, row, wf, actor, run)
         if also is not None:
             also(s, ot, row)
         return {"instance_id": row.id, "state": row.state, "version": row.version, "position": state.position(wf)}
@@ -288,7 +291,7 @@ class CaseEngine:
                                                  "instance_version": submitted["version"]})
             direct.execute(s.connection(), DELETE_TASK, {"id": ot["id"]})
             s.connection().execute(update(Instance).where(Instance.id == row.id).values(error=str(exc)[:2000]))
-            self._audit(s, row, actor.id, "incident", element=exc.element or ot["name"], incident=found.id,
+            self.record_event(s, row, actor.id, "incident", element=exc.element or ot["name"], incident=found.id,
                         step="task", message=str(exc)[:2000])
             exc.incident = found.id
 
@@ -354,7 +357,7 @@ class CaseEngine:
                     row_id = row.id
                     actor = Actor("timer")
                     wf = self.load(s, row, actor)
-                    self._run_or_raise(s, row, wf, actor, lambda wf: wf.refresh_timers())
+                    self.run_step(s, row, wf, actor, lambda wf: wf.refresh_timers())
                     fired += 1
             except Conflict:
                 continue  # someone else advanced it first; the next sweep sees its new timer
@@ -386,7 +389,7 @@ class CaseEngine:
                                      business_key=row.business_key, definition_id=row.definition_id,
                                      version=definition.version, step=step, element=element, message=message,
                                      submission={"actor": actor.id}, actor=actor.id)
-            self._audit(s, row, actor.id, "incident", element=element, message=message[:2000], incident=found.id,
+            self.record_event(s, row, actor.id, "incident", element=element, message=message[:2000], incident=found.id,
                         step=step)
             return found.id
 
@@ -411,10 +414,10 @@ class CaseEngine:
                 forget_since(s, events)   # (the retried step's own events did not happen)
                 incidents.failed_again(s, incident, self.clock(), exc.detail if exc.element is None
                                        else f"{exc.element}: {exc.detail}")
-                self._audit(s, row, by.id, "incident_retry_failed", element=exc.element, incident=incident.id)
+                self.record_event(s, row, by.id, "incident_retry_failed", element=exc.element, incident=incident.id)
                 return incidents.as_dict(incident)
             incidents.close(s, incident, self.clock(), by.id, "retried")
-            self._audit(s, row, by.id, "incident_retried", element=incident.element, incident=incident.id)
+            self.record_event(s, row, by.id, "incident_retried", element=incident.element, incident=incident.id)
             return incidents.as_dict(incident)
 
     def _retry(self, s: Session, incident, row: InstanceRow, sub: dict, actor: Actor, check, also) -> None:
@@ -426,7 +429,7 @@ class CaseEngine:
                 s.connection().execute(update(Instance).where(Instance.id == row.id)
                                        .values(definition_id=definition_id))
                 row.definition_id = definition_id
-            self._run_or_raise(s, row, self._fresh(s, row, sub.get("data") or {}, actor), actor, None)
+            self.run_step(s, row, self._fresh(s, row, sub.get("data") or {}, actor), actor, None)
         elif incident.step == "task":
             ot = sub["task"]
             wf = self.load(s, row, actor)
@@ -442,7 +445,7 @@ class CaseEngine:
             self._complete_step(s, ot, row, sub["data"], actor, also)
         else:   # timer, message: run what is due now
             wf = self.load(s, row, actor)
-            self._run_or_raise(s, row, wf, actor, lambda wf: wf.refresh_timers())
+            self.run_step(s, row, wf, actor, lambda wf: wf.refresh_timers())
 
     def resolve_incident(self, incident_id: int, by: Actor, note: str) -> dict:
         """An administrator settled it by other means: the parked submission is dropped (it
@@ -458,7 +461,7 @@ class CaseEngine:
                     self.tasks.reopen(s, row, wf, task)
             incidents.close(s, incident, self.clock(), by.id, "resolved")
             if row is not None:
-                self._audit(s, row, by.id, "incident_resolved", element=incident.element, incident=incident.id,
+                self.record_event(s, row, by.id, "incident_resolved", element=incident.element, incident=incident.id,
                             note=note[:500])
             return incidents.as_dict(incident)
 

@@ -38,7 +38,7 @@ def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
             for payload in payloads:
                 if name not in state.scan(wf).awaited:
                     break  # the process moved past waiting (e.g. its grace period ended)
-                engine._audit(s, row, actor.id, "message_received", element=name, payload=payload)
+                engine.record_event(s, row, actor.id, "message_received", element=name, payload=payload)
                 # The result variable is fixed by the server: senders choose data, not names.
                 wf.catch(BpmnEvent(MessageEventDefinition(name), payload={"payload": payload, "result_var": name}))
                 wf.do_engine_steps()
@@ -47,6 +47,6 @@ def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
 
         if name not in state.scan(wf).awaited:
             continue
-        engine._run_or_raise(s, row, wf, actor, catch_all)
+        engine.run_step(s, row, wf, actor, catch_all)
         delivered[iid] = taken
     return delivered
