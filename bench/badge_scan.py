@@ -60,6 +60,7 @@ class _Scanning:
 
     def __init__(self):
         import asyncio
+
         from devices.scanner import BadgeScanner
         self.asyncio, self.last_at, self.n = asyncio, 0.0, 0
         self.scanner = BadgeScanner(self._seen, check_every=5.0)

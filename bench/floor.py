@@ -30,8 +30,9 @@ ROUTES = (("/plain", "no database"), ("/one", "1 SELECT 1, SQLAlchemy"), ("/ten"
 
 def create_app():
     """The minimal app (uvicorn --factory), 8 threads per worker as cityloop's."""
-    import anyio.to_thread
     from contextlib import asynccontextmanager
+
+    import anyio.to_thread
     from fastapi import FastAPI
     from sqlalchemy import create_engine, text
 

@@ -32,11 +32,11 @@ from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
 
 from bench.http_client import LeanClient
+from devices import token as badge_token
 from engine.auth import service
 from engine.auth.models import Account
 from engine.clock import utcnow
 from engine.db.session import normalize_url
-from devices import token as badge_token
 from engine.domain import attendance
 from engine.domain.badges import master_key, register
 from engine.domain.models import Badge, Cleaner, Contract, Crew, Staff, Unit
@@ -190,7 +190,7 @@ def lifecycles(base: str, n: int, clients: int) -> dict:
     with ThreadPoolExecutor(clients) as pool:
         for who, data in (("worker.clean-east.1", {"action": "fixed", "after_photos": [photo]}),
                           ("reviewer1", {"decision": "approve"})):
-            list(pool.map(lambda tid: complete(tid, who, data), open_tasks(who, numbers)))
+            list(pool.map(lambda tid, who=who, data=data: complete(tid, who, data), open_tasks(who, numbers)))
     wall = time.perf_counter() - t0
     return {"completions": len(latencies), "errors": len(errors) + 2 * (n - len(numbers)), "wall": wall,
             "lat": latencies}

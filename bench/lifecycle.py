@@ -65,7 +65,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the in-memory floor (no database) table")
     args = ap.parse_args(argv)
 
-    out = lambda s="": print(s, flush=True)
+    def out(s: str = "") -> None:
+        print(s, flush=True)
+
     out("cityloop lifecycle benchmark")
     out(f"  {pin_to_one_core()}")
     out(f"  {versions()}")

@@ -13,10 +13,18 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from bench.scenarios import (SCENARIOS, START, CityloopSide, ReferenceSide, lifecycles_for, make_backend, make_sides,
-                             order_data, plan)
+from bench.scenarios import (
+    SCENARIOS,
+    START,
+    CityloopSide,
+    ReferenceSide,
+    lifecycles_for,
+    make_backend,
+    make_sides,
+    order_data,
+    plan,
+)
 from bench.tables import table
-
 
 # ---- in memory, no database -------------------------------------------------------------------------
 
@@ -101,12 +109,13 @@ def statement_trace(city: CityloopSide, ref: ReferenceSide, out) -> None:
         for p in plan(0):
             actor = city.actors[p.kind]
             tasks = phase("cityloop", f"{p.kind}: tasks.for_actor",
-                          lambda: city.engine.tasks.for_actor(actor, business_key=order.number))
-            phase("cityloop", f"{p.kind}: complete", lambda: city.engine.complete(tasks[0]["id"], actor, p.form))
+                          lambda actor=actor: city.engine.tasks.for_actor(actor, business_key=order.number))
+            phase("cityloop", f"{p.kind}: complete",
+                  lambda actor=actor, tasks=tasks, p=p: city.engine.complete(tasks[0]["id"], actor, p.form))
         data = order_data(0, START)
         row_id, _ = phase("reference", "start", lambda: ref.store.start(data))
         for p in plan(0):
-            phase("reference", f"{p.kind}: complete", lambda: ref.store.complete(row_id, p.task, p.form))
+            phase("reference", f"{p.kind}: complete", lambda p=p: ref.store.complete(row_id, p.task, p.form))
     finally:
         event.remove(city.engine.db, "before_cursor_execute", record)
     totals = {}

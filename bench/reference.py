@@ -13,14 +13,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, select, update
-from sqlalchemy.engine import Engine
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.event_definition import TimerConditionalEventDefinitionConverter
 from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter
 from SpiffWorkflow.camunda.serializer.task_spec import UserTaskConverter
 from SpiffWorkflow.task import TaskState
+from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, select, update
+from sqlalchemy.engine import Engine
 
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.bpmn.serializer import reference_serializer as _stock_serializer

@@ -48,8 +48,8 @@ def table(headers: list[str], rows: list[list[str]], right: set[int] | None = No
         return "(nothing to compare)"
     right = right if right is not None else set(range(1, len(headers)))
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    fmt = lambda row: "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                                for i, (c, w) in enumerate(zip(row, widths)))
+    def fmt(row) -> str:
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
     line = "  ".join("-" * w for w in widths)
     return "\n".join([fmt(headers), line, *[fmt(r) for r in rows]])
 

@@ -86,6 +86,7 @@ def _facts(engine) -> dict:
     """What the summary and the status line report."""
     from sqlalchemy import func
     from sqlmodel import select
+
     from engine.db.models import Definition, Instance, OpenTask
     from engine.domain import attendance, gas
     from engine.domain.models import Household, Shift, WorkOrder
@@ -205,6 +206,7 @@ def _status_loop(engine, stop: threading.Event, every: float) -> None:
 def _serve_http(engine, args, stop: threading.Event) -> None:
     """Serve the API in this process until SIGINT/SIGTERM (uvicorn's own handlers)."""
     import uvicorn
+
     from engine.api.app import create_app
     app = create_app(engine, scheduler=False)  # this process already runs the scheduler
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
@@ -244,6 +246,7 @@ def cmd_deploy(args) -> int:
 def cmd_processes(args) -> int:
     from sqlalchemy import func
     from sqlmodel import select
+
     from engine.db.models import Instance
     engine = _engine(args)
     with engine.transaction() as s:
@@ -323,6 +326,7 @@ def cmd_badge_register(args) -> int:
 def _crew_keys(args) -> list[tuple[str, bytes]]:
     """badge-sim --crew: the crew's active rotating badges and their keys (provisioned if missing)."""
     from sqlmodel import select
+
     from engine.domain import badges
     from engine.domain.models import Badge, Cleaner
     with _engine(args).transaction() as s:
@@ -402,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--ibeacon", metavar="UUID:MAJOR:MINOR", help="a static legacy iBeacon badge (unverified)")
     br.set_defaults(func=cmd_badge_register)
 
-    from devices.cli import register as register_radio_commands   # badge-pair, badge-gateway, badge-sim
+    from devices.cli import register as register_radio_commands  # badge-pair, badge-gateway, badge-sim
     register_radio_commands(sub, crew_keys=_crew_keys)
     return p
 
@@ -419,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cityloop").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from sqlalchemy.exc import SQLAlchemyError
+
     from engine.bpmn.xml import DefinitionError
     from engine.runtime.errors import EngineError
     try:

@@ -24,12 +24,23 @@ from devices.token import legacy_id
 from engine.auth.models import Account
 from engine.auth.service import hash_password
 from engine.clock import ManualClock, to_db, utcnow
-from engine.demo_data import (AREA_PREFIX, AREAS, CONTRACTS, DESCRIPTIONS, GIVEN, LONG_SLA, NOT_OURS_REASONS,
-                              REJECT_REASONS, SLA_HOURS, STREETS, SURNAMES, UNITS)
+from engine.demo_data import (
+    AREA_PREFIX,
+    AREAS,
+    CONTRACTS,
+    DESCRIPTIONS,
+    GIVEN,
+    LONG_SLA,
+    NOT_OURS_REASONS,
+    REJECT_REASONS,
+    SLA_HOURS,
+    STREETS,
+    SURNAMES,
+    UNITS,
+)
 from engine.domain import attendance, badges, gas, workorders
 from engine.domain.common import add_months
-from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, Household, Shift, Staff, Street,
-                                  Unit)
+from engine.domain.models import AddressCode, Badge, Cleaner, Contract, Crew, Household, Shift, Staff, Street, Unit
 from engine.runtime.errors import Actor
 
 DEFAULT_SEED = 20260302

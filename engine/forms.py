@@ -12,11 +12,20 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Mapping
 
-from engine.forms_feel import (Condition, FeelError, bad_string, compile_condition, compile_pattern,
-                               evaluation_order, is_iso, load_json)
+from engine.forms_feel import (
+    Condition,
+    FeelError,
+    bad_string,
+    compile_condition,
+    compile_pattern,
+    evaluation_order,
+    is_iso,
+    load_json,
+)
 
 MAX_FORM_BYTES = 256 * 1024
 MAX_COMPONENTS = 200

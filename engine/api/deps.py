@@ -5,10 +5,10 @@ from typing import Callable
 
 from fastapi import Depends, Request
 
-from engine.auth.policy import ANONYMOUS, PERMISSIONS, allowed
-from engine.domain.groups import groups_of
 from engine.auth import service
+from engine.auth.policy import ANONYMOUS, PERMISSIONS, allowed
 from engine.auth.service import AuthError, Principal
+from engine.domain.groups import groups_of
 from engine.runtime.case_engine import CaseEngine
 from engine.runtime.errors import Actor, Forbidden
 

@@ -10,7 +10,6 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-
 MAX_LENGTH = 2000           # characters of expression text
 MAX_NODES = 200             # AST nodes (operator and load-context nodes not counted)
 MAX_INT_BITS = 14_000       # ~4200 decimal digits: under CPython's 4300-digit str<->int limit

@@ -19,17 +19,17 @@ __all__ = ["ExpressionError", "ExpressionSyntaxError", "MAX_LENGTH", "unwrap", "
            "is_constant", "result_type"]
 
 from engine.bpmn.expr_ops import (  # noqa: F401  (errors and limits are re-exported)
-    Evaluator,
-    ExpressionError,
-    ExpressionSyntaxError,
-    MAX_LENGTH,
-    MAX_NODES,
     BINARY,
     COMPARE,
     FUNCTIONS,
+    MAX_LENGTH,
+    MAX_NODES,
     NOT_COUNTED,
     NUMBER,
     SUBSCRIPTABLE,
+    Evaluator,
+    ExpressionError,
+    ExpressionSyntaxError,
     unsupported,
 )
 

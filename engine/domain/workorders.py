@@ -18,7 +18,6 @@ from engine.runtime.errors import Actor, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
 
 
-
 class OrderState(StrEnum):
     """Where a work order is in its loop (stored as its text in work_order.state)."""
     REPORTED = "reported"      # recorded, not yet dispatched

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Mapping
 from uuid import UUID
 
-from sqlalchemy import Connection, update
-from sqlmodel import Session, select
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import TaskState
+from sqlalchemy import Connection, update
+from sqlmodel import Session, select
 
 from engine import forms
 from engine.bpmn import expressions, serializer
@@ -27,17 +27,35 @@ from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import from_db, to_db, utcnow
 from engine.db import direct
 from engine.db.models import AuditEvent, Instance, OpenTask
-from engine.runtime.rows import (DELETE_TASK, SAVE_COMPLETED, SAVE_INSTANCE, InstanceRow, fetch_instance,
-                                 fetch_open_task, insert_instance, instance_query)
 from engine.runtime import incidents, state
+from engine.runtime.audit import audit, flush_audit, forget_since, mark
 from engine.runtime.data import DataError, check_plain
 from engine.runtime.definitions import DefinitionStore
-from engine.runtime.errors import (Actor, Conflict, EngineError, Forbidden, NotFound, ProcessError, TaskGone,
-                                   TaskTaken, ValidationFailed, VersionConflict)
+from engine.runtime.errors import (
+    Actor,
+    Conflict,
+    EngineError,
+    Forbidden,
+    NotFound,
+    ProcessError,
+    TaskGone,
+    TaskTaken,
+    ValidationFailed,
+    VersionConflict,
+)
 from engine.runtime.messages import deliver
 from engine.runtime.operations import OpContext, OperationError, Registry, drop_deferred, run_deferred
+from engine.runtime.rows import (
+    DELETE_TASK,
+    SAVE_COMPLETED,
+    SAVE_INSTANCE,
+    InstanceRow,
+    fetch_instance,
+    fetch_open_task,
+    insert_instance,
+    instance_query,
+)
 from engine.runtime.tasks import TaskIndex
-from engine.runtime.audit import audit, flush_audit, forget_since, mark
 
 log = logging.getLogger("cityloop.engine")
 INCIDENT_RETRY = timedelta(minutes=5)

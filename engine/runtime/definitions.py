@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Iterable
 
 from lxml import etree
-from sqlalchemy import func
-from sqlmodel import Session, select
 from SpiffWorkflow.bpmn.parser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from engine import forms
 from engine.bpmn.parser import CAMUNDA_NS, CityParser

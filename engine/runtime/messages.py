@@ -1,15 +1,15 @@
 """Delivering a named message with a plain-data payload to the instances awaiting it."""
 from __future__ import annotations
 
-from sqlmodel import Session, select
 from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
+from sqlmodel import Session, select
 
 from engine.bpmn import serializer
 from engine.db.models import AwaitedMessage
-from engine.runtime.rows import fetch_instance
 from engine.runtime import state
 from engine.runtime.errors import Actor, NotFound
+from engine.runtime.rows import fetch_instance
 
 
 def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
@@ -33,7 +33,7 @@ def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
         wf = engine.load(s, row, actor)
         taken = 0
 
-        def catch_all(wf):
+        def catch_all(wf, row=row):   # (runs within this iteration)
             nonlocal taken
             for payload in payloads:
                 if name not in state.scan(wf).awaited:

@@ -1,13 +1,12 @@
 """The open-task side table: kept in step with the workflow, queried by person and group."""
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
-import functools
-
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from sqlalchemy import bindparam, or_
 from sqlmodel import Session, select
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
 from engine import forms
 from engine.clock import from_db, to_db
@@ -15,9 +14,19 @@ from engine.db import direct
 from engine.db.models import OpenTask, TaskGroup
 from engine.runtime import state
 from engine.runtime.errors import Actor, Forbidden, TaskGone, TaskTaken
-from engine.runtime.rows import (DELETE_AWAITED, DELETE_TASK, DELETE_TASKS, GROUP_SEPARATOR, INSERT_AWAITED,
-                                 INSERT_GROUPS, INSERT_TASKS, fetch_instance, fetch_open_task,
-                                 fetch_task_with_instance, insert_rows)
+from engine.runtime.rows import (
+    DELETE_AWAITED,
+    DELETE_TASK,
+    DELETE_TASKS,
+    GROUP_SEPARATOR,
+    INSERT_AWAITED,
+    INSERT_GROUPS,
+    INSERT_TASKS,
+    fetch_instance,
+    fetch_open_task,
+    fetch_task_with_instance,
+    insert_rows,
+)
 
 
 def _resolve(wf, task, text: str | None):

@@ -19,7 +19,8 @@ from typing import Callable
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy import exists as exists_
-from sqlalchemy.exc import DataError as DBAPIDataError, IntegrityError
+from sqlalchemy.exc import DataError as DBAPIDataError
+from sqlalchemy.exc import IntegrityError
 
 from engine import settings
 from engine.clock import from_db, to_db
@@ -28,9 +29,8 @@ from engine.domain.groups import groups_of
 from engine.domain.models import Staff
 from engine.domain.records import Attachment
 from engine.runtime.errors import Actor
-from sync.protocol import SHA256, CODES, InvalidOp, Op, PushBatch, Verdict, body_hash
+from sync.protocol import CODES, SHA256, InvalidOp, Op, PushBatch, Verdict, body_hash
 from sync.server.models import SyncConflict, SyncOp, SyncOpWait
-
 
 
 def skew_limit() -> timedelta:

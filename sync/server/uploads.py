@@ -29,8 +29,7 @@ from pathlib import Path
 from engine import settings
 from engine.clock import to_db
 from engine.domain.records import Attachment
-from engine.storage import (ALLOWED_TYPES, AttachmentStore, StoreError, TooLarge, UnsupportedType, check_id,
-                            sniff)
+from engine.storage import ALLOWED_TYPES, AttachmentStore, StoreError, TooLarge, UnsupportedType, check_id, sniff
 
 MAX_CHUNK = 4 * 1024 * 1024        # bytes one PATCH may carry
 MAX_PARTIAL = 20                   # unfinished uploads one device (or user) may hold at once

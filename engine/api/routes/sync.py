@@ -16,7 +16,8 @@ from engine.api.deps import allow, engine_of
 from engine.auth.service import Principal
 from engine.storage import store_of
 from sync import protocol
-from sync.server import conflicts, ops, pull as pulling, waiting
+from sync.server import conflicts, ops, waiting
+from sync.server import pull as pulling
 
 router = APIRouter(prefix="/sync/v1", tags=["sync"])
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import and_, false, func, or_, true
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
 
 from engine.api.deps import actor_of, allow, engine_of
