@@ -5,6 +5,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import overload
 
+__all__ = ["ManualClock", "from_db", "to_db", "utcnow"]
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

@@ -43,6 +43,9 @@ from engine.domain.common import add_months
 from engine.domain.models import AddressCode, Badge, Cleaner, Contract, Crew, Household, Shift, Staff, Street, Unit
 from engine.runtime.errors import Actor
 
+__all__ = ["AlreadySeeded", "CLEANERS_PER_CREW", "DEFAULT_SEED", "DELIVERERS", "DEMO_BEACON", "DEMO_PASSWORD",
+           "HISTORY", "is_seeded", "seed_database", "seed_engine"]
+
 DEFAULT_SEED = 20260302
 DEMO_PASSWORD = "cityloop-demo"  # every demo account; README says so
 HISTORY = timedelta(days=10)

@@ -5,6 +5,9 @@ that every unit the table names exists after seeding.
 """
 from __future__ import annotations
 
+__all__ = ["AREAS", "AREA_PREFIX", "CONTRACTS", "DESCRIPTIONS", "DMN_UNITS", "GIVEN", "LONG_SLA", "NOT_OURS_REASONS",
+           "REJECT_REASONS", "SLA_HOURS", "STREETS", "SURNAMES", "UNITS"]
+
 # Street offices (the `area` of a work order and a street): code -> (English, Chinese).
 AREAS = {
     "huaqiao": ("Huaqiao Street Office", "花桥街道办事处"),

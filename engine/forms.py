@@ -27,6 +27,10 @@ from engine.forms_feel import (
     load_json,
 )
 
+__all__ = ["CHOICE_TYPES", "FORM_ID_RE", "Field", "Form", "FormError", "INPUT_TYPES", "KEY_RE", "MAX_COMPONENTS",
+           "MAX_FILES", "MAX_FORM_BYTES", "MAX_INT", "MAX_NESTING", "MAX_OPTIONS", "MAX_STRING", "Option",
+           "SHA256_RE", "TEXT_TYPES", "form_to_dict", "parse_form", "validate_submission"]
+
 MAX_FORM_BYTES = 256 * 1024
 MAX_COMPONENTS = 200
 MAX_NESTING = 5

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Mapping
 
+__all__ = ["Condition", "FeelError", "MAX_DEPTH", "MAX_EXPR_CHARS", "MAX_PATTERN", "bad_string", "compile_condition",
+           "compile_pattern", "evaluation_order", "is_iso", "load_json"]
+
 try:  # Python 3.11+
     import re._parser as _sre_parse  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover

@@ -18,6 +18,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from engine.domain import attendance, gas, sightings
 
+__all__ = ["engine_now_for_scheduler", "gas_due_job", "start_scheduler"]
+
 log = logging.getLogger("cityloop.scheduler")
 
 
@@ -39,7 +41,8 @@ def _plan_shifts(engine) -> None:
             log.exception("planning shifts for %s failed", day)
 
 
-def _gas_due(engine) -> None:
+def gas_due_job(engine) -> None:
+    """Calendar job (06:00 district time): open the inspections of households due."""
     try:
         n = gas.start_due_inspections(engine)
         log.info("opened %d due gas inspection(s)", n)
@@ -88,7 +91,7 @@ def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = Tr
         # Calendar jobs may run late (misfire grace of hours) but run once; they are idempotent.
         sched.add_job(_plan_shifts, CronTrigger(hour=0, minute=5), args=[engine], id="plan-shifts",
                       misfire_grace_time=6 * 3600, next_run_time=engine_now_for_scheduler())
-        sched.add_job(_gas_due, CronTrigger(hour=6, minute=0), args=[engine], id="gas-due",
+        sched.add_job(gas_due_job, CronTrigger(hour=6, minute=0), args=[engine], id="gas-due",
                       misfire_grace_time=12 * 3600)
         sched.add_job(_prune_sightings, CronTrigger(hour=3, minute=30), args=[engine], id="prune-sightings",
                       misfire_grace_time=12 * 3600)

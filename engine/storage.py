@@ -24,6 +24,9 @@ from engine.db.upsert import insert_if_new
 from engine.domain.records import Attachment
 from engine.runtime.errors import ClientError
 
+__all__ = ["ALLOWED_TYPES", "AttachmentStore", "Blobs", "FileBlobs", "MAX_BYTES", "SHA256_RE", "StoreError",
+           "TooLarge", "UnsupportedType", "app_store", "check_id", "default_root", "sniff", "store_of"]
+
 MAX_BYTES = 10 * 1024 * 1024
 SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp")

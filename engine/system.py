@@ -19,6 +19,8 @@ from engine.runtime.case_engine import CaseEngine
 from engine.runtime.definitions import KINDS
 from engine.runtime.errors import Actor
 
+__all__ = ["WORKFLOWS", "build", "bundled_files", "deploy_missing_bundled"]
+
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
 

@@ -44,6 +44,8 @@ from sync import photos as ph
 from sync.protocol import PROTOCOL_VERSION
 from sync.uploads_client import UploadFailed, upload
 
+__all__ = ["Outbox", "RETRY_STATUS", "SyncClient", "SyncError", "is_final", "outcome"]
+
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS op (seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,

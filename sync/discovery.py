@@ -24,6 +24,9 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from sync.protocol import PROTOCOL_VERSION
 
+__all__ = ["API_PATH", "Advertisement", "Advertiser", "Endpoint", "Resolved", "SERVICE_TYPE", "advertise", "browse",
+           "resolve_server", "resolve_server_blocking", "server_id"]
+
 SERVICE_TYPE = "_cityloop._tcp.local."
 API_PATH = "/sync/v1"
 

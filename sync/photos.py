@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+__all__ = ["PROBLEMS", "Photo", "PhotoError", "PhotoRecords", "STATES", "describe", "prepare", "prepare_all",
+           "read_checked", "sniff", "waiting"]
+
 STATES = ("pending", "uploaded", "missing", "changed", "refused")
 PROBLEMS = ("missing", "changed", "refused")
 _EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}

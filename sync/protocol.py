@@ -24,6 +24,12 @@ from typing import Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+__all__ = ["AttachPayload", "CODES", "CheckInPayload", "CommentPayload", "Gps", "InvalidOp", "KINDS",
+           "MAX_ATTACHMENTS", "MAX_DEPTH", "MAX_OPS", "MAX_PAYLOAD_BYTES", "MAX_PULL_BYTES", "MAX_PUSH_BYTES", "Op",
+           "PAYLOADS", "PROTOCOL_VERSION", "ProtocolError", "PullRequest", "PushBatch", "PushResponse", "SHA256",
+           "TEXT_ID", "VERDICTS", "Verdict", "body_hash", "canonical_json", "decode_cursor", "decode_json",
+           "decode_op", "decode_pull", "decode_push", "encode_cursor", "field_errors", "now_utc"]
+
 PROTOCOL_VERSION = 1
 MAX_PUSH_BYTES = 4 * 1024 * 1024
 MAX_PULL_BYTES = 16 * 1024

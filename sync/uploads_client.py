@@ -18,6 +18,8 @@ from typing import Callable
 
 import httpx
 
+__all__ = ["DEFAULT_CHUNK", "PATH", "RETRYABLE", "UploadFailed", "upload"]
+
 PATH = "/sync/v1/attachments"
 DEFAULT_CHUNK = 1024 * 1024
 RETRYABLE = {404, 409, 429, 500, 502, 503, 504}   # 404/409: the upload moved on or vanished: ask again

@@ -76,8 +76,8 @@ def test_calendar_jobs_plan_shifts_and_open_due_inspections(system, clock):
         assert _wait_for(lambda: len(_instances(system, "crew_attendance")) == 2)
     finally:
         sched.shutdown()
-    from engine.scheduler import _gas_due
-    _gas_due(system)
+    from engine.scheduler import gas_due_job
+    gas_due_job(system)
     assert len(_instances(system, "gas_inspection")) == 3
 
 

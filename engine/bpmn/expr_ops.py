@@ -10,6 +10,10 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
+__all__ = ["BINARY", "COMPARE", "CONTAINER", "Evaluator", "ExpressionError", "ExpressionSyntaxError", "FUNCTIONS",
+           "MAX_EXPONENT", "MAX_INT_BITS", "MAX_LENGTH", "MAX_NODES", "MAX_ROUND_DIGITS", "MAX_SEQ_LEN",
+           "MAX_STR_DIGITS", "NOT_COUNTED", "NUMBER", "SCALAR", "SEQUENCE", "SUBSCRIPTABLE", "unsupported"]
+
 MAX_LENGTH = 2000           # characters of expression text
 MAX_NODES = 200             # AST nodes (operator and load-context nodes not counted)
 MAX_INT_BITS = 14_000       # ~4200 decimal digits: under CPython's 4300-digit str<->int limit

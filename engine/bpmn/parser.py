@@ -7,6 +7,8 @@ from SpiffWorkflow.camunda.parser.task_spec import CamundaTaskParser, UserTaskPa
 
 from engine.bpmn.specs import CityServiceTask, CityUserTask
 
+__all__ = ["CAMUNDA_NS", "CityParser", "CityServiceTaskParser", "CityUserTaskParser", "split_groups"]
+
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 
 

@@ -16,6 +16,8 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
 from engine.bpmn import expressions
 
+__all__ = ["SafeScriptEngine", "ScriptsDisabled"]
+
 
 class ScriptsDisabled(WorkflowTaskException):
     pass

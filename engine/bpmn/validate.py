@@ -11,6 +11,8 @@ from lxml import etree
 from engine.bpmn import expressions, timers
 from engine.bpmn.parser import CAMUNDA_NS, split_groups
 
+__all__ = ["BPMN_NS", "DMN_NAMESPACES", "MAX_LITERAL", "check_bpmn", "check_dmn"]
+
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 DMN_NAMESPACES = {
     "https://www.omg.org/spec/DMN/20191111/MODEL/",

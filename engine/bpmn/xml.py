@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+__all__ = ["DefinitionError", "MAX_DEFINITION_BYTES", "MAX_DEPTH", "load_xml"]
+
 MAX_DEFINITION_BYTES = 1024 * 1024  # 1 MiB per BPMN/DMN file
 MAX_DEPTH = 64
 

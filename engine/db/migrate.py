@@ -8,6 +8,8 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+__all__ = ["MIGRATIONS", "alembic_config", "current", "upgrade"]
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_KEY = 0x6369747931  # any constant: one migrator at a time across workers
 

@@ -11,6 +11,9 @@ from typing import Optional
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+__all__ = ["AuditEvent", "AwaitedMessage", "Definition", "Incident", "Instance", "OpenTask", "OperationEffect",
+           "ServerSecret", "TaskGroup"]
+
 
 class Definition(SQLModel, table=True):
     """One deployed version of a BPMN process, DMN decision or form-js form."""

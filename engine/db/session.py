@@ -8,6 +8,8 @@ from sqlmodel import create_engine
 from engine import settings
 from engine.db.sqlite_writer import WriterConnection, WriterLock
 
+__all__ = ["database_url", "is_sqlite", "make_engine", "normalize_url"]
+
 
 def database_url() -> str:
     """The configured database (DATABASE_URL), else SQLite in the data directory."""

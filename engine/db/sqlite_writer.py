@@ -17,6 +17,8 @@ import os
 import sqlite3
 import threading
 
+__all__ = ["THREAD_WAIT_SECONDS", "WriterConnection", "WriterLock"]
+
 THREAD_WAIT_SECONDS = 30.0   # as SQLite's busy_timeout: then "database is locked"
 
 

@@ -8,6 +8,8 @@ from sqlmodel import Session
 
 from engine.db import direct
 
+__all__ = ["insert_if_new"]
+
 
 @functools.lru_cache(maxsize=None)
 def _statement(model, pg: bool, conflict: tuple[str, ...] | None):

@@ -16,6 +16,10 @@ from engine.domain.models import Attendance, Cleaner, Contract, Crew, Shift
 from engine.runtime.errors import Actor, NotFound
 from engine.runtime.operations import OpContext, OperationError, Registry, run_deferred
 
+__all__ = ["BATCH", "DISTRICT_TZ", "MANUAL", "MESSAGE", "OPENS_BEFORE", "PROCESS", "check_in", "check_in_many",
+           "checkin_window", "close_shift", "notify_contractor", "open_shift", "plan_day", "plan_shift",
+           "record_checkin", "register", "window_text", "write_checkins"]
+
 PROCESS = "crew_attendance"
 MESSAGE = "badge_checkin"
 MANUAL = "manual"   # the source of a check-in a person vouched for without the badge's frame

@@ -34,6 +34,9 @@ from engine.domain.models import Badge, Cleaner, Crew
 from engine.runtime.errors import Conflict, NotFound, ValidationFailed
 from engine.settings import Settings
 
+__all__ = ["BadgePolicy", "KEK_ENV", "KEY_BYTES", "KEY_DAYS", "SEALED", "epoch_keys", "master_key", "parse_beacon",
+           "provision_key", "register", "registration_errors", "seal"]
+
 KEY_BYTES = 32
 KEY_DAYS = 2            # epoch keys handed to a tablet: today and tomorrow (UTC days)
 SEALED = "k1:"

@@ -20,6 +20,8 @@ from engine.domain.records import Attachment, CameraDetection, WorkOrderAttachme
 from engine.runtime.audit import audit
 from engine.runtime.errors import Actor, ValidationFailed
 
+__all__ = ["CAMERA_ALIASES", "Detection", "DetectionOutcome", "camera_category", "open_duplicate", "record_detection"]
+
 # ---- categories ------------------------------------------------------------------------------
 # What AI cameras may call a category, besides the work-order category names themselves.
 CAMERA_ALIASES = {"garbage": "exposed_garbage", "litter": "exposed_garbage", "overflowing_bin": "exposed_garbage",

@@ -12,6 +12,8 @@ from engine.db.upsert import insert_if_new
 from engine.domain.models import Notification
 from engine.runtime.operations import OperationError
 
+__all__ = ["add_months", "dumps", "exclusive", "load", "need", "notify", "parse_time"]
+
 
 def add_months(when: datetime, months: int) -> datetime:
     """Calendar months, clamping the day (31 Oct + 4 months = 28/29 Feb)."""

@@ -16,6 +16,10 @@ from engine.domain.models import AddressCode, Household, Inspection, Street
 from engine.runtime.errors import Actor, NotFound, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
 
+__all__ = ["CHECKLIST", "INSPECTION_MONTHS", "PROCESS", "assess_checklist", "coverage", "due_households",
+           "notify_household", "record_inspection", "register", "resume_supply", "spawn_rectification",
+           "start_due_inspections", "start_inspection", "suspend_supply"]
+
 PROCESS = "gas_inspection"
 INSPECTION_MONTHS = 4
 CHECKLIST = ("hose_ok", "valve_leak_test", "ventilation", "co_alarm", "cylinder_inspection_date",

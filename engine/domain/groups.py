@@ -3,6 +3,8 @@ workflows/README.md). Plain domain knowledge: the API's authorization and the sy
 both turn a principal into an engine Actor with it."""
 from __future__ import annotations
 
+__all__ = ["groups_of"]
+
 
 def groups_of(role: str, unit_code: str | None) -> frozenset[str]:
     """The BPMN candidate groups a role belongs to."""

@@ -39,6 +39,11 @@ from engine.domain.records import Open311Request
 from engine.runtime.errors import Actor, TooManyRequests, ValidationFailed
 from engine.settings import Settings
 
+__all__ = ["CITIZEN_WINDOW", "CitizenReport", "DEFAULT_SPAN", "EARTH_RADIUS_M", "IntakeConfig", "Location",
+           "MAX_RESULTS", "RequestQuery", "SERVICES", "STATUS_NOTES", "Service", "Submitted", "TEXT_LIMITS",
+           "XML_UNSAFE", "bounding_box", "clean_text", "find_requests", "haversine_m", "locate",
+           "parse_citizen_report", "submit_citizen_report"]
+
 log = logging.getLogger("cityloop.intake")
 EARTH_RADIUS_M = 6_371_008.8
 MAX_RESULTS = 1000

@@ -16,6 +16,8 @@ from engine.domain import gas
 from engine.domain.attendance import DISTRICT_TZ
 from engine.domain.models import Attendance, Contract, Crew, Household, Shift, WorkOrder
 
+__all__ = ["ATTENDED", "attendance", "gas_coverage", "percentile", "work_orders"]
+
 ATTENDED = ("present", "late")
 
 

@@ -8,6 +8,9 @@ from typing import Optional
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+__all__ = ["AddressCode", "Attendance", "Badge", "BadgeSighting", "Cleaner", "Contract", "Crew", "Household",
+           "Inspection", "Notification", "Shift", "Staff", "Street", "Unit", "WorkOrder"]
+
 
 class Unit(SQLModel, table=True):
     """A responsible unit: cleaning contractor, street office, gas office, roads, ..."""

@@ -8,6 +8,8 @@ from typing import Optional
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+__all__ = ["Attachment", "CameraDetection", "Comment", "Open311Request", "WorkOrderAttachment"]
+
 
 class Comment(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from engine.domain import attendance, gas, workorders
 from engine.runtime.operations import Registry
 
+__all__ = ["build_registry"]
+
 
 def build_registry() -> Registry:
     reg = Registry()

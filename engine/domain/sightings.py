@@ -25,6 +25,8 @@ from engine.domain.badges import BadgePolicy, master_key
 from engine.domain.models import Attendance, Badge, BadgeSighting, Cleaner, Shift
 from engine.runtime.errors import Actor, NotFound
 
+__all__ = ["Judge", "KEEP", "MESSAGES", "Outcome", "RANK", "Sighting", "flags", "prune"]
+
 RANK = {"expected": 0, "absent": 0, "unverified": 1, "late": 2, "present": 3}
 MESSAGES = {
     "unknown_badge": "no such badge registered / 未登记的工牌",

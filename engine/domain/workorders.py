@@ -17,6 +17,10 @@ from engine.domain.models import Staff, Unit, WorkOrder
 from engine.runtime.errors import Actor, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
 
+__all__ = ["AFTER_PHOTOS_FIELD", "CATEGORIES", "OrderState", "PHOTO_KINDS", "PROCESS", "PhotoKind", "Reported",
+           "SOURCES", "STATES", "STATE_OF_TASK", "close_order", "dispatch", "escalate", "is_overdue",
+           "on_task_opened", "photo_kind_of_field", "register", "reject_order", "report", "unit_workers"]
+
 
 class OrderState(StrEnum):
     """Where a work order is in its loop (stored as its text in work_order.state)."""

@@ -10,6 +10,8 @@ from sqlmodel import Session
 from engine.clock import to_db
 from engine.runtime.rows import INSERT_AUDIT, insert_rows
 
+__all__ = ["audit", "flush_audit", "forget_since", "mark"]
+
 
 def audit(s: Session, now: datetime, instance_id: int | None, business_key: str | None, actor: str, kind: str,
           element: str | None, detail: dict) -> None:

@@ -9,6 +9,8 @@ import json
 import math
 from typing import Any
 
+__all__ = ["DataError", "MAX_BYTES", "MAX_DEPTH", "check_plain"]
+
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 16
 _RESERVED = {"typename"}

@@ -24,6 +24,8 @@ from engine.db import direct
 from engine.db.models import Definition
 from engine.runtime.rows import LATEST_PROCESS
 
+__all__ = ["DefinitionStore", "Deployed", "KINDS", "MAX_FILES_PER_DEPLOY"]
+
 KINDS = {".bpmn": "bpmn", ".dmn": "dmn", ".form": "form", ".json": "form"}
 MAX_FILES_PER_DEPLOY = 50
 

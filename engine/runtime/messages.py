@@ -11,6 +11,8 @@ from engine.runtime import state
 from engine.runtime.errors import Actor, NotFound
 from engine.runtime.rows import fetch_instance
 
+__all__ = ["deliver"]
+
 
 def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
             business_key: str | None, instance_id: int | None) -> dict[int, int]:

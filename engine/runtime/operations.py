@@ -20,6 +20,8 @@ from engine.clock import to_db
 from engine.db.models import OperationEffect
 from engine.runtime.audit import audit
 
+__all__ = ["OpContext", "OperationError", "Registry", "drop_deferred", "run_deferred"]
+
 Operation = Callable[["OpContext", Mapping[str, Any], Mapping[str, str]], "dict | None"]
 
 

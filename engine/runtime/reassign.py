@@ -14,6 +14,8 @@ from engine.runtime.audit import audit
 from engine.runtime.errors import Actor, TaskGone
 from engine.runtime.rows import fetch_instance, fetch_open_task, task_groups
 
+__all__ = ["reassign"]
+
 
 def reassign(engine, task_id: str, to: str, actor: Actor, reason: str | None = None,
              may: Callable[[object, dict, set[str]], None] | None = None) -> dict:

@@ -15,6 +15,11 @@ from sqlmodel import Session
 from engine.db import direct
 from engine.db.models import AuditEvent, AwaitedMessage, Definition, Instance, OpenTask, TaskGroup
 
+__all__ = ["DELETE_AWAITED", "DELETE_TASK", "DELETE_TASKS", "GROUP_SEPARATOR", "INSERT_AUDIT", "INSERT_AWAITED",
+           "INSERT_GROUPS", "INSERT_TASKS", "InstanceRow", "LATEST_PROCESS", "SAVE_COMPLETED", "SAVE_INSTANCE",
+           "fetch_instance", "fetch_open_task", "fetch_task_with_instance", "insert_instance", "insert_rows",
+           "instance_query", "task_groups"]
+
 _INSTANCE_COLUMNS = (Instance.id, Instance.process_key, Instance.definition_id, Instance.business_key,
                      Instance.state, Instance.version, Instance.workflow, Instance.next_timer_at, Instance.error,
                      Instance.created_at, Instance.updated_at, Instance.completed_at)

@@ -12,6 +12,8 @@ from SpiffWorkflow.task import TaskState
 from engine.bpmn import spiff
 from engine.bpmn.specs import CityUserTask
 
+__all__ = ["Scan", "position", "scan", "timer_due"]
+
 
 def _definitions(task) -> list:
     ed = getattr(task.task_spec, "event_definition", None)

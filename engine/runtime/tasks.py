@@ -28,6 +28,8 @@ from engine.runtime.rows import (
     insert_rows,
 )
 
+__all__ = ["FormsOf", "TaskIndex"]
+
 
 def _resolve(wf, task, text: str | None):
     if text is None or not text.strip():

@@ -19,7 +19,7 @@ from engine.runtime.errors import Actor, ValidationFailed
 from engine.services.access import Caller, order_for
 from engine.storage import AttachmentStore
 
-__all__ = ["report", "comment", "link_photo", "link_photos", "upload_photo"]
+__all__ = ["report", "comment", "link_photo", "link_photos", "upload_photo", "form_photos_to_order"]
 
 
 def report(engine, who: Caller, actor: Actor, *, source: str, category: str, area: str, description: str = "",

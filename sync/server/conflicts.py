@@ -14,6 +14,8 @@ from engine.runtime.errors import Conflict, NotFound
 from sync.server.models import SyncConflict
 from sync.server.ops import Pusher
 
+__all__ = ["RESOLUTIONS", "STATUSES", "list_conflicts", "out", "resolve"]
+
 RESOLUTIONS = ("kept_server", "redone", "dismissed")
 STATUSES = ("open", "resolved", "all")
 

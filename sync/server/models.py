@@ -13,6 +13,8 @@ from typing import Optional
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+__all__ = ["SyncConflict", "SyncCursor", "SyncOp", "SyncOpWait"]
+
 
 class SyncOp(SQLModel, table=True):
     __tablename__ = "sync_op"

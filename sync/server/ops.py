@@ -32,6 +32,9 @@ from engine.runtime.errors import Actor
 from sync.protocol import CODES, SHA256, InvalidOp, Op, PushBatch, Verdict, body_hash
 from sync.server.models import SyncConflict, SyncOp, SyncOpWait
 
+__all__ = ["Pusher", "Refused", "Timing", "apply", "missing_photos", "needed_photos", "push", "push_one", "read_op",
+           "release_stranded", "release_waiting", "skew_limit", "timing_of"]
+
 
 def skew_limit() -> timedelta:
     """A device clock further off than this is flagged (never refused): CITYLOOP_SYNC_SKEW_SECONDS."""

@@ -31,6 +31,8 @@ from sync.protocol import PROTOCOL_VERSION, PullRequest, canonical_json, decode_
 from sync.server.models import SyncCursor
 from sync.server.ops import Pusher
 
+__all__ = ["CREW_ROLES", "MAX_TASKS", "SHIFTS_AHEAD", "pull"]
+
 MAX_TASKS = 1000
 SHIFTS_AHEAD = timedelta(days=2)
 CREW_ROLES = ("supervisor", "unit_leader")

@@ -31,6 +31,9 @@ from engine.clock import to_db
 from engine.domain.records import Attachment
 from engine.storage import ALLOWED_TYPES, AttachmentStore, StoreError, TooLarge, UnsupportedType, check_id, sniff
 
+__all__ = ["Busy", "Chunk", "HashMismatch", "MAX_CHUNK", "MAX_PARTIAL", "Mismatch", "NoUpload", "OffsetMismatch",
+           "PART_TTL", "SNIFF_BYTES", "Status", "TooMany", "UploadError", "Uploads", "default_root"]
+
 MAX_CHUNK = 4 * 1024 * 1024        # bytes one PATCH may carry
 MAX_PARTIAL = 20                   # unfinished uploads one device (or user) may hold at once
 PART_TTL = timedelta(days=3)       # an upload untouched this long is discarded

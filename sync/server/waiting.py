@@ -16,6 +16,8 @@ from engine.domain.records import Attachment
 from sync.server.models import SyncOp, SyncOpWait
 from sync.server.ops import Pusher
 
+__all__ = ["list_waiting"]
+
 _MISSING = (select(SyncOpWait.op_id, SyncOpWait.sha256)
             .where(SyncOpWait.op_id.in_(bindparam("ids", expanding=True)),
                    ~exists().where(Attachment.sha256 == SyncOpWait.sha256))
