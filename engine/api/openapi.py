@@ -139,6 +139,9 @@ SPECIFIC: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/open311/v2/requests.{fmt}"): {429: "too many reports from this address: wait Retry-After seconds"},
 }
 
+# Success bodies whose media type the route's response class does not tell FastAPI.
+_MEDIA = {("GET", "/api/v1/gas/households/import/template"): "text/csv"}
+
 _GENERIC = {
     400: "a value in the request cannot be stored or searched for (e.g. a NUL character), or the body was cut off",
     401: "no valid token: log in (or pair) and send Authorization: Bearer <token>",
@@ -205,7 +208,8 @@ def _error_content(route: APIRoute, status: int) -> dict[str, Any]:
                   "description": "GeoReport errors when the URL names a format, else the server's Problem"}
         return {"application/json": {"schema": schema}, "text/xml": {"schema": {"type": "string"}}}
     if (route.path, status) == ("/api/v1/gas/households/import", 422):
-        return {"application/json": {"schema": {"$ref": "#/components/schemas/ImportRejected"}}}
+        return {"application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/ImportRejected"},
+                                                          {"$ref": PROBLEM_REF}]}}}
     return {"application/json": {"schema": {"$ref": PROBLEM_REF}}}
 
 
@@ -222,6 +226,8 @@ def _declare(app: FastAPI, doc: dict) -> None:
                 # a shared `responses=` documents the success as 200 where this route answers `own`
                 success = responses.pop("200")
                 responses[own] = {**responses.get(own, {}), **success}
+            if (method, route.path) in _MEDIA:
+                responses[own]["content"] = {_MEDIA[method, route.path]: {"schema": {"type": "string"}}}
             for key in [k for k in responses if k.isdigit() and int(k) >= 400 and int(k) not in statuses]:
                 del responses[key]   # e.g. FastAPI's own 422 where the route answers bad input with a 400
             for status, why in statuses.items():
