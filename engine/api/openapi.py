@@ -226,6 +226,10 @@ def _declare(app: FastAPI, doc: dict) -> None:
                 # a shared `responses=` documents the success as 200 where this route answers `own`
                 success = responses.pop("200")
                 responses[own] = {**responses.get(own, {}), **success}
+            if route.path.startswith(OPEN311):   # any other format is a 404 (in the server's Problem shape)
+                for param in op.get("parameters", []):
+                    if param["in"] == "path" and param["name"] == "fmt":
+                        param["schema"]["enum"] = ["json", "xml"]
             if (method, route.path) in _MEDIA:
                 responses[own]["content"] = {_MEDIA[method, route.path]: {"schema": {"type": "string"}}}
             for key in [k for k in responses if k.isdigit() and int(k) >= 400 and int(k) not in statuses]:
