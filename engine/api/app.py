@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from engine import settings
-from engine.api import errors
+from engine.api import errors, openapi
 from engine.api.routes import (admin, attendance, auth, camera, checkins, dashboards, gas, incidents, open311,
                                processes, sync_uploads, tasks, workorders)
 from engine.api.routes import badges as badge_routes
@@ -93,6 +93,7 @@ def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None 
     app.add_middleware(WorkerHeader)
     for router in ROUTERS:
         app.include_router(router)
+    openapi.install(app)
     if engine is not None:
         app.state.engine = engine
     return app

@@ -7,10 +7,12 @@ bug: logged with its traceback and answered 500 (never mapped to a 4xx)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import DataError as DBAPIDataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -24,6 +26,16 @@ from engine.runtime.errors import ClientError, ProcessError, TooManyRequests
 log = logging.getLogger("cityloop.api")
 MAX_BODY = 16 * 1024 * 1024
 
+
+
+class Problem(BaseModel):
+    """The one error shape, as `problem()` builds it (documented for every 4xx/5xx answer in
+    the OpenAPI document by engine.api.openapi). Some answers add a field of their own, e.g.
+    `message_zh` on the sync routes."""
+    model_config = ConfigDict(extra="allow", title="Problem")
+    error: str = Field(description="machine-readable code, e.g. not_found, invalid, conflict, rate_limited")
+    message: str = Field(description="what went wrong, for people")
+    errors: dict[str, Any] | None = Field(default=None, description="per field (or element): what is wrong with it")
 
 
 def problem(status: int, code: str, message: str, errors: dict | None = None, headers=None) -> JSONResponse:

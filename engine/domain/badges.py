@@ -155,6 +155,14 @@ def parse_beacon(text: str) -> tuple[UUID, int, int]:
     return uuid, major, minor
 
 
+def _is_hex_bytes(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
 def registration_errors(badge_id: str, kind: str, secret: str | None,
                         beacon: tuple[UUID, int, int] | None) -> dict[str, str]:
     """What is wrong with a badge registration (empty if nothing)."""
@@ -168,6 +176,8 @@ def registration_errors(badge_id: str, kind: str, secret: str | None,
             errors["beacon"] = "only a legacy badge has an iBeacon identity / 只有静态信标工牌有 iBeacon 标识"
         if secret is not None and len(secret) < 32:
             errors["secret"] = "a key has at least 16 bytes (32 hex digits)"
+        elif secret is not None and not _is_hex_bytes(secret):
+            errors["secret"] = "a key is whole bytes in hex: an even number of hex digits / 密钥须为偶数位十六进制数"
     elif kind == "legacy":
         if secret:
             errors["secret"] = "a legacy (static) badge has no key / 静态信标工牌没有密钥"

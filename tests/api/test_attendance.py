@@ -58,6 +58,8 @@ def test_admin_manages_contracts_crews_cleaners_badges_with_clear_errors(client,
     assert too_long.status_code == 422 and "10 characters" in too_long.json()["errors"]["id"]
     assert client.post(A + "/badges", json={"id": "L0002", "kind": "legacy", "secret": "11" * 16},
                        headers=admin).status_code == 422
+    odd = client.post(A + "/badges", json={"id": "W0004", "kind": "rotating", "secret": "1" * 33}, headers=admin)
+    assert odd.status_code == 422 and "even number" in odd.json()["errors"]["secret"], odd.text   # (was a 500)
     assert client.post(A + "/badges", json={"id": "L0001", "kind": "legacy"}, headers=admin).status_code == 201
     badges = client.get(A + "/badges", headers=admin).json()
     assert len(badges) == 23 and all("secret" not in b for b in badges)
