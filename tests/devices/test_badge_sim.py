@@ -18,7 +18,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from devices import token
-from devices.bluez.fake import FakeBluez
 from devices.scanner import BadgeScanner
 from devices.sim import CrewWalkIn
 from engine.clock import ManualClock
