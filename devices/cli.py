@@ -7,6 +7,7 @@ by engine/cli.py (which only hands in how to read a crew's badge keys for the si
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 DEPOT = (31.2304, 121.4737)          # demo muster point (Shanghai, People's Square)
@@ -57,6 +59,8 @@ def register(sub, crew_keys=None) -> None:
     s.add_argument("--token-file", metavar="FILE", help="token of the depot gateway (with --server)")
     s.add_argument("--elsewhere-token-file", metavar="FILE", help="token of a second gateway far away (sees the clone's original)")
     s.add_argument("--buffer", default="data/badge-sim", metavar="DIR", help="gateways' outboxes (default data/badge-sim)")
+    s.add_argument("--at", type=_moment, metavar="TIME", help="badges advertise the tokens of this fixed moment "
+                   "(ISO 8601 with offset) instead of the clock's (tests, demos of a given time)")
     s.set_defaults(func=cmd_badge_sim, crew_keys=crew_keys)
 
 
@@ -121,10 +125,20 @@ def _keys(args) -> list[tuple[str, bytes]]:
     return args.crew_keys(args)
 
 
+def _moment(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        at = None
+    if at is None or at.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time with an offset: {text!r} / 需要带时区的时间")
+    return at
+
+
 def cmd_badge_sim(args) -> int:
     from devices.bluez.bus import PrivateBus
     from devices.bluez.fake import FakeBluez
-    from devices.sim import CrewWalkIn
+    from devices.sim import CrewWalkIn, utcnow
     sys.stdout.reconfigure(line_buffering=True)
     badges = _keys(args)
     if not badges:
@@ -147,7 +161,10 @@ def cmd_badge_sim(args) -> int:
                     gateways.append(_spawn_gateway(args, address, "hci1", args.elsewhere_token_file, "elsewhere",
                                                    ELSEWHERE))
             scenario = CrewWalkIn(fake, badges, absent=args.absent, walk_in=args.walk_in,
-                                  say=lambda line: print(f"[sim] {line}"))
+                                  say=lambda line: print(f"[sim] {line}"),
+                                  clock=(lambda: args.at) if args.at else utcnow)
+            if args.at:
+                print(f"badges advertise the tokens of {args.at.isoformat()}, a fixed moment / 工牌使用固定时刻的令牌")
             p = scenario.plan
             print(f"crew of {len(badges)}: {len(p.present)} walk in, {len(p.absent)} stay away"
                   f" (cloned: {p.cloned or '-'}, replayed: {p.replayed or '-'}) / 共 {len(badges)} 人")

@@ -6,7 +6,11 @@ tokens (devices.token) with their own keys; the attacks are what an attacker wit
 can do:
 - clone: a relay at the depot re-broadcasts, frame for frame, what the genuine badge (worn
   by someone far away) advertises right now;
-- replay: a frame recorded the day before, broadcast again."""
+- replay: a frame recorded the day before, broadcast again.
+
+Every badge mints with the scenario's `clock` (the wall clock unless one is given): a test
+hands in a fixed or manual clock so that which token step it sees is its own choice, not
+the wall clock's phase."""
 from __future__ import annotations
 
 import hashlib
@@ -127,11 +131,12 @@ class CrewWalkIn:
         self.join(5)
 
 
-def crowd(fake: FakeBluez, n: int, key: bytes, adapter: str = "hci0", prefix: str = "K") -> list[str]:
+def crowd(fake: FakeBluez, n: int, key: bytes, adapter: str = "hci0", prefix: str = "K",
+          clock: Callable[[], datetime] = utcnow) -> list[str]:
     """`n` rotating badges in range at once (for the benchmark)."""
     ids = [f"{prefix}{i:04d}" for i in range(n)]
     for i, badge in enumerate(ids):
-        fake.add_badge(address_for(badge, prefix), rotating(badge, key), rssi=-50 - i % 40, adapter=adapter)
+        fake.add_badge(address_for(badge, prefix), rotating(badge, key, clock), rssi=-50 - i % 40, adapter=adapter)
     return ids
 
 

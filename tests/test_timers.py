@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from sqlmodel import Session, select
 
 from engine.db.models import Instance
@@ -12,6 +13,7 @@ from engine.domain.models import WorkOrder
 from engine.scheduler import start_scheduler
 from engine.system import build
 from tests.district import DISPATCHER, seed
+from tests.waiting import wait_until
 
 
 def _wait_for(predicate, seconds: float = 15.0) -> bool:
@@ -21,6 +23,24 @@ def _wait_for(predicate, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+class _Sweeps:
+    """Counts the timer sweeps the scheduler has run (APScheduler's job events), so a test
+    waits for sweeps, not for a time it hopes is long enough for some."""
+
+    def __init__(self, sched):
+        self.done = 0
+        sched.add_listener(self._ran, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+
+    def _ran(self, event) -> None:
+        if event.job_id == "timer-sweep":
+            self.done += 1
+
+    def wait(self, more: int) -> None:
+        """Until `more` sweeps have finished from now (the first may have begun before)."""
+        target = self.done + more
+        wait_until(lambda: self.done >= target, 15, what=f"{more} timer sweeps")
 
 
 def _escalations(engine, number) -> int:
@@ -36,8 +56,9 @@ def test_scheduler_fires_due_timers_without_a_manual_call(system, clock):
     seed(system)
     order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     sched = start_scheduler(system, sweep_seconds=0.1, calendar_jobs=False)
+    sweeps = _Sweeps(sched)
     try:
-        time.sleep(0.3)
+        sweeps.wait(2)
         assert not _overdue(system, order.id), "not due yet"
         clock.advance(hours=25)
         assert _wait_for(lambda: _overdue(system, order.id))
@@ -51,15 +72,16 @@ def test_timer_due_during_downtime_fires_once_after_restart(db_url, clock):
     seed(first)
     order = workorders.report(first, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     sched = start_scheduler(first, sweep_seconds=0.1, calendar_jobs=False)
-    time.sleep(0.3)
+    _Sweeps(sched).wait(2)
     sched.shutdown()
     first.db.dispose()
     clock.advance(days=3)  # the server was down past the SLA
     second = build(db_url, clock=clock)
     sched = start_scheduler(second, sweep_seconds=0.1, calendar_jobs=False)
+    sweeps = _Sweeps(sched)
     try:
         assert _wait_for(lambda: _overdue(second, order.id))
-        time.sleep(0.5)  # several more sweeps
+        sweeps.wait(3)  # several more sweeps, which must not fire it again
     finally:
         sched.shutdown()
     assert _escalations(second, order.number) == 1

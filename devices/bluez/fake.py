@@ -187,6 +187,7 @@ class FakeBluez:
     def __init__(self, bus_address: str, adapters: tuple[str, ...] = ("hci0",), advertise_every: float = 0.5):
         self.bus_address, self.advertise_every = bus_address, advertise_every
         self.announcements = 0            # PropertiesChanged/InterfacesAdded sent for devices
+        self.rounds = 0                   # advertising rounds done (a test's "time has passed" is rounds)
         self._initial = adapters
         self._adapters: dict[str, Adapter1] = {}
         self._badges: dict[str, dict[str, _Badge]] = {}   # adapter -> address -> badge
@@ -334,6 +335,7 @@ class FakeBluez:
                     await self._bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
                                                  interface="org.freedesktop.DBus.Peer", member="Ping"))
         self.announcements += sent
+        self.rounds += 1
         return sent
 
     def _announce(self, adapter: str, badge: _Badge) -> int:

@@ -12,6 +12,7 @@ from bleak import BleakScanner
 from devices import token
 from devices.bluez.fake import FakeBluez
 from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, _state_of, probe
+from tests.waiting import until
 
 KEY = bytes(range(32))
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=timezone.utc)
@@ -22,10 +23,13 @@ def frame(badge: str, at: datetime = T0) -> dict[int, bytes]:
 
 
 async def _until(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+    await until(predicate, timeout)
+
+
+async def _rounds(fake: FakeBluez, n: int) -> None:
+    """Wait until the fake has done `n` more advertising rounds (not a fixed time)."""
+    start = fake.rounds
+    await until(lambda: fake.rounds >= start + n, 10, what=f"{n} advertising rounds")
 
 
 def test_unmodified_bleak_sees_manufacturer_data_rssi_changes_and_badges_leaving(fake):
@@ -44,8 +48,9 @@ def test_unmodified_bleak_sees_manufacturer_data_rssi_changes_and_badges_leaving
         fake.set_data("C0:FF:EE:00:00:01", later)
         await _until(lambda: any(m == later for _, _, m, _ in seen))
         fake.remove("C0:FF:EE:00:00:02")
-        removed_at["n"] = len(seen)
-        await asyncio.sleep(0.5)   # several advertising rounds of the remaining badge
+        removed_at["n"] = n = len(seen)
+        # several advertising rounds of the remaining badge have come through since
+        await _until(lambda: sum(a == "C0:FF:EE:00:00:01" for a, *_ in seen[n:]) >= 4)
         await scanner.stop()
 
     asyncio.run(main())
@@ -75,7 +80,7 @@ def test_badge_scanner_decodes_counts_bad_frames_and_follows_the_adapter(fake):
         fake.set_powered("hci0", False)
         await _until(lambda: scanner.state == BluetoothState.ADAPTER_OFF)
         n = len(sightings)
-        await asyncio.sleep(0.4)
+        await _rounds(fake, 4)     # rounds in which the badges would have advertised
         assert len(sightings) == n, "no sightings while the adapter is off"
         fake.set_powered("hci0", True)
         await _until(lambda: scanner.state == BluetoothState.AVAILABLE)
