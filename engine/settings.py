@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # ---- the server process ------------------------------------------------------------
     threads: int = Field(default=8, ge=1, le=256, description="request threads per worker")
     upload_threads: int = Field(default=3, ge=1, le=64, description="threads per worker for tablet photo uploads")
+    upload_idle_seconds: float = Field(default=30.0, gt=0, le=3600,
+                                       description="a photo upload silent this long is taken as cut off")
     scheduler: bool = Field(default=True, description="run the timer sweep and calendar jobs in this process")
     demo: bool = Field(default=False, description="seed the demo district into an empty database at start")
     advertise: bool = Field(default=False, description="announce the sync API on the LAN (mDNS)")

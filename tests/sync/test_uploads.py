@@ -358,13 +358,12 @@ def test_a_completion_whose_row_a_crash_lost_is_finished_by_the_next_upload(clie
 
 
 def test_a_patch_that_goes_silent_keeps_what_arrived_and_answers_its_offset(app, client, area, worker,  # noqa: F811
-                                                                            monkeypatch):
+                                                                            setenv):
     """A tablet whose connection hangs mid-photo (no bytes, no close): after the idle timeout
     the server keeps the bytes it got, fsynced, and the upload resumes from there."""
     import asyncio
 
-    from engine.api.routes import sync_uploads
-    monkeypatch.setattr(sync_uploads, "IDLE_TIMEOUT", 0.3)   # (30 s in service)
+    setenv(CITYLOOP_UPLOAD_IDLE_SECONDS="0.3")   # (30 s in service)
     data = jpeg(40_000, 9)
 
     async def hangs():

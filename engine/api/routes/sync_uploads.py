@@ -31,7 +31,6 @@ from sync.server import uploads as up
 
 router = APIRouter(prefix="/sync/v1/attachments", tags=["sync"])
 log = logging.getLogger("cityloop.sync.uploads")
-IDLE_TIMEOUT = 30.0   # seconds without a byte before a PATCH is treated as cut off
 SHA = r"^[0-9a-f]{64}$"
 
 
@@ -235,9 +234,10 @@ async def _receive_into(request: Request, chunk: up.Chunk) -> bool:
     """Stream the body into the chunk. True if the client went away (or went silent) first;
     the bytes that did arrive are kept."""
     stream = request.stream().__aiter__()
+    idle = settings.current().upload_idle_seconds   # without a byte this long, the PATCH counts as cut off
     while True:
         try:
-            async with asyncio.timeout(IDLE_TIMEOUT):   # (no task per chunk, as wait_for makes)
+            async with asyncio.timeout(idle):   # (no task per chunk, as wait_for makes)
                 piece = await stream.__anext__()
         except StopAsyncIteration:
             return False
