@@ -7,7 +7,10 @@ very next request."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import math
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,11 +18,11 @@ from datetime import datetime, timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, bindparam, delete, func, update
+from sqlalchemy import Connection, bindparam, delete, update
 from sqlmodel import Session, select
 
 from engine.auth.models import Account, Device, LoginAttempt, PairingCode, ServerSecret
-from engine.clock import to_db
+from engine.clock import from_db, to_db
 from engine.db import direct
 from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
@@ -28,8 +31,20 @@ ACCESS_TTL = timedelta(minutes=30)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
 LAST_SEEN_EVERY = timedelta(minutes=1)  # a device's last-seen time is written at most this often
 PAIRING_TTL = timedelta(minutes=15)
-MAX_FAILURES = 5              # per account+address within the window
+# Failed log-ins are limited per account at one address and per address (any accounts),
+# both counted in the database so every worker on it shares them. An account allows a few
+# typos; an address allows 20 failures per window: a street office's staff behind one NAT
+# mistyping now and then stay far below it, while a guesser cycling user names gets 20
+# Argon2 runs per address per 15 minutes (80 an hour) and then a database read per try.
+MAX_FAILURES = 5              # per account at one address within the window
+MAX_ADDRESS_FAILURES = 20     # per address, whatever the accounts, within the window
 FAILURE_WINDOW = timedelta(minutes=15)
+# Argon2id takes 64 MiB and ~150 ms of one core per check. At most HASH_SLOTS checks run at
+# once per process (2 x 64 MiB, instead of one per request thread); a log-in waits at most
+# HASH_WAIT_SECONDS for a slot, then answers 503 (LoginBusy), so a flood of log-ins from
+# many addresses cannot pile up hashing work or memory.
+HASH_SLOTS = 2
+HASH_WAIT_SECONDS = 2.0
 ROLES = ("admin", "designer", "dispatcher", "reviewer", "unit_worker", "unit_leader", "deliverer", "supervisor")
 DEVICE_KINDS = ("tablet", "gateway", "camera")
 _HASHER = PasswordHasher()    # argon2id, library defaults (64 MiB, 3 passes)
@@ -41,11 +56,20 @@ class AuthError(Exception):
 
 
 class RateLimited(Exception):
-    """Too many failed log-ins (429)."""
+    """Too many failed log-ins (429); `retry_after`: seconds until a failure leaves the window."""
 
     def __init__(self, retry_after: int):
-        self.retry_after = retry_after
-        super().__init__(f"too many failed log-ins; try again in {retry_after} s")
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(f"too many failed log-ins; try again in {self.retry_after} s / "
+                         f"登录失败次数过多，请 {self.retry_after} 秒后重试")
+
+
+class LoginBusy(Exception):
+    """Every password-checking slot of this process stayed busy (503); nothing was counted."""
+    retry_after = 1
+
+    def __init__(self):
+        super().__init__("too many log-ins at once; try again in a moment / 同时登录的人太多，请稍后重试")
 
 
 @dataclass(frozen=True)
@@ -93,34 +117,92 @@ def _secret_key(bind) -> str:
     return str(bind.url)     # the URL without its password is enough to tell databases apart
 
 
-def _attempt_key(username: str, address: str) -> str:
-    return f"{username[:64]}|{address[:64]}"
-
-
-def record_failure(s: Session, username: str, address: str, now: datetime) -> None:
-    s.add(LoginAttempt(key=_attempt_key(username, address), at=to_db(now)))
-
-
-def login(s: Session, username: str, password: str, address: str, now: datetime) -> tuple[str, int]:
-    """(access token, seconds valid). Failures (see record_failure) are limited per account
-    and address: after MAX_FAILURES in FAILURE_WINDOW, RateLimited."""
-    key = _attempt_key(username, address)
-    since = to_db(now - FAILURE_WINDOW)
-    failures = s.exec(select(func.count()).select_from(LoginAttempt)
-                      .where(LoginAttempt.key == key, LoginAttempt.at >= since)).one()
-    if failures >= MAX_FAILURES:
-        raise RateLimited(int(FAILURE_WINDOW.total_seconds()))
-    staff = s.get(Staff, username) if username else None
-    account = s.get(Account, username) if staff is not None and staff.active else None
+def client_address(host: str) -> str:
+    """What the per-address limit counts: the client's IP address, or for IPv6 its /64
+    network (one host usually holds a whole /64, so single addresses would be free to take)."""
     try:
-        _HASHER.verify(account.password_hash if account else _DUMMY, password)
-        ok = account is not None
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
+# Password checks running now in this process (see HASH_SLOTS).
+HASHING = threading.BoundedSemaphore(HASH_SLOTS)
+
+
+def login(engine, username: str, password: str, host: str) -> tuple[str, int]:
+    """(access token, seconds valid) for a staff member's user name and password, asked from
+    `host`. `engine`: the CaseEngine (its transactions and clock).
+
+    The limits are read first, so a limited caller costs one indexed read and no Argon2 work
+    (RateLimited, with the true time to wait). The password is checked outside any
+    transaction (no connection or SQLite writer lock held for its ~150 ms), in one of
+    HASH_SLOTS (else LoginBusy). A failure is recorded (AuthError); a success clears the
+    account's failures from this address for the account limit, while the address still
+    counts them."""
+    address, now = client_address(host), engine.clock()
+    with engine.transaction(write=False) as s:
+        retry_after, account_failures = _limits(s, username, address, now)
+        if retry_after:
+            raise RateLimited(retry_after)
+        staff = s.get(Staff, username) if username else None
+        account = s.get(Account, username) if staff is not None and staff.active else None
+        password_hash = account.password_hash if account is not None else None
+    if not _password_matches(password_hash, password):
+        with engine.transaction() as s:
+            _record_failure(s, username, address, now)
+        raise AuthError("wrong user name or password")
+    with engine.transaction(write=account_failures > 0) as s:
+        if account_failures:
+            s.execute(update(LoginAttempt).where(LoginAttempt.address == address, LoginAttempt.username == username)
+                      .values(username=None))
+        return issue_token(s, staff, now), int(ACCESS_TTL.total_seconds())
+
+
+def _limits(s: Session, username: str, address: str, now: datetime) -> tuple[int, int]:
+    """(seconds to wait, 0 when neither limit is reached; the account's failures from here)."""
+    at_address = s.exec(select(LoginAttempt.username, LoginAttempt.at)
+                        .where(LoginAttempt.address == address, LoginAttempt.at > to_db(now - FAILURE_WINDOW))
+                        .order_by(LoginAttempt.at.desc())
+                        .limit(MAX_ADDRESS_FAILURES)).all()    # the newest: all that can decide
+    mine = [at for who, at in at_address if who == username]
+    wait = 0.0
+    # Limited while `limit` failures are in the window: until the limit-th newest leaves it.
+    for times, limit in ((mine, MAX_FAILURES), ([at for _, at in at_address], MAX_ADDRESS_FAILURES)):
+        if len(times) >= limit:
+            wait = max(wait, (from_db(times[limit - 1]) + FAILURE_WINDOW - now).total_seconds())
+    return math.ceil(wait), len(mine)
+
+
+def _password_matches(password_hash: str | None, password: str) -> bool:
+    """Argon2id against the account's hash, or a dummy one for no account (the same time
+    either way, so the answer does not tell which user names exist)."""
+    if not HASHING.acquire(timeout=HASH_WAIT_SECONDS):
+        raise LoginBusy()
+    try:
+        _HASHER.verify(password_hash or _DUMMY, password)
+        return password_hash is not None
     except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok:
-        raise AuthError("wrong user name or password")  # the caller records it: this transaction rolls back
-    s.execute(delete(LoginAttempt).where(LoginAttempt.key == key))
-    return issue_token(s, staff, now), int(ACCESS_TTL.total_seconds())
+        return False
+    finally:
+        HASHING.release()
+
+
+def _record_failure(s: Session, username: str, address: str, now: datetime) -> None:
+    # this address's expired rows go now (a few, by index); prune_login_attempts sweeps the rest
+    s.execute(delete(LoginAttempt).where(LoginAttempt.address == address,
+                                         LoginAttempt.at <= to_db(now - FAILURE_WINDOW)))
+    s.add(LoginAttempt(address=address, username=username[:64] or None, at=to_db(now)))
+
+
+def prune_login_attempts(s: Session, now: datetime) -> int:
+    """Delete failed log-ins older than the window (they no longer count); how many went."""
+    return s.execute(delete(LoginAttempt).where(LoginAttempt.at <= to_db(now - FAILURE_WINDOW))).rowcount
 
 
 def issue_token(s: Session, staff: Staff, now: datetime) -> str:
