@@ -5,6 +5,7 @@ process. Over HTTP (the app in-process, each client with its own address), on th
 clock."""
 from __future__ import annotations
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
@@ -12,6 +13,7 @@ from sqlmodel import func, select
 from engine.auth import service
 from engine.auth.models import LoginAttempt
 from tests.api.conftest import PASSWORD
+from tests.api.test_uvicorn_workers import server  # noqa: F401 - the real server fixture
 
 WINDOW = int(service.FAILURE_WINDOW.total_seconds())
 
@@ -163,3 +165,21 @@ def test_an_ipv6_client_is_counted_by_its_64_network(from_address):
 ])
 def test_client_address(host, counted_as):
     assert service.client_address(host) == counted_as
+
+
+def test_behind_a_proxy_the_forwarded_client_address_is_the_one_limited(server):  # noqa: F811
+    """The real server as deployed (uvicorn, 2 workers on one database, proxy headers on and
+    trusting 127.0.0.1 by default): requests arrive from 127.0.0.1 as from a reverse proxy on
+    this host, and each client is counted by the address the proxy puts in X-Forwarded-For."""
+    def attempt(forwarded_for: str, username: str, password: str = "wrong wrong"):
+        return httpx.post(f"{server}/api/v1/auth/login", json={"username": username, "password": password},
+                          headers={"X-Forwarded-For": forwarded_for}, timeout=30)
+
+    for i in range(service.MAX_ADDRESS_FAILURES):
+        assert attempt("198.51.100.77", f"who-{i}").status_code == 401
+    r = attempt("198.51.100.77", "dispatcher1", PASSWORD)
+    assert r.status_code == 429 and 0 < int(r.headers["Retry-After"]) <= WINDOW, r.text
+    # uvicorn takes the right-most address its trusted proxies did not add: one the client
+    # wrote itself further left changes nothing
+    assert attempt("10.9.9.9, 198.51.100.77", "dispatcher1", PASSWORD).status_code == 429
+    assert attempt("198.51.100.78", "dispatcher1", PASSWORD).status_code == 200, "the proxy's other clients"
