@@ -61,6 +61,16 @@ def _prune_sightings(engine) -> None:
         log.exception("pruning badge sightings failed")
 
 
+def _prune_login_attempts(engine) -> None:
+    """Failed log-ins older than the limiter's window (engine.auth.service.prune_login_attempts)."""
+    try:
+        from engine.auth.service import prune_login_attempts
+        with engine.transaction() as s:
+            prune_login_attempts(s, engine.clock())
+    except Exception:
+        log.exception("pruning failed log-ins failed")
+
+
 def _release_stranded(engine, photos_exist) -> None:
     """Sync ops left waiting although their photos are stored (sync.server.ops.release_stranded)."""
     try:
@@ -86,6 +96,8 @@ def start_scheduler(engine, sweep_seconds: float = 5.0, calendar_jobs: bool = Tr
                   misfire_grace_time=None, next_run_time=engine_now_for_scheduler())
     sched.add_job(_release_stranded, IntervalTrigger(seconds=stranded_seconds), args=[engine, photos_exist],
                   id="sync-stranded",
+                  misfire_grace_time=None)
+    sched.add_job(_prune_login_attempts, IntervalTrigger(minutes=15), args=[engine], id="prune-logins",
                   misfire_grace_time=None)
     if calendar_jobs:
         # Calendar jobs may run late (misfire grace of hours) but run once; they are idempotent.

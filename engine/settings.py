@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     server_id: str | None = Field(default=None, max_length=32, description="the id announced on the LAN")
     debug: bool = False
 
+    # ---- log-in limits (engine.auth.service explains the numbers) ------------------------
+    login_account_failures: int = Field(default=5, ge=1, le=1000, description="failures per account at one address")
+    login_address_failures: int = Field(default=20, ge=1, le=100_000, description="failures per address")
+    login_window_minutes: float = Field(default=15, gt=0, le=24 * 60, description="how long a failure counts")
+    login_hash_slots: int = Field(default=2, ge=1, le=64, description="password checks at once per process")
+    login_hash_wait_seconds: float = Field(default=5.0, gt=0, le=60, description="wait for a slot, then 503")
+
     # ---- intake ------------------------------------------------------------------------
     open311_per_hour: int = Field(default=20, ge=1, le=1_000_000,
                                   description="anonymous Open311 reports per sender address per hour")

@@ -19,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from engine.auth.service import AuthError, RateLimited
+from engine.auth.service import AuthError
 from engine.bpmn.xml import DefinitionError
 from engine.runtime.errors import ClientError, ProcessError, TooManyRequests
 
@@ -59,11 +59,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError):
-        return problem(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(RateLimited)
-    async def rate_limited(request: Request, exc: RateLimited):
-        return problem(429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after)})
+        return problem(401, exc.code, str(exc), headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(DefinitionError)
     async def definition_error(request: Request, exc: DefinitionError):

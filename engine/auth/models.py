@@ -37,8 +37,13 @@ class PairingCode(SQLModel, table=True):
 
 
 class LoginAttempt(SQLModel, table=True):
-    """Failed log-ins, for rate limiting across workers."""
-    __table_args__ = (Index("ix_login_attempt_key_at", "key", "at"),)
+    """A failed log-in, for rate limiting across workers: counted per address and per
+    account at an address (engine.auth.service). A successful log-in clears `username` on
+    its account's rows from that address, so the address still counts them. Rows older than
+    the window are deleted (service.prune_login_attempts)."""
+    __table_args__ = (Index("ix_login_attempt_address_at", "address", "at"),
+                      Index("ix_login_attempt_at", "at"))
     id: Optional[int] = Field(default=None, primary_key=True)
-    key: str = Field(max_length=200)
+    address: str = Field(max_length=64)      # the client address (an IPv6 client's /64 network)
+    username: Optional[str] = Field(default=None, max_length=64)
     at: datetime

@@ -7,8 +7,11 @@ very next request."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import math
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,41 +19,67 @@ from datetime import datetime, timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, bindparam, delete, func, update
+from sqlalchemy import Connection, bindparam, delete, update
 from sqlmodel import Session, select
 
-from engine.auth.models import Account, Device, LoginAttempt, PairingCode
-from engine.db.models import ServerSecret
 from engine import settings
-from engine.clock import to_db
+from engine.auth.models import Account, Device, LoginAttempt, PairingCode
+from engine.clock import from_db, to_db
 from engine.db import direct
+from engine.db.models import ServerSecret
 from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
-from engine.runtime.errors import NotFound, ValidationFailed
+from engine.runtime.errors import ClientError, NotFound, TooManyRequests, ValidationFailed
 
 log = logging.getLogger("cityloop.auth")
 ACCESS_TTL = timedelta(minutes=30)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
 LAST_SEEN_EVERY = timedelta(minutes=1)  # a device's last-seen time is written at most this often
 PAIRING_TTL = timedelta(minutes=15)
-MAX_FAILURES = 5              # per account+address within the window
-FAILURE_WINDOW = timedelta(minutes=15)
+# Failed log-ins are limited per account at one address and per address (any accounts),
+# both counted in the database so every worker on it shares them. An account allows a few
+# typos; an address allows 20 failures per window: a street office's staff behind one NAT
+# mistyping now and then stay far below it, while a guesser cycling user names gets 20
+# Argon2 runs per address per 15 minutes (80 an hour) and then a database read per try.
+_LIMITS = settings.current()   # (CITYLOOP_LOGIN_*; read once, at start)
+MAX_FAILURES = _LIMITS.login_account_failures           # per account at one address within the window (5)
+MAX_ADDRESS_FAILURES = _LIMITS.login_address_failures   # per address, whatever the accounts (20)
+FAILURE_WINDOW = timedelta(minutes=_LIMITS.login_window_minutes)   # (15 minutes)
+# Argon2id takes 64 MiB and ~150 ms of one core per check. At most HASH_SLOTS checks run at
+# once per process: measured, 8 request threads checking at once peaked at 526 MiB of RSS,
+# 2 slots at 142 MiB, for the same throughput on 2 cores. A log-in waits at most
+# HASH_WAIT_SECONDS for a slot, then answers 503 (LoginBusy): a flood of log-ins from many
+# addresses is shed instead of queueing hashing work for clients that gave up. (2 s was too
+# short on a loaded machine: 8 log-ins at once, each check slowed to over a second.)
+HASH_SLOTS = _LIMITS.login_hash_slots              # (2)
+HASH_WAIT_SECONDS = _LIMITS.login_hash_wait_seconds   # (5 s)
 ROLES = ("admin", "designer", "dispatcher", "reviewer", "unit_worker", "unit_leader", "deliverer", "supervisor")
 DEVICE_KINDS = ("tablet", "gateway", "camera")
 _HASHER = PasswordHasher()    # argon2id, library defaults (64 MiB, 3 passes)
 _DUMMY = _HASHER.hash("not a password")
 
 
-class AuthError(Exception):
+class AuthError(ClientError):
     """Credentials or token refused (401)."""
+    code = "unauthorized"
+    status = 401
 
 
-class RateLimited(Exception):
-    """Too many failed log-ins (429)."""
+class RateLimited(TooManyRequests):
+    """Too many failed log-ins (429); `retry_after`: seconds until a failure leaves the window."""
 
     def __init__(self, retry_after: int):
-        self.retry_after = retry_after
-        super().__init__(f"too many failed log-ins; try again in {retry_after} s")
+        retry_after = max(1, int(retry_after))
+        super().__init__(f"too many failed log-ins; try again in {retry_after} s / "
+                         f"登录失败次数过多，请 {retry_after} 秒后重试", retry_after)
+
+
+class LoginBusy(Exception):
+    """Every password-checking slot of this process stayed busy (503); nothing was counted."""
+    retry_after = 1
+
+    def __init__(self):
+        super().__init__("too many log-ins at once; try again in a moment / 同时登录的人太多，请稍后重试")
 
 
 @dataclass(frozen=True)
@@ -112,34 +141,92 @@ def _secret_key(bind) -> str:
     return str(bind.url)     # the URL without its password is enough to tell databases apart
 
 
-def _attempt_key(username: str, address: str) -> str:
-    return f"{username[:64]}|{address[:64]}"
-
-
-def record_failure(s: Session, username: str, address: str, now: datetime) -> None:
-    s.add(LoginAttempt(key=_attempt_key(username, address), at=to_db(now)))
-
-
-def login(s: Session, username: str, password: str, address: str, now: datetime) -> tuple[str, int]:
-    """(access token, seconds valid). Failures (see record_failure) are limited per account
-    and address: after MAX_FAILURES in FAILURE_WINDOW, RateLimited."""
-    key = _attempt_key(username, address)
-    since = to_db(now - FAILURE_WINDOW)
-    failures = s.exec(select(func.count()).select_from(LoginAttempt)
-                      .where(LoginAttempt.key == key, LoginAttempt.at >= since)).one()
-    if failures >= MAX_FAILURES:
-        raise RateLimited(int(FAILURE_WINDOW.total_seconds()))
-    staff = s.get(Staff, username) if username else None
-    account = s.get(Account, username) if staff is not None and staff.active else None
+def client_address(host: str) -> str:
+    """What the per-address limit counts: the client's IP address, or for IPv6 its /64
+    network (one host usually holds a whole /64, so single addresses would be free to take)."""
     try:
-        _HASHER.verify(account.password_hash if account else _DUMMY, password)
-        ok = account is not None
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
+# Password checks running now in this process (see HASH_SLOTS).
+HASHING = threading.BoundedSemaphore(HASH_SLOTS)
+
+
+def login(engine, username: str, password: str, host: str) -> tuple[str, int]:
+    """(access token, seconds valid) for a staff member's user name and password, asked from
+    `host`. `engine`: the CaseEngine (its transactions and clock).
+
+    The limits are read first, so a limited caller costs one indexed read and no Argon2 work
+    (RateLimited, with the true time to wait). The password is checked outside any
+    transaction (no connection or SQLite writer lock held for its ~150 ms), in one of
+    HASH_SLOTS (else LoginBusy). A failure is recorded (AuthError); a success clears the
+    account's failures from this address for the account limit, while the address still
+    counts them."""
+    address, now = client_address(host), engine.clock()
+    with engine.transaction(write=False) as s:
+        retry_after, account_failures = _limits(s, username, address, now)
+        if retry_after:
+            raise RateLimited(retry_after)
+        staff = s.get(Staff, username) if username else None
+        account = s.get(Account, username) if staff is not None and staff.active else None
+        password_hash = account.password_hash if account is not None else None
+    if not _password_matches(password_hash, password):
+        with engine.transaction() as s:
+            _record_failure(s, username, address, now)
+        raise AuthError("wrong user name or password")
+    with engine.transaction(write=account_failures > 0) as s:
+        if account_failures:
+            s.execute(update(LoginAttempt).where(LoginAttempt.address == address, LoginAttempt.username == username)
+                      .values(username=None))
+        return issue_token(s, staff, now), int(ACCESS_TTL.total_seconds())
+
+
+def _limits(s: Session, username: str, address: str, now: datetime) -> tuple[int, int]:
+    """(seconds to wait, 0 when neither limit is reached; the account's failures from here)."""
+    at_address = s.exec(select(LoginAttempt.username, LoginAttempt.at)
+                        .where(LoginAttempt.address == address, LoginAttempt.at > to_db(now - FAILURE_WINDOW))
+                        .order_by(LoginAttempt.at.desc())
+                        .limit(MAX_ADDRESS_FAILURES)).all()    # the newest: all that can decide
+    mine = [at for who, at in at_address if who == username]
+    wait = 0.0
+    # Limited while `limit` failures are in the window: until the limit-th newest leaves it.
+    for times, limit in ((mine, MAX_FAILURES), ([at for _, at in at_address], MAX_ADDRESS_FAILURES)):
+        if len(times) >= limit:
+            wait = max(wait, (from_db(times[limit - 1]) + FAILURE_WINDOW - now).total_seconds())
+    return math.ceil(wait), len(mine)
+
+
+def _password_matches(password_hash: str | None, password: str) -> bool:
+    """Argon2id against the account's hash, or a dummy one for no account (the same time
+    either way, so the answer does not tell which user names exist)."""
+    if not HASHING.acquire(timeout=HASH_WAIT_SECONDS):
+        raise LoginBusy()
+    try:
+        _HASHER.verify(password_hash or _DUMMY, password)
+        return password_hash is not None
     except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok:
-        raise AuthError("wrong user name or password")  # the caller records it: this transaction rolls back
-    s.execute(delete(LoginAttempt).where(LoginAttempt.key == key))
-    return issue_token(s, staff, now), int(ACCESS_TTL.total_seconds())
+        return False
+    finally:
+        HASHING.release()
+
+
+def _record_failure(s: Session, username: str, address: str, now: datetime) -> None:
+    # this address's expired rows go now (a few, by index); prune_login_attempts sweeps the rest
+    s.execute(delete(LoginAttempt).where(LoginAttempt.address == address,
+                                         LoginAttempt.at <= to_db(now - FAILURE_WINDOW)))
+    s.add(LoginAttempt(address=address, username=username[:64] or None, at=to_db(now)))
+
+
+def prune_login_attempts(s: Session, now: datetime) -> int:
+    """Delete failed log-ins older than the window (they no longer count); how many went."""
+    return s.execute(delete(LoginAttempt).where(LoginAttempt.at <= to_db(now - FAILURE_WINDOW))).rowcount
 
 
 def issue_token(s: Session, staff: Staff, now: datetime) -> str:

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from engine.api.deps import allow, engine_of
+from engine.api.errors import problem
 from engine.auth import service
 from engine.auth.service import Principal
 
@@ -37,15 +38,14 @@ class MeOut(BaseModel):
 
 @router.post("/login", response_model=TokenOut, summary="Log in (staff) / 登录")
 def login(body: LoginIn, request: Request, _: None = allow("public")):
+    """Failed log-ins are limited per account at an address and per address (429 with the
+    true Retry-After); a log-in that finds every password-checking slot busy is a 503."""
     engine = engine_of(request)
-    address = request.client.host if request.client else "unknown"
+    host = request.client.host if request.client else "unknown"   # behind a proxy: see README
     try:
-        with engine.transaction() as s:
-            token, ttl = service.login(s, body.username, body.password, address, engine.clock())
-    except service.AuthError:
-        with engine.transaction() as s:  # its own transaction: the failed one rolled back
-            service.record_failure(s, body.username, address, engine.clock())
-        raise
+        token, ttl = service.login(engine, body.username, body.password, host)
+    except service.LoginBusy as exc:
+        return problem(503, "overloaded", str(exc), headers={"Retry-After": str(exc.retry_after)})
     return TokenOut(access_token=token, expires_in=ttl)
 
 

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.deps import actor_of, allow, engine_of
 from engine.api.errors import problem
-from engine.auth.service import AuthError, Principal, RateLimited
+from engine.auth.service import AuthError, Principal
 from engine.domain import intake
 from engine.domain.attendance import DISTRICT_TZ
 from engine.runtime.errors import Actor, ClientError, ProcessError, TooManyRequests
@@ -67,7 +67,7 @@ def _as_open311(exc: Exception) -> Open311Error | None:
         return exc
     if isinstance(exc, AuthError):
         return Open311Error(401, str(exc), {"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, (RateLimited, TooManyRequests)):
+    if isinstance(exc, TooManyRequests):
         return Open311Error(429, str(exc), {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, RequestValidationError):
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())

@@ -1,7 +1,7 @@
 """incidents: a process step that failed, with what the caller submitted, for administrators
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 from alembic import op
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ _T = sqlmodel.sql.sqltypes.UTCDateTime
 
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
