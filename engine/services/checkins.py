@@ -90,7 +90,8 @@ class Batch:
     shift_id: int
     opens_at: datetime
     grace_ends_at: datetime
-    closed: bool                      # the shift took no check-ins any more when the batch came
+    closed: bool                      # the shift's process has closed it (its grace timer fired)
+    shut: bool                        # it took no check-ins any more when the batch came (closed, or grace over)
     results: list[Result] = field(default_factory=list)
 
     def tally(self) -> dict[str, int]:
@@ -143,8 +144,8 @@ class _Run:
     def start(self, shift: Shift, items: Sequence) -> None:
         self.shift = shift
         opens, grace_end = attendance.checkin_window(shift)
-        self.batch = Batch(shift.id, opens, grace_end, closed=shift.closed or self.now > grace_end,
-                           results=[None] * len(items))
+        self.batch = Batch(shift.id, opens, grace_end, closed=shift.closed,
+                           shut=shift.closed or self.now > grace_end, results=[None] * len(items))
         self.closed_msg = (f"the grace period of shift {shift.id} ended at {grace_end.isoformat()}; check-ins are "
                            "closed / 宽限期已过，打卡已关闭")
 
@@ -161,7 +162,7 @@ class _Run:
                 self.set(i, item.badge_id, "invalid", 422, "invalid", item.message)
                 continue
             bid = item.badge_id
-            if b.closed:
+            if b.shut:
                 self.set(i, bid, "conflict", 409, "closed", self.closed_msg)
             elif item.seen_at > self.now + MAX_SKEW:
                 self.set(i, bid, "invalid", 422, "future", f"seen_at is in the future (server time "
