@@ -69,6 +69,11 @@ class Outcome:
     _row: BadgeSighting | None = field(default=None, repr=False)
     _cleaner: str | None = field(default=None, repr=False)
 
+    @property
+    def sighting_id(self) -> int | None:
+        """The id of the row the frame was stored as (once flushed); None if not stored."""
+        return self._row.id if self._row is not None else None
+
     def set(self, verdict: str, reason: str, message: str | None = None, **extra) -> "Outcome":
         self.verdict, self.reason, self.message = verdict, reason, message or MESSAGES.get(reason, reason)
         for k, v in extra.items():

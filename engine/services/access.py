@@ -1,8 +1,10 @@
-"""Object rules: which work orders, crews and shifts a caller may see and touch.
+"""Object rules: which work orders, crews, shifts and gas households a caller may see and touch.
 
 A unit's people see only their unit's orders; a supervisor only their own crews, a unit
-leader the crews of their unit's contracts; a badge gateway checks in to any shift. An
-object outside a caller's reach is "not found" (a 404), so that its existence does not leak."""
+leader the crews of their unit's contracts; a badge gateway checks in to any shift; a gas
+deliverer only their own households, and of the units only the gas office sees households
+at all. An object outside a caller's reach is "not found" (a 404), so that its existence
+does not leak."""
 from __future__ import annotations
 
 from typing import Protocol
@@ -11,10 +13,12 @@ from sqlalchemy import false, true
 from sqlmodel import Session, col, select
 
 from engine.auth.policy import UNIT_ROLES
-from engine.domain.models import Contract, Crew, Shift, WorkOrder
-from engine.runtime.errors import NotFound
+from engine.domain.models import Contract, Crew, Household, Shift, WorkOrder
+from engine.runtime.errors import Forbidden, NotFound
 
-__all__ = ["Caller", "orders_visible", "order_for", "crews_visible", "crew_for", "shift_for"]
+__all__ = ["Caller", "orders_visible", "order_for", "crews_visible", "crew_for", "shift_for", "GAS_UNIT",
+           "households_visible", "household_for"]
+GAS_UNIT = "gas-office"
 
 
 class Caller(Protocol):
@@ -62,3 +66,21 @@ def shift_for(s: Session, who: Caller, shift_id: int) -> Shift:
                                                         *crews_visible(who))).first() is None):
         raise NotFound(f"no shift {shift_id} (or not one of your crews')")
     return shift
+
+
+def households_visible(who: Caller) -> list:
+    """SQL conditions on Household for the gas households `who` may see (none: all); other
+    units' workers and leaders see none (Forbidden)."""
+    if who.role == "deliverer":
+        return [Household.deliverer_id == who.id]
+    if who.role in UNIT_ROLES and who.unit_code != GAS_UNIT:
+        raise Forbidden("only the gas office's staff see gas households / 仅燃气办可查看")
+    return []
+
+
+def household_for(s: Session, who: Caller, household_id: int) -> Household:
+    households_visible(who)
+    hh = s.get(Household, household_id)
+    if hh is None or (who.role == "deliverer" and hh.deliverer_id != who.id):
+        raise NotFound(f"no household {household_id}")
+    return hh

@@ -10,11 +10,9 @@ from sqlmodel import select
 
 from engine.auth.policy import PERMISSIONS
 from engine.db.models import AuditEvent
-from engine.domain import attendance
-from engine.domain.models import Crew, Shift
 from engine.runtime.errors import Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
 from engine.runtime.rows import fetch_instance, fetch_open_task
-from engine.services import tasks, workorders as orders
+from engine.services import checkins, tasks, workorders as orders
 from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Verdict
 from sync.server.models import SyncCursor, SyncOp
 from sync.server.ops import Pusher, Refused, Timing, needed_photos
@@ -134,47 +132,61 @@ def _delivered(s, who: Pusher, task_id: str) -> tuple[int, str] | None:
 
 # ---- check_in -------------------------------------------------------------------------------------
 def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
+    """One check-in through engine.services.checkins, as the batch route's are. A sync op
+    carries no badge frame (yet): the supervisor's word, recorded as such. A badge the shift
+    does not count (unknown, not on the roster, no better than before) is applied with a note,
+    as the process ignored it before; refusals keep their sync verdicts."""
     _may(who, "attendance.checkin", "check badges in", "打卡")
     p = CheckInPayload.model_validate(op.payload)
     # A device clock known to be off (the batch's sent_at) has its sighting time corrected.
     seen = p.seen_at - timedelta(seconds=timing.skew) if timing.flagged else p.seen_at
-    for _attempt in range(4):
-        try:
-            with engine.transaction() as s:
-                shift = s.get(Shift, p.shift_id)
-                crew = s.get(Crew, shift.crew_code) if shift else None
-                if shift is None or (who.role == "supervisor" and crew.supervisor_id != who.id):
-                    raise Refused("invalid", f"no shift {p.shift_id} (or not one of your crews')",
-                                  f"班次 {p.shift_id} 不存在或不属于您的班组", code=404,
-                                  errors={"payload.shift_id": "no such shift among your crews'"})
-                opens, grace = attendance.checkin_window(shift)
-                if shift.closed or timing.server_time > grace:
-                    raise Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
-                                  server_side={"shift_id": shift.id, "grace_ends_at": grace.isoformat(),
-                                               "closed": shift.closed})
-                if not opens <= seen <= grace:
-                    raise Refused("invalid", "seen_at is outside this shift's check-in window", "打卡时间不在该班次范围内",
-                                  errors={"payload.seen_at": f"outside {attendance.window_text(shift)}"})
-                # (a sync op carries no badge frame: the supervisor's word, recorded as such)
-                source = attendance.MANUAL if p.verified else (p.source or "tablet")
-                engine.send_message(attendance.MESSAGE, {"badge_id": p.badge_id, "seen_at": seen.isoformat(),
-                                                         "verified": p.verified, "source": source},
-                                    who.actor, business_key=f"shift:{shift.id}", session=s)
-                verdict = _applied(op, timing, {"shift_id": shift.id, "badge_id": p.badge_id,
-                                                "seen_at": seen.isoformat()})
-                record(s, verdict)
-                return verdict
-        except ProcessError as exc:   # the shift's process could not take it: the server's problem, kept
-            raise Refused("conflict", *REASONS["process_error"], reason="process_error",
-                          server_side={"shift_id": p.shift_id, "element": exc.element}) from None
-        except NotFound:
-            raise Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
-                          server_side={"shift_id": p.shift_id, "message": "the shift's process takes no more check-ins"}) \
-                from None
-        except Conflict:
-            continue  # another check-in moved the shift's instance first: apply on top of it
-    raise Refused("conflict", "the shift was busy; the op is kept for a supervisor", "班次繁忙；操作已保留，待主管处理",
-                  reason="process_error")
+    item = checkins.Checkin(p.badge_id, seen, p.verified, p.source or "tablet")
+    done: list[Verdict] = []
+
+    def also(s, batch: checkins.Batch) -> None:
+        r = batch.results[0]
+        if r.verdict not in ("applied", "ignored"):
+            return
+        result = {"shift_id": batch.shift_id, "badge_id": p.badge_id, "seen_at": seen.isoformat(), "status": r.status}
+        if r.verdict == "ignored":
+            result["ignored"] = r.message
+        done.append(_applied(op, timing, result))
+        record(s, done[0])
+
+    try:
+        batch = checkins.check_in(engine, who, who.actor, p.shift_id, [item], now=timing.server_time, also=also)
+    except NotFound:
+        raise Refused("invalid", f"no shift {p.shift_id} (or not one of your crews')",
+                      f"班次 {p.shift_id} 不存在或不属于您的班组", code=404,
+                      errors={"payload.shift_id": "no such shift among your crews'"}) from None
+    if done:
+        return done[0]
+    raise _check_in_refused(batch)
+
+
+def _check_in_refused(batch: checkins.Batch) -> Refused:
+    r, shift_id = batch.results[0], batch.shift_id
+    if r.reason == "closed":
+        return Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
+                       server_side={"shift_id": shift_id, "grace_ends_at": batch.grace_ends_at.isoformat(),
+                                    "closed": batch.closed})
+    if r.reason == "process_ended":
+        return Refused("conflict", *REASONS["shift_closed"], reason="shift_closed",
+                       server_side={"shift_id": shift_id, "message": "the shift's process takes no more check-ins"})
+    if r.reason == "window":
+        return Refused("invalid", "seen_at is outside this shift's check-in window", "打卡时间不在该班次范围内",
+                       errors={"payload.seen_at": f"outside {batch.opens_at.isoformat()} to "
+                                                  f"{batch.grace_ends_at.isoformat()}"})
+    if r.reason == "future":
+        return Refused("invalid", r.message, "打卡时间晚于服务器时间", errors={"payload.seen_at": r.message})
+    if r.reason == "busy":
+        return Refused("conflict", "the shift was busy; the op is kept for a supervisor", "班次繁忙；操作已保留，待主管处理",
+                       reason="process_error")
+    if r.verdict == "conflict":   # the shift's process could not take it: the server's problem, kept
+        return Refused("conflict", *REASONS["process_error"], reason="process_error",
+                       server_side={"shift_id": shift_id, "element": r.element})
+    return Refused("invalid", r.message or "the check-in was refused", "打卡未被接受",
+                   errors={"payload": (r.message or r.reason or "refused")[:300]})
 
 
 # ---- comment and attach -------------------------------------------------------------------------

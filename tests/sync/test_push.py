@@ -224,6 +224,29 @@ def test_check_in_for_a_supervisors_shift_and_after_the_grace_period(client, sys
     assert (v["verdict"], v["code"]) == ("invalid", 403)
 
 
+def test_a_sync_check_in_has_the_batch_routes_rules(client, system, store, tokens, clock):  # noqa: F811
+    """The op goes through the same check-in service as the batch route: a badge the shift
+    does not count is applied with a note (nothing written), no better than an earlier
+    check-in changes nothing, and a time outside the check-in window is invalid."""
+    sup = bearer(tokens["supervisor"])
+    shift = attendance.plan_shift(system, "crew-e1", clock() + timedelta(minutes=30))
+    seen = clock()
+
+    def check(badge, at, verified=True):
+        return op("check_in", seen, {"shift_id": shift.id, "badge_id": badge, "seen_at": at.isoformat(),
+                                     "verified": verified})
+
+    v = push(client, sup, check("B0005", seen), check("B9999", seen), check("B0005", seen, verified=False),
+             check("B0006", seen - timedelta(hours=3)))
+    assert [x["verdict"] for x in v] == ["applied", "applied", "applied", "invalid"]
+    assert v[0]["result"]["status"] == "present" and "ignored" not in v[0]["result"]
+    assert v[1]["result"]["ignored"] == "unknown badge"
+    assert "already checked in as present" in v[2]["result"]["ignored"]
+    assert list(v[3]["errors"]) == ["payload.seen_at"] and "outside" in v[3]["errors"]["payload.seen_at"]
+    found = {a.cleaner_id: (a.status, a.source) for a in rows(system, Attendance, Attendance.shift_id == shift.id)}
+    assert found["cl005"] == ("present", "manual") and found["cl006"] == ("expected", None)
+
+
 def test_comments_are_scoped_to_the_workers_unit(client, system, store, worker):  # noqa: F811
     from engine.domain import workorders
     from tests.district import DISPATCHER

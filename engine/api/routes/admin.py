@@ -8,11 +8,10 @@ from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from engine.api.deps import allow, engine_of
-from engine.auth import service
 from engine.auth.models import Device
-from engine.auth.service import ROLES, Principal
-from engine.domain.models import Staff, Unit
-from engine.runtime.errors import Conflict, NotFound, ValidationFailed
+from engine.auth.service import Principal
+from engine.domain.models import Staff
+from engine.services import staff
 
 router = APIRouter(prefix="/api/v1", tags=["administration"])
 
@@ -77,41 +76,19 @@ def list_staff(request: Request, role: str | None = None, _: Principal = allow("
 
 
 @router.post("/staff", response_model=StaffOut, status_code=201, summary="Add a staff member / 新增人员")
-def create_staff(body: StaffIn, request: Request, _: Principal = allow("staff.manage")):
-    if body.role not in ROLES:
-        raise ValidationFailed({"role": f"must be one of {', '.join(ROLES)}"})
-    engine = engine_of(request)
-    with engine.transaction() as s:
-        if s.get(Staff, body.id) is not None:
-            raise Conflict(f"staff {body.id!r} already exists")
-        if body.unit_code and s.get(Unit, body.unit_code) is None:
-            raise ValidationFailed({"unit_code": f"no unit {body.unit_code!r}"})
-        if body.role in ("unit_worker", "unit_leader") and not body.unit_code:
-            raise ValidationFailed({"unit_code": "unit workers and leaders belong to a unit"})
-        st = Staff(id=body.id, name=body.name, role=body.role, unit_code=body.unit_code, phone=body.phone)
-        s.add(st)
-        s.flush()
-        service.set_password(s, st.id, body.password, engine.clock())
-        return _staff_out(st)
+def create_staff(body: StaffIn, request: Request, principal: Principal = allow("staff.manage")):
+    return _staff_out(staff.create(engine_of(request), principal, staff_id=body.id, name=body.name, role=body.role,
+                                   password=body.password, unit_code=body.unit_code, phone=body.phone))
 
 
 @router.put("/staff/{staff_id}/password", status_code=204, summary="Set a password / 设置密码")
-def set_password(staff_id: str, body: PasswordIn, request: Request, _: Principal = allow("staff.manage")):
-    engine = engine_of(request)
-    with engine.transaction() as s:
-        if s.get(Staff, staff_id) is None:
-            raise NotFound(f"no staff {staff_id!r}")
-        service.set_password(s, staff_id, body.password, engine.clock())
+def set_password(staff_id: str, body: PasswordIn, request: Request, principal: Principal = allow("staff.manage")):
+    staff.set_password(engine_of(request), principal, staff_id, body.password)
 
 
 @router.post("/staff/{staff_id}/disable", response_model=StaffOut, summary="Disable an account / 停用账号")
-def disable_staff(staff_id: str, request: Request, _: Principal = allow("staff.manage")):
-    with engine_of(request).transaction() as s:
-        st = s.get(Staff, staff_id)
-        if st is None:
-            raise NotFound(f"no staff {staff_id!r}")
-        st.active = False
-        return _staff_out(st)
+def disable_staff(staff_id: str, request: Request, principal: Principal = allow("staff.manage")):
+    return _staff_out(staff.disable(engine_of(request), principal, staff_id))
 
 
 @router.get("/devices", response_model=list[DeviceOut], summary="List devices / 设备列表")
@@ -123,14 +100,11 @@ def list_devices(request: Request, _: Principal = allow("devices.manage")):
 @router.post("/devices", response_model=NewDeviceOut, status_code=201,
              summary="Register a device and get its one-time pairing code / 登记设备")
 def create_device(body: DeviceIn, request: Request, principal: Principal = allow("devices.manage")):
-    engine = engine_of(request)
-    with engine.transaction() as s:
-        device, code = service.create_device(s, body.name, body.kind, body.owner_id, principal.id, engine.clock())
-        return _device_out(device, pairing_code=code)
+    device, code = staff.create_device(engine_of(request), principal, name=body.name, kind=body.kind,
+                                       owner_id=body.owner_id)
+    return _device_out(device, pairing_code=code)
 
 
 @router.post("/devices/{device_id}/revoke", response_model=DeviceOut, summary="Revoke a device / 吊销设备")
-def revoke_device(device_id: str, request: Request, _: Principal = allow("devices.manage")):
-    engine = engine_of(request)
-    with engine.transaction() as s:
-        return _device_out(service.revoke(s, device_id, engine.clock()))
+def revoke_device(device_id: str, request: Request, principal: Principal = allow("devices.manage")):
+    return _device_out(staff.revoke_device(engine_of(request), principal, device_id))

@@ -12,20 +12,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from engine.api.deps import actor_of, allow, engine_of
 from engine.auth.service import Principal
 from engine.clock import from_db, to_db
-from engine.domain import attendance, badges
-from engine.domain.models import Attendance, Badge, Cleaner, Contract, Crew, Shift, Staff, Unit
-from engine.runtime.errors import Conflict, NotFound, ValidationFailed
+from engine.domain import attendance
+from engine.domain.models import Attendance, Badge, Cleaner, Contract, Crew, Shift
+from engine.services import attendance as service
 from engine.services.access import crew_for, crews_visible, shift_for
 
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="row id")]
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
-PLAN_AHEAD = timedelta(days=62)
 CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"        # contract, crew and unit codes
 PERSON = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"      # staff and cleaner ids
 BADGE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
@@ -139,22 +137,7 @@ class ShiftAttendance(BaseModel):
     rows: list[AttendanceRow]
 
 
-# ---- object rules --------------------------------------------------------------------------------
-_STATUSES = ("expected", "present", "late", "absent", "unverified")
-
-
-def _counts(s, shift_ids: list[int]) -> dict[int, dict[str, int]]:
-    out = {sid: dict.fromkeys(_STATUSES, 0) for sid in shift_ids}
-    if shift_ids:
-        q = (select(Attendance.shift_id, Attendance.status, func.count()).where(Attendance.shift_id.in_(shift_ids))
-             .group_by(Attendance.shift_id, Attendance.status))
-        for sid, status, n in s.exec(q):
-            out[sid][status] = n
-    for c in out.values():
-        c["roster"] = sum(c[k] for k in _STATUSES)
-    return out
-
-
+# ---- responses -----------------------------------------------------------------------------------
 def _shift_out(shift: Shift, counts: dict) -> dict:
     return dict(id=shift.id, crew_code=shift.crew_code, starts_at=from_db(shift.starts_at),
                 grace_ends_at=from_db(shift.grace_ends_at), closed=shift.closed, instance_id=shift.instance_id,
@@ -165,14 +148,6 @@ def _crew_out(crew: Crew, roster_size: int, **extra) -> dict:
     return dict(code=crew.code, contract_code=crew.contract_code, supervisor_id=crew.supervisor_id,
                 muster_point=crew.muster_point, shift_start=crew.shift_start, shift_minutes=crew.shift_minutes,
                 grace_minutes=crew.grace_minutes, roster_size=roster_size, **extra)
-
-
-def _new_row_errors(s, model, key: str, what: str, parent, field: str, parent_key: str, parent_what: str) -> dict:
-    """Conflict if a `model` row `key` exists already; else the field errors so far: whether
-    the `parent` row it belongs to (named by `field`) exists."""
-    if s.get(model, key) is not None:
-        raise Conflict(f"{what} {key!r} already exists")
-    return {} if s.get(parent, parent_key) is not None else {field: f"no {parent_what} {parent_key!r}"}
 
 
 # ---- contracts, crews, cleaners, badges ------------------------------------------------------------
@@ -190,14 +165,10 @@ def list_contracts(request: Request, principal: Principal = allow("attendance.re
 
 
 @router.post("/contracts", response_model=ContractOut, status_code=201, summary="Add a contract / 新增合同")
-def create_contract(body: ContractIn, request: Request, _: Principal = allow("attendance.manage")):
-    with engine_of(request).transaction() as s:
-        if s.get(Contract, body.code) is not None:
-            raise Conflict(f"contract {body.code!r} already exists")
-        if s.get(Unit, body.unit_code) is None:
-            raise ValidationFailed({"unit_code": f"no unit {body.unit_code!r}"})
-        s.add(Contract(code=body.code, contractor=body.contractor, unit_code=body.unit_code))
-        return dict(body.model_dump(), crews=[])
+def create_contract(body: ContractIn, request: Request, principal: Principal = allow("attendance.manage")):
+    c = service.create_contract(engine_of(request), principal, code=body.code, contractor=body.contractor,
+                                unit_code=body.unit_code)
+    return dict(code=c.code, contractor=c.contractor, unit_code=c.unit_code, crews=[])
 
 
 @router.get("/crews", response_model=list[CrewOut], summary="Crews (yours, for a supervisor) / 班组")
@@ -218,35 +189,16 @@ def get_crew(crew_code: Annotated[str, Path(pattern=CODE)], request: Request, pr
 
 
 @router.post("/crews", response_model=CrewDetail, status_code=201, summary="Add a crew / 新增班组")
-def create_crew(body: CrewIn, request: Request, _: Principal = allow("attendance.manage")):
-    with engine_of(request).transaction() as s:
-        errors = _new_row_errors(s, Crew, body.code, "crew", Contract, "contract_code", body.contract_code, "contract")
-        if body.supervisor_id:
-            sup = s.get(Staff, body.supervisor_id)
-            if sup is None or sup.role != "supervisor":
-                errors["supervisor_id"] = f"no supervisor {body.supervisor_id!r}"
-        if errors:
-            raise ValidationFailed(errors)
-        crew = Crew(**body.model_dump())
-        s.add(crew)
-        return _crew_out(crew, 0, roster=[])
+def create_crew(body: CrewIn, request: Request, principal: Principal = allow("attendance.manage")):
+    crew = service.create_crew(engine_of(request), principal, **body.model_dump())
+    return _crew_out(crew, 0, roster=[])
 
 
 @router.post("/cleaners", response_model=CleanerOut, status_code=201, summary="Add a cleaner to a crew / 新增保洁员")
-def create_cleaner(body: CleanerIn, request: Request, _: Principal = allow("attendance.manage")):
-    with engine_of(request).transaction() as s:
-        errors = _new_row_errors(s, Cleaner, body.id, "cleaner", Crew, "crew_code", body.crew_code, "crew")
-        if body.badge_id:
-            badge = s.get(Badge, body.badge_id)
-            holder = s.exec(select(Cleaner.id).where(Cleaner.badge_id == body.badge_id)).first()
-            if badge is None or not badge.active:
-                errors["badge_id"] = f"no active badge {body.badge_id!r}"
-            elif holder is not None:
-                errors["badge_id"] = f"badge {body.badge_id!r} is already issued to {holder}"
-        if errors:
-            raise ValidationFailed(errors)
-        s.add(Cleaner(**body.model_dump()))
-        return body.model_dump(exclude={"crew_code"})
+def create_cleaner(body: CleanerIn, request: Request, principal: Principal = allow("attendance.manage")):
+    c = service.add_cleaner(engine_of(request), principal, cleaner_id=body.id, name=body.name,
+                            crew_code=body.crew_code, badge_id=body.badge_id)
+    return dict(id=c.id, name=c.name, badge_id=c.badge_id)
 
 
 @router.get("/badges", response_model=list[BadgeOut], summary="Badges (never their keys) / 工牌")
@@ -260,25 +212,17 @@ def list_badges(request: Request, principal: Principal = allow("attendance.read"
 
 
 @router.post("/badges", response_model=BadgeOut, status_code=201, summary="Register a badge / 登记工牌")
-def create_badge(body: BadgeIn, request: Request, _: Principal = allow("attendance.manage")):
-    try:
-        beacon = badges.parse_beacon(body.beacon) if body.beacon else None
-    except ValueError as exc:
-        raise ValidationFailed({"beacon": str(exc)}) from None
-    with engine_of(request).transaction() as s:
-        badges.register(s, body.id, body.kind, body.secret, beacon)   # rules in engine.domain.badges
-        return dict(id=body.id, kind=body.kind, active=True, cleaner_id=None)
+def create_badge(body: BadgeIn, request: Request, principal: Principal = allow("attendance.manage")):
+    badge = service.register_badge(engine_of(request), principal, badge_id=body.id, kind=body.kind,
+                                   secret=body.secret, beacon=body.beacon)
+    return dict(id=badge.id, kind=badge.kind, active=True, cleaner_id=None)
 
 
 @router.post("/badges/{badge_id}/deactivate", response_model=BadgeOut, summary="Deactivate a lost badge / 停用工牌")
-def deactivate_badge(badge_id: Annotated[str, Path(pattern=BADGE)], request: Request, _: Principal = allow("attendance.manage")):
-    with engine_of(request).transaction() as s:
-        badge = s.get(Badge, badge_id)
-        if badge is None:
-            raise NotFound(f"no badge {badge_id!r}")
-        badge.active = False
-        holder = s.exec(select(Cleaner.id).where(Cleaner.badge_id == badge_id)).first()
-        return dict(id=badge.id, kind=badge.kind, active=False, cleaner_id=holder)
+def deactivate_badge(badge_id: Annotated[str, Path(pattern=BADGE)], request: Request,
+                     principal: Principal = allow("attendance.manage")):
+    badge, holder = service.deactivate_badge(engine_of(request), principal, badge_id)
+    return dict(id=badge.id, kind=badge.kind, active=False, cleaner_id=holder)
 
 
 # ---- shifts ---------------------------------------------------------------------------------------
@@ -296,38 +240,24 @@ def list_shifts(request: Request, principal: Principal = allow("attendance.read"
         q = q.where(Shift.starts_at >= to_db(start), Shift.starts_at < to_db(start + timedelta(days=1)))
     with engine_of(request).transaction(write=False) as s:
         shifts = s.exec(q.order_by(Shift.starts_at, Shift.id).limit(limit).offset(offset)).all()
-        counts = _counts(s, [sh.id for sh in shifts])
+        counts = service.counts(s, [sh.id for sh in shifts])
         return [_shift_out(sh, counts[sh.id]) for sh in shifts]
 
 
 @router.post("/shifts", response_model=ShiftOut, status_code=201,
              summary="Plan a shift (administrator or the crew's supervisor) / 排班")
 def plan_shift(body: ShiftIn, request: Request, response: Response, principal: Principal = allow("attendance.plan")):
-    engine = engine_of(request)
-    now = engine.clock()
-    try:
-        with engine.transaction() as s:
-            crew = crew_for(s, principal, body.crew_code)
-            if body.starts_at + timedelta(minutes=crew.grace_minutes) <= now:
-                raise ValidationFailed({"starts_at": "the shift's grace period would already be over"})
-            if body.starts_at > now + PLAN_AHEAD:
-                raise ValidationFailed({"starts_at": f"more than {PLAN_AHEAD.days} days ahead"})
-            existing = s.exec(select(Shift.id).where(Shift.crew_code == crew.code,
-                                                     Shift.starts_at == to_db(body.starts_at))).first()
-            shift = attendance.plan_shift(engine, crew.code, body.starts_at, actor_of(principal), session=s)
-            if existing is not None:
-                response.status_code = 200  # planning is idempotent: the same shift again
-            s.flush()
-            return _shift_out(shift, _counts(s, [shift.id])[shift.id])
-    except IntegrityError:
-        raise Conflict("this shift was planned at the same moment by someone else; reload") from None
+    planned = service.plan_shift(engine_of(request), principal, actor_of(principal), body.crew_code, body.starts_at)
+    if not planned.created:
+        response.status_code = 200  # planning is idempotent: the same shift again
+    return _shift_out(planned.shift, planned.counts)
 
 
 @router.get("/shifts/{shift_id}", response_model=ShiftOut, summary="A shift / 班次详情")
 def get_shift(shift_id: RowId, request: Request, principal: Principal = allow("attendance.read")):
     with engine_of(request).transaction(write=False) as s:
         shift = shift_for(s, principal, shift_id)
-        return _shift_out(shift, _counts(s, [shift.id])[shift.id])
+        return _shift_out(shift, service.counts(s, [shift.id])[shift.id])
 
 
 @router.get("/shifts/{shift_id}/attendance", response_model=ShiftAttendance,
@@ -337,7 +267,7 @@ def shift_attendance(shift_id: RowId, request: Request, principal: Principal = a
         shift = shift_for(s, principal, shift_id)
         rows = s.exec(select(Attendance, Cleaner.name).join(Cleaner, Cleaner.id == Attendance.cleaner_id)
                       .where(Attendance.shift_id == shift.id).order_by(Attendance.cleaner_id)).all()
-        counts = _counts(s, [shift.id])[shift.id]
+        counts = service.counts(s, [shift.id])[shift.id]
         attended = counts["present"] + counts["late"]
         return {"shift": _shift_out(shift, counts),
                 "rate": round(attended / counts["roster"], 4) if counts["roster"] else None,

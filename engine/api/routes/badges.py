@@ -20,12 +20,12 @@ from sqlmodel import select
 from devices import token
 from engine.api.deps import actor_of, allow, engine_of
 from engine.api.routes.attendance import CODE, TEXT, RowId, When
-from engine.services.access import crew_for, crews_visible, shift_for
+from engine.services import sightings as sighting_service
+from engine.services.access import crew_for, shift_for
 from engine.auth.service import Principal
 from engine.clock import from_db
 from engine.domain import badges, sightings
-from engine.domain.models import Cleaner, Crew
-from engine.runtime.errors import Conflict
+from engine.domain.models import Cleaner
 
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
 MAX_BATCH = 1000
@@ -136,23 +136,9 @@ def post_sightings(body: SightingBatch, request: Request, principal: Principal =
     offset), lat?, lon?}. Each gets a verdict: applied (checked in, with the status it gave),
     ignored (with the reason), flagged (clone, replay or forged: stored for the shift, never
     counted present) or invalid (with a message)."""
-    engine = engine_of(request)
-    policy, actor, now = policy_of(request), actor_of(principal), engine.clock()
     parsed = [_parse(raw, body) for raw in body.items]
-    for _attempt in range(3):
-        try:
-            with engine.transaction() as s:
-                crews = None
-                if principal.role != "gateway":
-                    crews = set(s.exec(select(Crew.code).where(*crews_visible(principal))).all())
-                judge = sightings.Judge(s, now, policy, body.source, principal.id, crews)
-                out = judge.judge(parsed)
-                judge.apply(engine, out, actor, body.source)
-            break
-        except Conflict:
-            continue
-    else:
-        raise Conflict("the shifts were busy; send the batch again / 班次繁忙，请重新发送")
+    out = sighting_service.push(engine_of(request), principal, actor_of(principal), body.source, parsed,
+                                policy=policy_of(request))
     results = [SightingVerdict(index=o.index, badge_id=o.badge_id, verdict=o.verdict, status=o.status,
                                reason=o.reason, message=o.message, shift_id=o.shift_id) for o in out]
     tally = {k: sum(r.verdict == k for r in results) for k in ("applied", "ignored", "flagged", "invalid")}

@@ -14,7 +14,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sqlalchemy import func, not_, or_
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from starlette.datastructures import UploadFile
 
@@ -25,11 +24,11 @@ from engine.clock import from_db, to_db
 from engine.db.models import Instance
 from engine.domain import gas, households_import
 from engine.domain.models import AddressCode, Household, Inspection
-from engine.runtime.errors import Conflict, Forbidden, NotFound
+from engine.services import gas as gas_service
+from engine.services.access import household_for, households_visible
 
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="row id")]
 router = APIRouter(prefix="/api/v1/gas", tags=["gas"])
-GAS_UNIT = "gas-office"
 MULTIPART_SLACK = 64 * 1024   # form boundaries and headers around the file
 
 
@@ -89,23 +88,6 @@ class StartedOut(BaseModel):
     task_id: str | None
 
 
-def _scope(principal: Principal) -> list:
-    """WHERE clauses limiting households to what the caller may see."""
-    if principal.role == "deliverer":
-        return [Household.deliverer_id == principal.id]
-    if principal.role in ("unit_worker", "unit_leader") and principal.unit_code != GAS_UNIT:
-        raise Forbidden("only the gas office's staff see gas households / 仅燃气办可查看")
-    return []
-
-
-def _visible(s, principal: Principal, household_id: int) -> Household:
-    _scope(principal)
-    hh = s.get(Household, household_id)
-    if hh is None or (principal.role == "deliverer" and hh.deliverer_id != principal.id):
-        raise NotFound(f"no household {household_id}")
-    return hh
-
-
 def _out(hh: Household, addr: AddressCode | None, now: datetime, **extra) -> dict:
     due = from_db(hh.next_due_at)
     return dict(id=hh.id, address_code=hh.address_code, street_code=addr.street_code if addr else None,
@@ -124,7 +106,7 @@ def list_households(request: Request, principal: Principal = allow("gas.read"),
                     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1)):
     engine = engine_of(request)
     now = engine.clock()
-    where = _scope(principal)
+    where = households_visible(principal)
     if deliverer:
         where.append(Household.deliverer_id == deliverer)
     if street:
@@ -148,7 +130,7 @@ def due_list(request: Request, principal: Principal = allow("gas.read"),
     """Never inspected first, then the longest overdue; a deliverer sees only their own."""
     engine = engine_of(request)
     now = engine.clock()
-    _scope(principal)
+    households_visible(principal)
     with engine.transaction(write=False) as s:
         found = gas.due_households(s, now, timedelta(days=within_days))
         if principal.role == "deliverer":
@@ -171,7 +153,8 @@ def import_template(_: Principal = allow("gas.import")):
              summary="Import households from CSV, with a per-row error report / 导入燃气用户",
              responses={413: {"description": "file over 5 MiB"},
                         422: {"description": "rows with errors (nothing written in all-or-nothing mode)"}})
-async def import_households(request: Request, all_or_nothing: bool = True, _: Principal = allow("gas.import")):
+async def import_households(request: Request, all_or_nothing: bool = True,
+                            principal: Principal = allow("gas.import")):
     """Send the CSV as the request body (`text/csv`) or as the form field `file`
     (`multipart/form-data`). Columns: address_code, holder, phone, deliverer_id and optionally
     last_inspected_at; UTF-8 (a byte-order mark is fine), at most 5 MiB and 50,000 rows.
@@ -201,18 +184,9 @@ async def import_households(request: Request, all_or_nothing: bool = True, _: Pr
         raw = b"".join(chunks)
     if len(raw) > limit:
         return _too_large(limit)
-    engine = engine_of(request)
-
-    def run():
-        try:
-            with engine.transaction() as s:
-                return households_import.import_households(s, raw, engine.clock(), all_or_nothing)
-        except IntegrityError:
-            raise Conflict("households changed while importing (another import at the same time?); "
-                           "nothing was written, try again") from None
-
     try:
-        report = await run_in_threadpool(run)
+        report = await run_in_threadpool(gas_service.import_households, engine_of(request), principal, raw,
+                                         all_or_nothing=all_or_nothing)
     except households_import.FileRejected as exc:
         return _file_error(str(exc), exc.row, exc.field)
     body = report.as_dict()
@@ -236,7 +210,7 @@ def _file_error(message: str, row: int = 1, field: str = "file") -> JSONResponse
 def get_household(household_id: RowId, request: Request, principal: Principal = allow("gas.read")):
     engine = engine_of(request)
     with engine.transaction(write=False) as s:
-        hh = _visible(s, principal, household_id)
+        hh = household_for(s, principal, household_id)
         running = s.exec(select(Instance.id).where(Instance.process_key == gas.PROCESS, Instance.state == "running",
                                                    Instance.business_key == f"household:{hh.id}")).first()
         return _out(hh, s.get(AddressCode, hh.address_code), engine.clock(), open_inspection_instance=running)
@@ -247,7 +221,7 @@ def get_household(household_id: RowId, request: Request, principal: Principal = 
 def list_inspections(household_id: RowId, request: Request, principal: Principal = allow("gas.read"),
                      limit: int = Query(100, ge=1, le=1000)):
     with engine_of(request).transaction(write=False) as s:
-        hh = _visible(s, principal, household_id)
+        hh = household_for(s, principal, household_id)
         rows = s.exec(select(Inspection).where(Inspection.household_id == hh.id)
                       .order_by(Inspection.at.desc(), Inspection.id.desc()).limit(limit)).all()
         return [dict(id=i.id, at=from_db(i.at), deliverer_id=i.deliverer_id, hazard_level=i.hazard_level,
@@ -258,17 +232,5 @@ def list_inspections(household_id: RowId, request: Request, principal: Principal
 @router.post("/households/{household_id}/inspections", response_model=StartedOut, status_code=201,
              summary="Start an inspection at delivery (the household's deliverer) / 送气时开始安检")
 def start_inspection(household_id: RowId, request: Request, principal: Principal = allow("gas.inspect")):
-    engine = engine_of(request)
-    actor = actor_of(principal)
-    with engine.transaction() as s:
-        hh = _visible(s, principal, household_id)
-        if hh.deliverer_id != principal.id:
-            raise Forbidden("only the household's deliverer starts an inspection at delivery / 仅该户送气员可开始安检")
-        key = f"household:{hh.id}"
-        running = s.exec(select(Instance.id).where(Instance.process_key == gas.PROCESS, Instance.state == "running",
-                                                   Instance.business_key == key)).first()
-        if running is not None:
-            raise Conflict(f"an inspection of household {hh.id} is already open (instance {running}) / 已有进行中的安检")
-        instance_id = gas.start_inspection(engine, hh.id, principal.id, "delivery", actor, session=s)
-    tasks = engine.tasks.for_actor(actor, instance_id=instance_id, limit=1)
-    return StartedOut(household_id=household_id, instance_id=instance_id, task_id=tasks[0]["id"] if tasks else None)
+    started = gas_service.start_inspection(engine_of(request), principal, actor_of(principal), household_id)
+    return StartedOut(household_id=started.household_id, instance_id=started.instance_id, task_id=started.task_id)
