@@ -15,6 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
+__all__ = ["Buffer"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -20,6 +20,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+__all__ = ["DEPOT", "ELSEWHERE", "cmd_badge_gateway", "cmd_badge_pair", "cmd_badge_sim", "register"]
+
 DEPOT = (31.2304, 121.4737)          # demo muster point (Shanghai, People's Square)
 ELSEWHERE = (31.2990, 121.5050)      # ~8 km away
 

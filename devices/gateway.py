@@ -22,6 +22,8 @@ import httpx
 from devices.buffer import Buffer
 from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, wait_or_stop
 
+__all__ = ["Gateway", "GatewayStatus", "GatewayThread", "MAX_BACKOFF", "PATH"]
+
 log = logging.getLogger("cityloop.devices.gateway")
 PATH = "/api/v1/attendance/sightings"
 MAX_BACKOFF = 30.0

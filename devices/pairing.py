@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 
+__all__ = ["PairingFailed", "load_token", "pair", "save_token"]
+
 
 class PairingFailed(RuntimeError):
     pass

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["DeviceId", "Location", "Notice", "Photo", "Platform", "parse_location"]
+
 log = logging.getLogger("cityloop.devices.platform")
 
 

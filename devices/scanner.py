@@ -23,6 +23,9 @@ from datetime import datetime, timedelta, timezone
 
 from devices import token
 
+__all__ = ["BadgeScanner", "BluetoothState", "Counts", "Debouncer", "IBEACON_PREFIX", "STATE_TEXT", "Sighting",
+           "classify", "probe", "state_of", "system_bus_address", "wait_or_stop"]
+
 log = logging.getLogger("cityloop.devices.scanner")
 IBEACON_PREFIX = b"\x02\x15"
 
@@ -187,7 +190,7 @@ async def probe(adapter: str | None = None) -> tuple[BluetoothState, str]:
     return BluetoothState.AVAILABLE, ", ".join(sorted(k for k, v in central.items() if v["Powered"].value))
 
 
-def _state_of(exc: BaseException) -> tuple[BluetoothState, str]:
+def state_of(exc: BaseException) -> tuple[BluetoothState, str]:
     """What a failure of bleak means for the user."""
     from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason as R, BleakDBusError
     if isinstance(exc, BleakBluetoothNotAvailableError):
@@ -247,7 +250,7 @@ class BadgeScanner:
             try:
                 await scanner.start()
             except Exception as exc:
-                self._set_state(*_state_of(exc))
+                self._set_state(*state_of(exc))
                 await wait_or_stop(stop, self.check_every)
                 continue
             self._set_state(BluetoothState.AVAILABLE, detail)

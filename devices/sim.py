@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from devices import token
 from devices.bluez.fake import FakeBluez
 
+__all__ = ["CrewWalkIn", "Plan", "address_for", "crowd", "relay", "replayed", "rotating", "utcnow", "wait_for"]
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

@@ -34,6 +34,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping
 from uuid import UUID
 
+__all__ = ["CLONE_DISTANCE_M", "COMPANY_ID", "COUNTER_BACK", "CloneWatch", "EPOCH_STEPS", "FORGED", "Frame",
+           "IBEACON_COMPANY_ID", "ID_MAX", "INVALID", "LEGACY", "MAC_LEN", "MAX_PAYLOAD", "MESSAGES", "NO_KEY", "OK",
+           "OUTSIDE_WINDOW", "Place", "SKEW_STEPS", "STEP_SECONDS", "TokenError", "VERSION", "Verification",
+           "check_badge_id", "counter_at", "decode", "derive_epoch_key", "distance_m", "epoch_at", "epoch_bounds",
+           "ibeacon", "legacy_id", "mint", "mint_counter", "time_of", "verify"]
+
 COMPANY_ID = 0xFFFF                 # Bluetooth SIG: reserved for testing / no company
 IBEACON_COMPANY_ID = 0x004C         # Apple (iBeacon)
 VERSION = 1

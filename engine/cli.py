@@ -21,6 +21,9 @@ from pathlib import Path
 
 from engine import settings
 
+__all__ = ["CliError", "build_parser", "cmd_badge_key", "cmd_badge_register", "cmd_db_upgrade", "cmd_demo_seed",
+           "cmd_deploy", "cmd_operations", "cmd_processes", "cmd_serve", "cmd_tasks", "cmd_timers_fire", "main"]
+
 log = logging.getLogger("cityloop")
 
 

@@ -7,6 +7,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+__all__ = ["BusUnavailable", "PrivateBus"]
+
 _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>

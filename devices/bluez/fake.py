@@ -23,6 +23,8 @@ from dbus_fast import BusType, DBusError, Message, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
 
+__all__ = ["Adapter1", "BLUEZ", "Device1", "FAILED", "FakeBluez", "NOT_READY", "PACE", "device_path"]
+
 log = logging.getLogger("cityloop.devices.fakebluez")
 BLUEZ = "org.bluez"
 NOT_READY = "org.bluez.Error.NotReady"

@@ -20,6 +20,8 @@ from engine.api.routes import (admin, attendance, auth, camera, checkins, dashbo
 from engine.api.routes import badges as badge_routes
 from engine.api.routes import sync as sync_routes
 
+__all__ = ["ROUTERS", "TAGS", "WorkerHeader", "create_app"]
+
 log = logging.getLogger("cityloop.api")
 # Requests are matched against routes in this order: the busiest (task completions, sync
 # pushes and photo uploads) first. (Those under /api/v1/attendance keep their order.)

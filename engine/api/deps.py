@@ -12,6 +12,8 @@ from engine.domain.groups import groups_of
 from engine.runtime.case_engine import CaseEngine
 from engine.runtime.errors import Actor, Forbidden
 
+__all__ = ["RoleForbidden", "actor_of", "allow", "engine_of"]
+
 
 class RoleForbidden(Forbidden):
     """The caller's role has no right to this route at all (object rules come later)."""

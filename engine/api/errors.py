@@ -23,6 +23,8 @@ from engine.auth.service import AuthError
 from engine.bpmn.xml import DefinitionError
 from engine.runtime.errors import ClientError, ProcessError, TooManyRequests
 
+__all__ = ["BodyLimit", "MAX_BODY", "Problem", "install", "problem", "process_problem"]
+
 log = logging.getLogger("cityloop.api")
 MAX_BODY = 16 * 1024 * 1024
 

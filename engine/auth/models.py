@@ -7,6 +7,8 @@ from typing import Optional
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+__all__ = ["Account", "Device", "LoginAttempt", "PairingCode"]
+
 
 class Account(SQLModel, table=True):
     """Log-in credentials of a staff member (Staff holds who they are)."""

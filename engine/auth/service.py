@@ -31,6 +31,12 @@ from engine.db.upsert import insert_if_new
 from engine.domain.models import Staff
 from engine.runtime.errors import ClientError, NotFound, TooManyRequests, ValidationFailed
 
+__all__ = ["ACCESS_TTL", "AuthError", "DEVICE_KINDS", "FAILURE_WINDOW", "HASHING", "HASH_SLOTS", "HASH_WAIT_SECONDS",
+           "IAT_LEEWAY_SECONDS", "LAST_SEEN_EVERY", "LoginBusy", "MAX_ADDRESS_FAILURES", "MAX_FAILURES",
+           "PAIRING_TTL", "Principal", "ROLES", "RateLimited", "authenticate", "client_address", "create_device",
+           "forget_keys", "hash_password", "issue_token", "login", "mark_seen", "pair", "prune_login_attempts",
+           "revoke", "set_password"]
+
 log = logging.getLogger("cityloop.auth")
 ACCESS_TTL = timedelta(minutes=30)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little

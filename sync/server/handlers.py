@@ -17,6 +17,8 @@ from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Ver
 from sync.server.models import SyncCursor, SyncOp
 from sync.server.ops import Pusher, Refused, Timing, needed_photos
 
+__all__ = ["HANDLERS", "REASONS", "attach", "check_in", "comment", "complete_task"]
+
 REASONS = {  # conflict reason -> (English, Chinese); the op itself is kept for a supervisor
     "completed": ("This task was already completed by {by}; your entry is kept for a supervisor.",
                   "该任务已由 {by} 完成；您提交的内容已保留，待主管处理。"),

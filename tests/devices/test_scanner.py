@@ -11,7 +11,7 @@ from bleak import BleakScanner
 
 from devices import token
 from devices.bluez.fake import FakeBluez
-from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, _state_of, probe
+from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, state_of, probe
 from tests.waiting import until
 
 KEY = bytes(range(32))
@@ -115,7 +115,7 @@ def test_no_system_bus_is_a_state(tmp_path, monkeypatch):
         try:
             await BleakScanner(lambda d, a: None).start()
         except Exception as exc:    # what bleak itself raises without a bus
-            with_bleak = _state_of(exc)
+            with_bleak = state_of(exc)
         return with_bleak
 
     with_bleak = asyncio.run(main())
@@ -130,7 +130,7 @@ def test_bus_without_bluez_and_bluez_without_adapter_are_states(bus):
         try:
             await BleakScanner(lambda d, a: None).start()
         except Exception as exc:
-            bleak_says = _state_of(exc)
+            bleak_says = state_of(exc)
         with FakeBluez(bus.address, adapters=()) as empty:
             no_adapter = await probe()
             empty.add_adapter("hci0", powered=False)
@@ -156,7 +156,7 @@ def test_bleak_refused_by_a_powered_off_adapter_maps_to_adapter_off(fake):
         try:
             await BleakScanner(lambda d, a: None).start()
         except Exception as exc:
-            return _state_of(exc)
+            return state_of(exc)
 
     state, detail = asyncio.run(main())
     assert state == BluetoothState.ADAPTER_OFF and "powered" in detail.lower()

@@ -13,6 +13,8 @@ from engine.auth.service import Principal
 from engine.domain.models import Staff
 from engine.services import staff
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1", tags=["administration"])
 
 

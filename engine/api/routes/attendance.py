@@ -22,6 +22,8 @@ from engine.domain.models import Attendance, Badge, Cleaner, Contract, Crew, Shi
 from engine.services import attendance as service
 from engine.services.access import crew_for, crews_visible, shift_for
 
+__all__ = ["BADGE", "CODE", "RowId", "TEXT", "When", "router"]  # (the routes themselves are reached through the router)
+
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="row id")]
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
 CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"        # contract, crew and unit codes

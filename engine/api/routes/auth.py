@@ -9,6 +9,8 @@ from engine.api.errors import problem
 from engine.auth import service
 from engine.auth.service import Principal
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 

@@ -27,6 +27,8 @@ from engine.clock import from_db
 from engine.domain import badges, sightings
 from engine.domain.models import Cleaner
 
+__all__ = ["policy_of", "router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
 MAX_BATCH = 1000
 Lat = Field(default=None, ge=-90, le=90)

@@ -20,6 +20,8 @@ from engine.domain.models import WorkOrder
 from engine.domain.records import CameraDetection
 from engine.runtime.errors import NotFound, ValidationFailed
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1/camera", tags=["camera"])
 MAX_CLOCK_AHEAD = timedelta(minutes=10)
 MAX_AGE = timedelta(days=30)   # older sightings are history, not a problem to send anyone to

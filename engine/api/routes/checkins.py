@@ -16,6 +16,8 @@ from engine.api.routes.badges import policy_of
 from engine.auth.service import Principal
 from engine.services import checkins
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1/attendance", tags=["attendance"])
 MAX_BATCH = 1000
 

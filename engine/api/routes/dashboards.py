@@ -17,6 +17,8 @@ from engine.domain import metrics
 from engine.domain.attendance import DISTRICT_TZ
 from engine.runtime.errors import ValidationFailed
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1/dashboards", tags=["dashboards"])
 DEFAULT_PERIOD = timedelta(days=30)
 MAX_PERIOD = timedelta(days=3 * 366)

@@ -27,6 +27,8 @@ from engine.domain.models import AddressCode, Household, Inspection
 from engine.services import gas as gas_service
 from engine.services.access import household_for, households_visible
 
+__all__ = ["ImportReport", "router"]  # (the routes themselves are reached through the router)
+
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="row id")]
 router = APIRouter(prefix="/api/v1/gas", tags=["gas"])
 MULTIPART_SLACK = 64 * 1024   # form boundaries and headers around the file

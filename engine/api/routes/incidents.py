@@ -13,6 +13,8 @@ from engine.api.deps import allow, engine_of
 from engine.auth.service import Principal
 from engine.services import incidents
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 IncidentId = Annotated[int, Path(ge=1, le=2**31 - 1, description="incident id")]
 

@@ -19,6 +19,8 @@ from sync import protocol
 from sync.server import conflicts, ops, waiting
 from sync.server import pull as pulling
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/sync/v1", tags=["sync"])
 
 

@@ -29,6 +29,8 @@ from engine.auth.service import Principal
 from engine.storage import StoreError, TooLarge, UnsupportedType, store_of
 from sync.server import uploads as up
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/sync/v1/attachments", tags=["sync"])
 log = logging.getLogger("cityloop.sync.uploads")
 SHA = r"^[0-9a-f]{64}$"

@@ -23,6 +23,8 @@ from engine.runtime.rows import fetch_open_task, task_groups
 from engine.runtime.tasks import FormsOf
 from engine.services import tasks
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
 

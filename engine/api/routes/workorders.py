@@ -27,6 +27,8 @@ from engine.services import workorders as orders
 from engine.services.access import order_for, orders_visible
 from engine.storage import StoreError, store_of
 
+__all__ = ["router"]  # (the routes themselves are reached through the router)
+
 router = APIRouter(prefix="/api/v1", tags=["work-orders"])
 
 STATES = workorders.STATES
