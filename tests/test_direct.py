@@ -136,3 +136,36 @@ def test_statements_are_not_hidden_from_those_who_watch(system, conn):
     finally:
         event.remove(system.db, "before_cursor_execute", count)
     assert len(seen) == 2 and "staff" in seen[0].lower(), seen
+
+
+@pytest.mark.parametrize("watched", [False, True])
+def test_a_savepoint_undoes_only_its_block(system, watched):
+    """What the block wrote (Core statements and ORM objects alike) is undone when it raises;
+    what came before it, and the transaction, go on. Traced or not, the same."""
+    from sqlalchemy import event
+
+    def count(*args):
+        pass
+
+    if watched:
+        event.listen(system.db, "before_cursor_execute", count)
+    try:
+        with Session(system.db) as s, s.begin():
+            s.add(Unit(code="kept", name="Kept", name_zh="保留", kind="test"))
+            with pytest.raises(RuntimeError):
+                with direct.savepoint(s):
+                    direct.execute(s.connection(), _INSERT_STAFF, {"id": "gone", "name": "Gone", "role": "dispatcher",
+                                                                 "active": True})
+                    s.add(Unit(code="gone", name="Gone", name_zh="撤销", kind="test"))
+                    s.flush()
+                    s.add(Unit(code="pending", name="Pending", name_zh="未写", kind="test"))
+                    raise RuntimeError("the step failed")
+            with direct.savepoint(s):
+                s.add(Unit(code="after", name="After", name_zh="之后", kind="test"))
+    finally:
+        if watched:
+            event.remove(system.db, "before_cursor_execute", count)
+    with Session(system.db) as s:
+        assert s.get(Staff, "gone") is None
+        assert {u.code for u in s.exec(__import__("sqlmodel").select(Unit))} >= {"kept", "after"}
+        assert s.get(Unit, "gone") is None and s.get(Unit, "pending") is None

@@ -35,10 +35,11 @@ from __future__ import annotations
 import logging
 import weakref
 from collections import namedtuple
+from contextlib import contextmanager
 
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["execute", "execute_many", "runs_on_cursor", "Result", "INTERNALS"]
+__all__ = ["execute", "execute_many", "runs_on_cursor", "savepoint", "Result", "INTERNALS"]
 
 # What this module reads of SQLAlchemy beyond its public API (pinned by tests/test_direct.py):
 INTERNALS = {
@@ -226,3 +227,34 @@ def _raise(conn, dialect, error, sql, args, raw, cursor):
         conn.invalidate(error)
     raise sa_exc.DBAPIError.instance(sql, args, error, dialect.loaded_dbapi.Error, connection_invalidated=gone,
                                      dialect=dialect) from error
+
+
+@contextmanager
+def savepoint(session, name: str = "step"):
+    """A savepoint inside the session's transaction, on the driver's cursor: if the block
+    raises, what it wrote is undone and the transaction goes on (the caller's own writes
+    before it stay). `Session.begin_nested()` does the same through SQLAlchemy's transaction
+    machinery and cost 0.3-0.4 ms per use on SQLite (measured with bench.lifecycle: a
+    work-order start 1.51 -> 1.91 ms); this costs two short statements. ORM objects the
+    block added are expunged on failure, so the commit does not write them after all."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    conn = session.connection()
+    if _watched(conn):        # (logged or traced: let SQLAlchemy run and show it)
+        with session.begin_nested():
+            yield
+        return
+    added = {id(obj) for obj in session.new}    # (table models are not hashable)
+    _raw, cursor = _cursor(conn)
+    cursor.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+        if session.new or session.dirty or session.deleted:
+            session.flush()
+    except BaseException:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        cursor.execute(f"RELEASE SAVEPOINT {name}")
+        for obj in [o for o in session.new if id(o) not in added]:
+            session.expunge(obj)
+        raise
+    cursor.execute(f"RELEASE SAVEPOINT {name}")

@@ -191,7 +191,7 @@ class CaseEngine:
             self.record_event(s, row, actor.id, "instance_started", element=process_key,
                         version=version, data=data)
             try:
-                with s.begin_nested():   # a failing first step leaves the instance (and the caller's rows)
+                with direct.savepoint(s, "first_step"):   # a failing first step leaves the instance (and the caller's rows)
                     self.run_step(s, row, self._fresh(s, row, data, actor), actor, None)
             except ProcessError as exc:
                 self._park_start(s, row, version, data, actor, exc)
