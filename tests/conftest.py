@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import shutil
 import sqlite3
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,6 +50,8 @@ class _PgDatabases:
         self.prefix = f"{self.base.database}_run{os.getpid()}_"
         self._admin = None
         self.template: str | None = None
+        self._to_drop: queue.Queue[str | None] = queue.Queue()
+        self._dropper: threading.Thread | None = None
 
     def admin(self):
         if self._admin is None:
@@ -67,6 +71,21 @@ class _PgDatabases:
     def drop(self, name: str) -> None:
         with self.admin().connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def drop_soon(self, name: str) -> None:
+        """Drop in a background thread: DROP DATABASE waits for a checkpoint, which can take
+        seconds on a busy server; the next test need not wait for it."""
+        if self._dropper is None:
+            self._dropper = threading.Thread(target=self._drop_queued, name="drop test databases", daemon=True)
+            self._dropper.start()
+        self._to_drop.put(name)
+
+    def _drop_queued(self) -> None:
+        while (name := self._to_drop.get()) is not None:
+            try:
+                self.drop(name)
+            except Exception:      # still listed: drop_all drops it at the end, or says why not
+                pass
 
     def build_template(self) -> str:
         """Migrate and deploy once into ``<prefix>tmpl``, then close it to connections: a
@@ -88,6 +107,10 @@ class _PgDatabases:
 
     def drop_all(self) -> list[str]:
         """Drop every database this process made (templates last); returns their names."""
+        if self._dropper is not None:
+            self._to_drop.put(None)
+            self._dropper.join()
+            self._dropper = None
         if self._admin is None:
             return []
         with self.admin().connect() as conn:
@@ -165,7 +188,7 @@ def empty_db_url(tmp_path):
     url = fresh_database_url(tmp_path)
     yield url
     if _pg is not None:
-        _pg.drop(make_url(url).database)
+        _pg.drop_soon(make_url(url).database)
 
 
 @pytest.fixture
@@ -179,7 +202,7 @@ def db_url(request, tmp_path):
         return
     url = _pg.copy_of_template()
     yield url
-    _pg.drop(make_url(url).database)
+    _pg.drop_soon(make_url(url).database)
 
 
 @pytest.fixture
