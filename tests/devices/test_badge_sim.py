@@ -10,10 +10,14 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+import pytest
+
 from devices import token
 from devices.scanner import BadgeScanner
 from tests.devices.conftest import KEY
 from tests.district import seed
+
+pytestmark = pytest.mark.slow     # the badge simulator process scanned over D-Bus
 
 
 def _scan(adapter: str, seconds: float, found: dict) -> None:
