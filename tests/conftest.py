@@ -1,9 +1,34 @@
 """Shared fixtures. The suite runs on SQLite by default and on PostgreSQL when
-CITYLOOP_TEST_DATABASE_URL points at one (CI runs both)."""
+CITYLOOP_TEST_DATABASE_URL points at one (CI runs both).
+
+Every test that asks for a database gets its own, as if the server had just started on an
+empty one: the schema migrated and the bundled processes deployed. Migrating and deploying
+took 0.1-0.2 s per test on SQLite and about a second on PostgreSQL, so this is done once
+per pytest session into a template, and each test gets a copy of it:
+
+- SQLite: the template is a file (WAL checkpointed and switched off, so the one file is the
+  whole database); each test copies it into its own tmp_path.
+- PostgreSQL: the template is a database ``<name>_run<pid>_tmpl`` (no connections allowed
+  once built); each test gets ``<name>_run<pid>_<n>`` made by ``CREATE DATABASE ...
+  TEMPLATE``, dropped after the test (in a background thread: DROP DATABASE waits for a
+  checkpoint). At the end of the session every database whose name starts with
+  ``<name>_run<pid>_`` is dropped, whatever happened to the tests.
+
+Every copy has its own URL (a new file, a new database name), so caches the engine keys on
+the database URL (the token-signing key of engine.auth.service, the SQLite writer lock) never
+carry over from one test to the next. Tests that need a database with nothing in it (the
+migration tests, `cityloop` commands run on a new database) use ``empty_db_url`` or
+``fresh_database_url``."""
 from __future__ import annotations
 
+import itertools
 import os
+import queue
+import shutil
+import sqlite3
+import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -12,64 +37,192 @@ from engine.clock import ManualClock
 from engine.db.session import normalize_url
 
 PG_URL = os.environ.get("CITYLOOP_TEST_DATABASE_URL")
-_run_database: str | None = None
+START = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)   # where every test's clock starts
+_serial = itertools.count(1)
 
 
-def _pg_run_url() -> str:
-    """This pytest process's own PostgreSQL database, created beside the configured one
-    (``<name>_run<pid>``), so that concurrent test runs never reset each other's schema."""
-    global _run_database
-    base = make_url(normalize_url(PG_URL))
-    if _run_database is None:
-        name = f"{base.database}_run{os.getpid()}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        _run_database = name
-    return base.set(database=_run_database).render_as_string(hide_password=False)
+# ---- PostgreSQL: this process's databases ------------------------------------------------------
+class _PgDatabases:
+    """The databases of this pytest process, all named ``<configured name>_run<pid>_...``
+    beside the configured one, so that concurrent test runs never touch each other's."""
+
+    def __init__(self, url: str):
+        self.base = make_url(normalize_url(url))
+        self.prefix = f"{self.base.database}_run{os.getpid()}_"
+        self._admin = None
+        self.template: str | None = None
+        self._template_error: Exception | None = None
+        self._to_drop: queue.Queue[str | None] = queue.Queue()
+        self._dropper: threading.Thread | None = None
+
+    def admin(self):
+        if self._admin is None:
+            self._admin = create_engine(self.base, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=2)
+        return self._admin
+
+    def url(self, name: str) -> str:
+        return self.base.set(database=name).render_as_string(hide_password=False)
+
+    def create(self, name: str, template: str | None = None) -> str:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        with self.admin().connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        with self.admin().connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def drop_soon(self, name: str) -> None:
+        """Drop in a background thread: DROP DATABASE waits for a checkpoint, which can take
+        seconds on a busy server; the next test need not wait for it."""
+        if self._dropper is None:
+            self._dropper = threading.Thread(target=self._drop_queued, name="drop test databases", daemon=True)
+            self._dropper.start()
+        self._to_drop.put(name)
+
+    def _drop_queued(self) -> None:
+        while (name := self._to_drop.get()) is not None:
+            try:
+                self.drop(name)
+            except Exception:      # still listed: drop_all drops it at the end, or says why not
+                pass
+
+    def build_template(self) -> str:
+        """Migrate and deploy once into ``<prefix>tmpl``, then close it to connections: a
+        database can be a template only while nobody is connected to it."""
+        name = f"{self.prefix}tmpl"
+        _build_template_at(self.create(name))
+        with self.admin().connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+        self.template = name
+        return name
+
+    def copy_of_template(self) -> str:
+        if self.template is None:
+            if self._template_error is not None:   # failed once: fail every test the same way, fast
+                raise self._template_error
+            try:
+                self.build_template()
+            except Exception as exc:
+                self._template_error = exc
+                raise
+        return self.create(f"{self.prefix}{next(_serial)}", template=self.template)
+
+    def empty(self) -> str:
+        return self.create(f"{self.prefix}e{next(_serial)}")
+
+    def drop_all(self) -> list[str]:
+        """Drop every database this process made (templates last); returns their names."""
+        if self._dropper is not None:
+            self._to_drop.put(None)
+            self._dropper.join()
+            self._dropper = None
+        if self._admin is None:
+            return []
+        with self.admin().connect() as conn:
+            names = conn.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"),
+                                 {"p": self.prefix}).scalars().all()
+        failed = []
+        for name in sorted(names, key=lambda n: n == self.template):
+            try:
+                self.drop(name)
+            except Exception as exc:        # drop the others all the same, and say so
+                failed.append(f"{name}: {exc}")
+        self._admin.dispose()
+        self._admin = None
+        if failed:
+            raise RuntimeError("could not drop test databases:\n" + "\n".join(failed))
+        return names
+
+
+_pg = _PgDatabases(PG_URL) if PG_URL else None
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _run_database is None:
-        return
-    base = make_url(normalize_url(PG_URL))
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{_run_database}" WITH (FORCE)'))
-    admin.dispose()
+    if _pg is not None:
+        _pg.drop_all()
 
 
+# ---- the template --------------------------------------------------------------------------------
+def _build_template_at(url: str) -> None:
+    """What `engine.system.build` does when a server starts on an empty database: migrate,
+    deploy the bundled files (at the clock fixture's start, as a test's own build did)."""
+    from engine.auth.models import ServerSecret
+    from engine.system import build
+    engine = build(url, clock=ManualClock(START))
+    try:
+        with engine.db.connect() as conn:
+            secrets = conn.execute(text(f"SELECT count(*) FROM {ServerSecret.__tablename__}")).scalar_one()
+    finally:
+        engine.db.dispose()
+    assert secrets == 0, "the template must not hold secrets: every test makes its own"
+
+
+def _build_sqlite_template(path: Path) -> Path:
+    _build_template_at(f"sqlite:///{path}")
+    # The engine is disposed; fold the WAL into the file and leave WAL mode, so the file
+    # alone is the whole database (each copy's engine switches WAL on again when it connects).
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, "something still holds the template open"
+        assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    finally:
+        conn.close()
+    leftovers = [p.name for p in path.parent.iterdir() if p.name in (f"{path.name}-wal", f"{path.name}-shm")]
+    assert not leftovers, leftovers
+    return path
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> Path:
+    return _build_sqlite_template(tmp_path_factory.mktemp("template") / "cityloop.db")
+
+
+# ---- databases for tests ---------------------------------------------------------------------------
 def fresh_database_url(tmp_path) -> str:
-    """An empty database: a new SQLite file, or this run's PostgreSQL database with its
-    schema reset."""
-    if not PG_URL:
-        return f"sqlite:///{tmp_path / 'cityloop.db'}"
-    url = _pg_run_url()
-    eng = create_engine(url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    eng.dispose()
-    return url
+    """An empty database (no tables): a new SQLite file in tmp_path, or a new PostgreSQL
+    database of this run (dropped at the end of the session)."""
+    if _pg is None:
+        return f"sqlite:///{Path(tmp_path) / 'cityloop.db'}"
+    return _pg.empty()
 
 
 @pytest.fixture
-def db_url(tmp_path):
-    return fresh_database_url(tmp_path)
+def empty_db_url(tmp_path):
+    """An empty database of this test's own (for tests of the migrations themselves)."""
+    url = fresh_database_url(tmp_path)
+    yield url
+    if _pg is not None:
+        _pg.drop_soon(make_url(url).database)
+
+
+@pytest.fixture
+def db_url(request, tmp_path):
+    """This test's own database, migrated and with the bundled processes deployed: a copy
+    of the session's template."""
+    if _pg is None:
+        path = tmp_path / "cityloop.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = _pg.copy_of_template()
+    yield url
+    _pg.drop_soon(make_url(url).database)
 
 
 @pytest.fixture
 def clock():
-    return ManualClock(datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc))
+    return ManualClock(START)
 
 
 @pytest.fixture
 def system(db_url, clock):
     """A case engine with the domain operations and the bundled processes deployed."""
     from engine.system import build
-    engine = build(db_url, clock=clock)
+    engine = build(db_url, clock=clock)     # as a server start: finds the schema current and the files deployed
     yield engine
     engine.db.dispose()
 

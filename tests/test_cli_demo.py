@@ -272,6 +272,7 @@ def test_todays_shifts_are_planned(session):
 
 
 # ---- serve ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_serve_prints_its_summary_and_stops_on_sigterm(tmp_path):
     url = fresh_database_url(tmp_path)
     with socket.socket() as probe:

@@ -10,8 +10,9 @@ from engine.db.session import make_engine
 from engine.schema import metadata
 
 
-def test_migrations_match_the_models_and_go_both_ways(db_url):
-    db = make_engine(db_url)
+def test_migrations_match_the_models_and_go_both_ways(empty_db_url):
+    db = make_engine(empty_db_url)
+    assert current(db) is None, "the migrations start from an empty database"
     upgrade(db)
     upgrade(db)  # idempotent: a second worker starting finds nothing to do
     head = current(db)

@@ -19,6 +19,8 @@ from engine.system import build
 from tests.api.conftest import ACCOUNTS, PASSWORD, _password_hash
 from tests.district import seed
 
+pytestmark = pytest.mark.slow     # a real two-worker uvicorn
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from devices import token
 from devices.scanner import BadgeScanner
 from devices.sim import CrewWalkIn
@@ -29,6 +31,8 @@ from tests.waiting import until
 # the wall-clock version fail, chosen on purpose.
 T = datetime(2026, 3, 2, 7, 59, 59, tzinfo=timezone.utc)
 Heard = dict[str, set[bytes]]
+
+pytestmark = pytest.mark.slow     # the badge simulator process scanned over D-Bus
 
 
 def _scan_both(done: Callable[[Heard, Heard], bool], timeout: float = 60.0) -> tuple[Heard, Heard]:

@@ -22,6 +22,8 @@ from devices.pairing import save_token
 from devices.sim import CrewWalkIn, wait_for
 from tests.devices.conftest import KEY, bearer, pair_gateway, plan_shift
 
+pytestmark = pytest.mark.slow     # badges, gateways and a server end to end
+
 A = "/api/v1/attendance"
 
 

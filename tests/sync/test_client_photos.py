@@ -45,6 +45,7 @@ def linked(system, number: str) -> dict[str, str]:
     return {a.sha256: a.kind for a in rows(system, WorkOrderAttachment, WorkOrderAttachment.work_order_id == order.id)}
 
 
+@pytest.mark.slow
 def test_a_completion_with_two_photos_is_applied_end_to_end(field, system, tmp_path):
     server, token = field
     number = east_order(system)
@@ -88,6 +89,7 @@ def test_a_completion_with_two_photos_is_applied_end_to_end(field, system, tmp_p
     assert blob.read_bytes() == on_disk
 
 
+@pytest.mark.slow
 def test_a_connection_cut_mid_photo_resumes_from_the_servers_offset(field, system, tmp_path):
     server, token = field
     number = east_order(system)
@@ -114,6 +116,7 @@ def test_a_connection_cut_mid_photo_resumes_from_the_servers_offset(field, syste
     assert not any(p.suffix == ".part" for p in (server.data_dir / "uploads").rglob("*"))
 
 
+@pytest.mark.slow
 def test_a_photo_gone_from_the_tablet_keeps_its_op_with_a_clear_state(field, system, tmp_path):
     server, token = field
     number = east_order(system)
@@ -151,6 +154,7 @@ def test_a_photo_gone_from_the_tablet_keeps_its_op_with_a_clear_state(field, sys
     assert linked(system, number) == {sha(picture): "after"}
 
 
+@pytest.mark.slow
 def test_an_op_the_server_answers_waiting_is_sent_again_after_its_photo(field, system, tmp_path):
     """The tablet believes the photo is uploaded but the server does not hold it (restored from
     a backup): the push is answered 'waiting', the photo goes again and the op is settled."""
@@ -188,6 +192,7 @@ def test_a_photo_that_cannot_be_attached_records_nothing(tmp_path):
     assert box.photos(first)[0]["sha256"] == sha(jpeg(1000, 9)) and box.op_ids() == [first]
 
 
+@pytest.mark.slow
 def test_ops_go_before_their_photos_so_a_sync_cut_during_the_upload_still_leaves_the_work_on_the_server(
         field, system, tmp_path):
     """The signal goes after the small push but before the 400 KB photo is through: the

@@ -18,6 +18,8 @@ from sync.discovery import API_PATH, SERVICE_TYPE, advertise, browse, resolve_se
 from sync.protocol import PROTOCOL_VERSION
 from tests.sync.servers import ROOT, free_port
 
+pytestmark = pytest.mark.slow     # zeroconf announce/browse round trips and a real `cityloop serve`
+
 LOOPBACK = ["127.0.0.1"]
 
 

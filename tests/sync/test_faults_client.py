@@ -27,6 +27,8 @@ from sync.server.models import SyncConflict, SyncOp
 from tests.sync.servers import ROOT, ServerProcess, pump
 from tests.sync.syncing import east_order, paired_tablet, rectify_task
 
+pytestmark = pytest.mark.slow     # real two-worker server processes, clients killed
+
 
 def _count(system, model, *where) -> int:
     with system.transaction(write=False) as s:

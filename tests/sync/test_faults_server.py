@@ -16,6 +16,8 @@ from engine.storage import AttachmentStore
 from sync.uploads_client import upload
 from tests.sync.servers import CuttingProxy, ServerProcess
 
+pytestmark = pytest.mark.slow     # real server processes cut and killed
+
 
 def photo(n: int, seed: int) -> bytes:
     body = hashlib.sha256(f"photo {seed}".encode()).digest() * (n // 32 + 1)

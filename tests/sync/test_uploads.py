@@ -296,6 +296,7 @@ def _settled_offset(c: httpx.Client, digest: str, size: int) -> int:
     return wait_until(finished, 30, every=0.05, what="the server to finish with the cut request")
 
 
+@pytest.mark.slow
 def test_a_body_cut_mid_way_keeps_what_arrived_and_resumes(tablet_server, system):
     server, token = tablet_server
     data = jpeg(3 * 1024 * 1024, seed=9)
