@@ -192,7 +192,8 @@ async def probe(adapter: str | None = None) -> tuple[BluetoothState, str]:
 
 def state_of(exc: BaseException) -> tuple[BluetoothState, str]:
     """What a failure of bleak means for the user."""
-    from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason as R, BleakDBusError
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError
+    from bleak.exc import BleakBluetoothNotAvailableReason as R
     if isinstance(exc, BleakBluetoothNotAvailableError):
         state = {R.POWERED_OFF: BluetoothState.ADAPTER_OFF, R.NO_BLUETOOTH: BluetoothState.NO_ADAPTER,
                  R.NO_BLE_CENTRAL_ROLE: BluetoothState.NO_ADAPTER, R.DENIED_BY_USER: BluetoothState.DENIED,

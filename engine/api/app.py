@@ -15,8 +15,21 @@ from fastapi import FastAPI
 
 from engine import settings
 from engine.api import errors, openapi
-from engine.api.routes import (admin, attendance, auth, camera, checkins, dashboards, gas, incidents, open311,
-                               processes, sync_uploads, tasks, workorders)
+from engine.api.routes import (
+    admin,
+    attendance,
+    auth,
+    camera,
+    checkins,
+    dashboards,
+    gas,
+    incidents,
+    open311,
+    processes,
+    sync_uploads,
+    tasks,
+    workorders,
+)
 from engine.api.routes import badges as badge_routes
 from engine.api.routes import sync as sync_routes
 

@@ -33,8 +33,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from engine.api.errors import MAX_BODY, Problem
-from engine.auth.policy import ANONYMOUS, DEVICES, PERMISSIONS, STAFF
 from engine.api.routes.gas import ImportReport
+from engine.auth.policy import ANONYMOUS, DEVICES, PERMISSIONS, STAFF
 
 __all__ = ["install", "build", "declared_statuses", "permission_of", "api_routes", "Problem", "SPECIFIC"]
 

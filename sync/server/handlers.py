@@ -12,10 +12,11 @@ from engine.auth.policy import PERMISSIONS
 from engine.db.models import AuditEvent
 from engine.runtime.errors import Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
 from engine.runtime.rows import fetch_instance, fetch_open_task
-from engine.services import checkins, tasks, workorders as orders
+from engine.services import checkins, tasks
+from engine.services import workorders as orders
 from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Verdict
 from sync.server.models import SyncCursor, SyncOp
-from sync.server.ops import Pusher, Refused, Timing, needed_photos
+from sync.server.ops import Pusher, Refused, Timing
 
 __all__ = ["HANDLERS", "REASONS", "attach", "check_in", "comment", "complete_task"]
 

@@ -20,12 +20,12 @@ from sqlmodel import select
 from devices import token
 from engine.api.deps import actor_of, allow, engine_of
 from engine.api.routes.attendance import CODE, TEXT, RowId, When
-from engine.services import sightings as sighting_service
-from engine.services.access import crew_for, shift_for
 from engine.auth.service import Principal
 from engine.clock import from_db
 from engine.domain import badges, sightings
 from engine.domain.models import Cleaner
+from engine.services import sightings as sighting_service
+from engine.services.access import crew_for, shift_for
 
 __all__ = ["policy_of", "router"]  # (the routes themselves are reached through the router)
 
