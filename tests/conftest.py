@@ -149,7 +149,7 @@ def pytest_sessionfinish(session, exitstatus):
 def _build_template_at(url: str) -> None:
     """What `engine.system.build` does when a server starts on an empty database: migrate,
     deploy the bundled files (at the clock fixture's start, as a test's own build did)."""
-    from engine.auth.models import ServerSecret
+    from engine.db.models import ServerSecret
     from engine.system import build
     engine = build(url, clock=ManualClock(START))
     try:

@@ -6,9 +6,8 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import Session, func, select
 
-from engine.auth.models import ServerSecret
 from engine.db.migrate import current
-from engine.db.models import AuditEvent, Definition, Instance
+from engine.db.models import AuditEvent, Definition, Instance, ServerSecret
 from engine.db.session import make_engine
 from engine.system import bundled_files
 from tests.conftest import START
