@@ -8,7 +8,6 @@ import pytest
 
 from engine.forms import Form, FormError, parse_form
 
-
 FORMS_DIR = Path(__file__).resolve().parent.parent / "workflows" / "forms"
 FORM_FILES = sorted(FORMS_DIR.glob("*.form"))
 SHA = "a" * 64

@@ -28,8 +28,19 @@ from engine.db.session import make_engine
 from engine.demo import DEMO_PASSWORD
 from engine.domain import badges
 from engine.domain.common import add_months
-from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, Household, Inspection, Shift, Staff,
-                                  Unit, WorkOrder)
+from engine.domain.models import (
+    AddressCode,
+    Badge,
+    Cleaner,
+    Contract,
+    Crew,
+    Household,
+    Inspection,
+    Shift,
+    Staff,
+    Unit,
+    WorkOrder,
+)
 from engine.domain.registry import build_registry
 from tests.conftest import fresh_database_url
 

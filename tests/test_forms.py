@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.forms import (MAX_FORM_BYTES, Field, Form, FormError, form_to_dict, parse_form,
-                          validate_submission)
+from engine.forms import MAX_FORM_BYTES, Field, Form, FormError, form_to_dict, parse_form, validate_submission
 from engine.forms_feel import FeelError, compile_condition, compile_pattern, is_iso
 from tests.forms_helpers import FORM_FILES, KITCHEN, KITCHEN_OK, SHA, SHA2, codes, load, make, refused
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.forms import Form, FormError, form_to_dict, parse_form, validate_submission
 from tests.forms_helpers import FORM_FILES, KITCHEN, SHA, SHA2, codes, make
-
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4)

@@ -199,6 +199,7 @@ def test_escapes_in_stored_timers_are_refused_at_run_time(system, tmp_path, watc
 
 def test_message_payloads_are_data_never_code(system, tmp_path, watch, clock):
     from datetime import timedelta
+
     from engine.domain import attendance
     seed(system)
     marker = tmp_path / "pwned"
@@ -220,6 +221,7 @@ def test_message_payloads_are_data_never_code(system, tmp_path, watch, clock):
 def test_full_lifecycles_never_reach_eval_even_after_reload(system, watch, clock):
     """Timers, messages, DMN, gateways, loaded from storage at every step: no exec/eval."""
     from datetime import timedelta
+
     from engine.domain import attendance, gas
     seed(system)
     _recording.clear()

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 from engine.domain import workorders
 from engine.domain.models import Notification, WorkOrder
 from engine.runtime.errors import Forbidden, ValidationFailed
-from tests.district import (DISPATCHER, PHOTO, REVIEWER, ROADS, WORKER_EAST, WORKER_WEST, only_task)
+from tests.district import DISPATCHER, PHOTO, REVIEWER, ROADS, WORKER_EAST, WORKER_WEST, only_task
 
 
 def _order(engine, number) -> WorkOrder:

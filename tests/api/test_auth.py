@@ -108,8 +108,8 @@ def test_a_device_is_marked_seen_without_a_second_pooled_connection(app, client,
     from engine.api.app import create_app
     from engine.auth.models import Device
     from engine.db.session import make_engine
-    from engine.runtime.case_engine import CaseEngine
     from engine.domain.registry import build_registry
+    from engine.runtime.case_engine import CaseEngine
 
     admin = bearer(tokens["admin"])
     d = client.post("/api/v1/devices", json={"name": "Gate 1", "kind": "gateway"}, headers=admin).json()

@@ -273,6 +273,7 @@ def test_concurrent_pushes_from_two_places_still_catch_every_clone(app, gateway,
     second sees the first's sightings (badge rows are locked per batch), so every pair is
     flagged and no badge counts present."""
     import threading
+
     from fastapi.testclient import TestClient
     now = clock()
     ids = [f"B{i:04d}" for i in range(10)]

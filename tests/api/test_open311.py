@@ -1,9 +1,8 @@
 """Open311 GeoReport v2 over HTTP: services, definitions, requests POST/GET, JSON and XML."""
 from __future__ import annotations
 
-from datetime import datetime
-
 import json
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+
 import pytest
 from sqlmodel import Session, func, select
 

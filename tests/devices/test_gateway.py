@@ -95,6 +95,7 @@ def test_the_gateway_command_without_bluetooth_or_server_reports_states_and_stop
     import subprocess
     import sys
     import threading
+
     from devices.pairing import save_token
     from tests.devices.conftest import free_port
     save_token(tmp_path / "gw.token", "dev_not-a-real-token")

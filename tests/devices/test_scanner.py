@@ -11,7 +11,7 @@ from bleak import BleakScanner
 
 from devices import token
 from devices.bluez.fake import FakeBluez
-from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, state_of, probe
+from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, probe, state_of
 from tests.waiting import until
 
 KEY = bytes(range(32))

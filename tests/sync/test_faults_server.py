@@ -149,6 +149,7 @@ def _client_loop(base_url: str, token: str, box, go: threading.Event, deadline: 
 def _database_checks(system, numbers: list[str]) -> list[str]:
     """Problems the data of these orders shows after the storm (empty if none)."""
     from sqlalchemy import text
+
     from engine.db.models import AuditEvent, Instance, OpenTask
     from engine.domain.models import WorkOrder
     problems = []

@@ -8,11 +8,21 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sync import protocol
-from sync.protocol import (MAX_OPS, InvalidOp, Op, ProtocolError, body_hash, decode_cursor, decode_pull, decode_push,
-                           encode_cursor)
+from sync.protocol import (
+    MAX_OPS,
+    InvalidOp,
+    Op,
+    ProtocolError,
+    body_hash,
+    decode_cursor,
+    decode_pull,
+    decode_push,
+    encode_cursor,
+)
 from tests.api.conftest import app, bearer, client, tokens  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)

@@ -21,8 +21,7 @@ from sync.protocol import PushBatch, decode_op
 from sync.server import ops
 from sync.server.models import SyncConflict, SyncOp, SyncOpWait
 from tests.api.conftest import app, bearer, client, token_for, tokens  # noqa: F401  (fixtures)
-from tests.sync.syncing import (PUSH, WORKER, batch, complete_op, east_order, op, photo, rectify_task, sha,
-                                store_photo)
+from tests.sync.syncing import PUSH, WORKER, batch, complete_op, east_order, op, photo, rectify_task, sha, store_photo
 
 
 @pytest.fixture
