@@ -186,7 +186,7 @@ class _Run:
         sender's `verified` is replaced); clones, replays and forgeries are flagged and
         stored for the shift."""
         framed = []
-        for k, (i, item, cleaner) in enumerate(self.candidates):
+        for k, (i, item, _cleaner) in enumerate(self.candidates):
             f = item.frame
             if f is None:
                 continue

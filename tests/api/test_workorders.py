@@ -120,7 +120,7 @@ def test_an_open_order_shows_where_it_stands(client, tokens):
 
 def test_filters_and_pagination(client, tokens, clock, system):
     made = []
-    for i, (category, area) in enumerate([("exposed_garbage", "dongcheng"), ("exposed_garbage", "xinhe"),
+    for _i, (category, area) in enumerate([("exposed_garbage", "dongcheng"), ("exposed_garbage", "xinhe"),
                                           ("road_damage", "xinhe"), ("tree_fallen", "huaqiao"),
                                           ("exposed_garbage", "dongcheng")]):
         made.append(report(client, tokens, category=category, area=area)["number"])

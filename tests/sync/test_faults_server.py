@@ -188,7 +188,7 @@ def test_every_acknowledged_op_survives_kill_9_exactly_once(seeded, db_url, tmp_
     with seeded.transaction() as s:
         after = store.put(photo(40_000, seed=3), "image/jpeg", "worker.east.f000", s, seeded.clock())
     boxes = []
-    for i, token in enumerate(tokens):
+    for i, _token in enumerate(tokens):
         box = Outbox(str(tmp_path / f"outbox{i}.db"))
         for number in numbers[i * OPS_EACH:(i + 1) * OPS_EACH]:
             task = rectify_task(seeded, number, worker=f"worker.east.f{i:03d}")
@@ -245,7 +245,7 @@ def test_every_acknowledged_op_survives_kill_9_exactly_once(seeded, db_url, tmp_
         rows = s.exec(select(SyncOp.op_id, SyncOp.verdict)).all()
     assert sorted(op_id for op_id, _ in rows) == sorted(expected)            # each op stored exactly once
     assert {verdict for _, verdict in rows} == {"applied"}
-    for op_id, v in acked.items():                                           # what the client saw is what is stored
+    for _op_id, v in acked.items():                                          # what the client saw is what is stored
         assert v["result"]["state"] == "running" and v["result"]["business_key"] in numbers
     assert _database_checks(seeded, numbers) == []
     duplicates = sum(v["verdict"] == "duplicate" for v in acked.values())
