@@ -55,8 +55,10 @@ component_values = st.recursive(
         "key": st.sampled_from(["a", "b", "c", "_x", "a.b"]) | json_values,
         "id": st.text(max_size=5) | json_scalars,
         "validate": st.dictionaries(st.sampled_from(["required", "min", "max", "minLength", "maxLength",
-                                                     "pattern", "validationType"]), json_values, max_size=3) | json_values,
-        "values": st.lists(st.fixed_dictionaries({"label": json_scalars, "value": st.sampled_from(["x", "y"]) | json_scalars}),
+                                                     "pattern", "validationType"]), json_values, max_size=3)
+                    | json_values,
+        "values": st.lists(st.fixed_dictionaries({"label": json_scalars,
+                                                  "value": st.sampled_from(["x", "y"]) | json_scalars}),
                            max_size=3) | json_values,
         "conditional": st.fixed_dictionaries({"hide": st.sampled_from(['=a = "x"', "=b", "=foo()", "=not(c = 1)", ""])
                                               | json_values}) | json_values,

@@ -111,7 +111,8 @@ def _field_workers(system, n: int) -> list[str]:
     from engine.domain.models import Staff
     with system.transaction() as s:
         for i in range(n):
-            s.add(Staff(id=f"worker.east.f{i:03d}", name=f"Field worker {i}", role="unit_worker", unit_code="clean-east"))
+            s.add(Staff(id=f"worker.east.f{i:03d}", name=f"Field worker {i}", role="unit_worker",
+                        unit_code="clean-east"))
     return [tablet_token(system, f"worker.east.f{i:03d}", f"tablet {i}") for i in range(n)]
 
 

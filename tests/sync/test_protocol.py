@@ -85,7 +85,8 @@ def test_body_hash_is_canonical():
 def test_op_rules():
     naive = decode_push(raw({"protocol": 1, "ops": [good_op(device_time="2026-03-02T08:00:00")]})).ops[0]
     assert "offset" in naive.errors["device_time"]
-    no_version = decode_push(raw({"protocol": 1, "ops": [good_op(kind="complete_task", task_id="t", payload={})]})).ops[0]
+    no_version = decode_push(raw({"protocol": 1,
+                                  "ops": [good_op(kind="complete_task", task_id="t", payload={})]})).ops[0]
     assert "based_on_version" in next(iter(no_version.errors.values()))
     bad_sha = decode_push(raw({"protocol": 1, "ops": [good_op(kind="attach", attachments=["ab"],
                                                               payload={"work_order": "WO-1"})]})).ops[0]
