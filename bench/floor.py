@@ -100,7 +100,8 @@ def main(argv=None) -> int:
                 time.sleep(0.2)
         else:
             raise RuntimeError("the floor server did not start")
-        print(f"FastAPI floor: uvicorn --workers 2 on this {os.cpu_count()}-core machine, {args.clients} client threads "
+        print(f"FastAPI floor: uvicorn --workers 2 on this {os.cpu_count()}-core machine, "
+              f"{args.clients} client threads "
               f"in this process, PostgreSQL at {args.pg}\n")
         print(f"{'route':32} {'requests/s':>10}")
         body = {"data": {"decision": "approve"}}

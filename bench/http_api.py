@@ -151,7 +151,8 @@ def lifecycles(base: str, n: int, clients: int) -> dict:
     open tasks a page at a time and completes them (rectify by the unit worker with a photo,
     then review by the reviewer), `clients` requests in flight."""
     with httpx.Client(base_url=base, timeout=60) as c:
-        heads = {u: {"Authorization": f"Bearer {token(c, u)}"} for u in ("dispatcher1", "reviewer1", "worker.clean-east.1")}
+        heads = {u: {"Authorization": f"Bearer {token(c, u)}"}
+                 for u in ("dispatcher1", "reviewer1", "worker.clean-east.1")}
         first = c.post("/api/v1/work-orders", headers=heads["dispatcher1"],
                        json={"category": "exposed_garbage", "area": "dongcheng", "description": "photo holder"}).json()
         up = c.post(f"/api/v1/work-orders/{first['number']}/attachments", headers=heads["worker.clean-east.1"],

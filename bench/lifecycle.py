@@ -43,7 +43,8 @@ def versions() -> str:
 def git_state() -> str:
     import subprocess
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "engine", "workflows"],
                                capture_output=True, text=True, check=True).stdout.strip()
         return f"code: git {head}" + (" + uncommitted changes in engine/ or workflows/" if dirty else " (clean)")

@@ -200,6 +200,7 @@ def phase_breakdown(city: CityloopSide, n: int, out) -> None:
         f"{elapsed / n * 1000:.2f} ms each with timers on) ==")
     out("indented rows are part of the nearest less-indented row above; 'in start + complete' rows are part of")
     out("both the start step and the completions (their ms/lc counts all three steps)")
-    rows = [[label, f"{calls[label] / n:g}", f"{spent[label] / calls[label] * 1000:.3f}", f"{spent[label] / n * 1000:.3f}",
-             f"{spent[label] / elapsed * 100:.0f}%"] for label in order if label in spent]
+    rows = [[label, f"{calls[label] / n:g}", f"{spent[label] / calls[label] * 1000:.3f}",
+             f"{spent[label] / n * 1000:.3f}", f"{spent[label] / elapsed * 100:.0f}%"]
+            for label in order if label in spent]
     out(table(["phase", "calls/lc", "ms/call", "ms/lc", "share"], rows))

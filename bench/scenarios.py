@@ -37,7 +37,8 @@ def plan(loops: int) -> list[PlannedStep]:
     steps = []
     for k in range(loops):
         steps += [PlannedStep("rectify", "Task_rectify", RECTIFY, k), PlannedStep("review", "Task_review", REJECT, k)]
-    steps += [PlannedStep("rectify", "Task_rectify", RECTIFY, loops), PlannedStep("review", "Task_review", APPROVE, loops)]
+    steps += [PlannedStep("rectify", "Task_rectify", RECTIFY, loops),
+              PlannedStep("review", "Task_review", APPROVE, loops)]
     return steps
 
 
@@ -80,8 +81,8 @@ class CityloopSide:
         self.engine = build(url, clock=clock)
         with Session(self.engine.db) as s:
             for code in UNITS:
-                s.add(Unit(code=code, name=code, name_zh=code, kind="cleaning" if code.startswith("clean") else "office",
-                           leader_id=f"leader.{code}"))
+                s.add(Unit(code=code, name=code, name_zh=code,
+                           kind="cleaning" if code.startswith("clean") else "office", leader_id=f"leader.{code}"))
             s.commit()
         self.reporter = Actor("d1", {"dispatcher"})
         self.actors = {"rectify": Actor("w1", {"unit:clean-east"}), "review": Actor("r1", {"reviewer"})}
@@ -267,7 +268,8 @@ def run_backend(backend: Backend, n: int, n50: int, warmup: int, log) -> tuple[l
                         lc = attempt(side, loops, track_bytes=loops >= 50)
                         if lc is not None:
                             runs[side.name].append(lc)
-            log(f"  {backend.label}: {loops} loops x {count} lifecycles per side in {time.perf_counter() - started:.1f} s")
+            log(f"  {backend.label}: {loops} loops x {count} lifecycles per side "
+                f"in {time.perf_counter() - started:.1f} s")
             results += [Result(backend.label, loops, side.name, runs[side.name], failed.get(side.name))
                         for side in sides]
     finally:

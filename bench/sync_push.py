@@ -169,7 +169,8 @@ def machine_cpu() -> tuple[float, float, float]:
     """(busy, iowait, total) jiffies of the whole machine so far, from /proc/stat."""
     with open("/proc/stat") as f:
         user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
-    return user + nice + system + irq + softirq + steal, iowait, user + nice + system + idle + iowait + irq + softirq + steal
+    return (user + nice + system + irq + softirq + steal, iowait,
+            user + nice + system + idle + iowait + irq + softirq + steal)
 
 
 def serve_one(port: int) -> None:
@@ -259,7 +260,8 @@ def run(backend: str, url: str, args) -> tuple:
             errors = log.split("Traceback")[1:]
             where = {}
             for e in errors:
-                ours = [ln.strip() for ln in e.splitlines() if ln.strip().startswith('File "') and "/site-packages/" not in ln]
+                ours = [ln.strip() for ln in e.splitlines()
+                        if ln.strip().startswith('File "') and "/site-packages/" not in ln]
                 raised = [ln for ln in e.splitlines() if re.match(r"^[\w.]+(Error|Exception|Exit)\b", ln)]
                 key = (ours[-1] if ours else "?") + " -> " + (raised[-1][:110] if raised else "?")
                 where[key] = where.get(key, 0) + 1
@@ -269,7 +271,8 @@ def run(backend: str, url: str, args) -> tuple:
         ups = [x * 1000 for x in out["upload"]]
         dev = out["device"]
         per_worker = sorted((v for v in cpu.values() if v >= 0.05), reverse=True)   # (not the resource tracker)
-        print(f"  {backend}: server CPU {sum(cpu.values()):.1f} s = {sum(cpu.values()) / args.devices / args.completions * 1000:.1f}"
+        print(f"  {backend}: server CPU {sum(cpu.values()):.1f} s = "
+              f"{sum(cpu.values()) / args.devices / args.completions * 1000:.1f}"
               f" ms per completion; by worker: {', '.join(f'{v:.1f} s' for v in per_worker)} "
               f"(of {out['wall']:.1f} s wall each); the whole machine (PostgreSQL, these tablets and anything else "
               f"running) was {busy / whole * 100:.0f}% busy, {iowait / whole * 100:.0f}% waiting for the disk")
@@ -283,8 +286,9 @@ def run(backend: str, url: str, args) -> tuple:
         print(f"  {backend}: photo upload p50 {statistics.median(ups):.0f} ms, p95 {pct(ups, 0.95):.0f} ms;"
               f" {out['retries']} requests sent again after a transport error; the simulated tablets themselves used "
               f"{out['client_cpu']:.0f} s of CPU ({out['client_cpu'] / out['wall'] * 100:.0f}% of one core)")
-        return (backend, args.devices, total, applied, applied / out["wall"], statistics.median(ms) if ms else float("nan"),
-                pct(ms, 0.95), pct(ms, 0.99), out["bytes"] / max(1, total), all_acked, out["wall"],
+        return (backend, args.devices, total, applied, applied / out["wall"],
+                statistics.median(ms) if ms else float("nan"), pct(ms, 0.95), pct(ms, 0.99),
+                out["bytes"] / max(1, total), all_acked, out["wall"],
                 {k: v for k, v in out["verdicts"].items() if k != "applied"})
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

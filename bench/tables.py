@@ -49,7 +49,8 @@ def table(headers: list[str], rows: list[list[str]], right: set[int] | None = No
     right = right if right is not None else set(range(1, len(headers)))
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     def fmt(row) -> str:
-        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths)))
     line = "  ".join("-" * w for w in widths)
     return "\n".join([fmt(headers), line, *[fmt(r) for r in rows]])
 
@@ -73,8 +74,8 @@ def report_memory(mem: dict, out) -> None:
         base = mem[(loops, "run")][0]
         for mode in ("run", "cityloop", "reference"):
             secs, steps = mem[(loops, mode)]
-            rows.append([f"{loops} loops" if mode == "run" else "", mode, f"{1 / secs:.1f}", f"{secs * 1000 / steps:.3f}",
-                         f"{(secs - base) * 1000 / steps:.3f}" if mode != "run" else "-"])
+            rows.append([f"{loops} loops" if mode == "run" else "", mode, f"{1 / secs:.1f}",
+                         f"{secs * 1000 / steps:.3f}", f"{(secs - base) * 1000 / steps:.3f}" if mode != "run" else "-"])
     out(table(["scenario", "mode", "lc/s", "ms/step", "vs run ms/step"], rows, right={2, 3, 4}))
 
 
@@ -122,7 +123,8 @@ def report(results: list[Result], out) -> None:
             fs = [s for lc in f.runs for s in lc.steps if s.kind == kind]
             cm, fm = mean(s.seconds * 1000 for s in cs), mean(s.seconds * 1000 for s in fs)
             look = mean(s.lookup * 1000 for s in cs)
-            rows.append([b, kind, f"{cm:.2f}", f"{look:.2f}" if kind != "start" else "-", f"{fm:.2f}", f"{cm / fm:.2f}x"])
+            rows.append([b, kind, f"{cm:.2f}", f"{look:.2f}" if kind != "start" else "-", f"{fm:.2f}",
+                         f"{cm / fm:.2f}x"])
     out(table(["backend", "step", "cityloop ms", "of which lookup", "reference ms", "ratio c/r"], rows))
 
     out(f"\n== Step cost vs history, 50 loops: loops 1-{FIRST_LAST} vs {50 - FIRST_LAST + 1}-50 "

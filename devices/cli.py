@@ -59,8 +59,10 @@ def register(sub, crew_keys=None) -> None:
     s.add_argument("--bus-address", help="use this D-Bus instead of starting a private dbus-daemon")
     s.add_argument("--server", metavar="URL", help="also run gateways against this server")
     s.add_argument("--token-file", metavar="FILE", help="token of the depot gateway (with --server)")
-    s.add_argument("--elsewhere-token-file", metavar="FILE", help="token of a second gateway far away (sees the clone's original)")
-    s.add_argument("--buffer", default="data/badge-sim", metavar="DIR", help="gateways' outboxes (default data/badge-sim)")
+    s.add_argument("--elsewhere-token-file", metavar="FILE",
+                   help="token of a second gateway far away (sees the clone's original)")
+    s.add_argument("--buffer", default="data/badge-sim", metavar="DIR",
+                   help="gateways' outboxes (default data/badge-sim)")
     s.add_argument("--at", type=_moment, metavar="TIME", help="badges advertise the tokens of this fixed moment "
                    "(ISO 8601 with offset) instead of the clock's (tests, demos of a given time)")
     s.set_defaults(func=cmd_badge_sim, crew_keys=crew_keys)

@@ -41,7 +41,8 @@ class GatewayStatus:
     heard: int = 0
 
     def line(self) -> str:
-        server = {"online": "server online / 服务器在线", "offline": "server unreachable, buffering / 服务器不可达，本地缓存",
+        server = {"online": "server online / 服务器在线",
+                  "offline": "server unreachable, buffering / 服务器不可达，本地缓存",
                   "unauthorized": "token refused: pair this gateway again / 令牌被拒绝：请重新配对",
                   "unknown": "server not contacted yet / 尚未连接服务器"}[self.server]
         verdicts = ", ".join(f"{k} {v}" for k, v in sorted(self.verdicts.items()) if v) or "-"

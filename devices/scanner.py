@@ -49,7 +49,8 @@ STATE_TEXT = {
     BluetoothState.STARTING: "starting Bluetooth / 正在启动蓝牙",
     BluetoothState.AVAILABLE: "Bluetooth scanning / 蓝牙扫描中",
     BluetoothState.NO_BUS: "Bluetooth unavailable: no system D-Bus / 蓝牙不可用：没有系统 D-Bus",
-    BluetoothState.NO_BLUEZ: "Bluetooth unavailable: the Bluetooth service (BlueZ) is not running / 蓝牙不可用：蓝牙服务未运行",
+    BluetoothState.NO_BLUEZ: ("Bluetooth unavailable: the Bluetooth service (BlueZ) is not running"
+                              " / 蓝牙不可用：蓝牙服务未运行"),
     BluetoothState.NO_ADAPTER: "Bluetooth unavailable: no Bluetooth adapter / 蓝牙不可用：没有蓝牙适配器",
     BluetoothState.ADAPTER_OFF: "Bluetooth is turned off / 蓝牙已关闭",
     BluetoothState.DENIED: "Bluetooth access denied / 无权使用蓝牙",
@@ -172,7 +173,8 @@ async def probe(adapter: str | None = None) -> tuple[BluetoothState, str]:
     finally:
         bus.disconnect()
     if reply.message_type == MessageType.ERROR:
-        if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"):
+        if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown",
+                                "org.freedesktop.DBus.Error.NameHasNoOwner"):
             return BluetoothState.NO_BLUEZ, reply.error_name
         if reply.error_name == "org.freedesktop.DBus.Error.AccessDenied":
             return BluetoothState.DENIED, reply.error_name

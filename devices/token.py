@@ -68,7 +68,8 @@ MESSAGES = {
     LEGACY: "static iBeacon badge: unverified / 静态信标工牌：未验证",
     INVALID: "not a valid badge frame / 无效的工牌信号",
     FORGED: "forged frame: the code does not match the badge's key / 伪造信号：校验码与工牌密钥不符",
-    OUTSIDE_WINDOW: "token outside its time window (replayed or clock wrong) / 令牌不在有效时间窗口内（重放或时钟错误）",
+    OUTSIDE_WINDOW: ("token outside its time window (replayed or clock wrong)"
+                     " / 令牌不在有效时间窗口内（重放或时钟错误）"),
     COUNTER_BACK: "counter went back (replayed frame) / 计数器倒退（重放信号）",
     NO_KEY: "no key for this badge and day / 没有该工牌当日的密钥",
 }

@@ -337,7 +337,8 @@ def _crew_keys(args) -> list[tuple[str, bytes]]:
                      .order_by(Cleaner.id)).all()
         if not ids:
             raise CliError(f"no crew {args.crew!r} with badges / 没有该班组或班组没有工牌")
-        rotating = [b for b in ids if (badge := s.get(Badge, b)) is not None and badge.kind == "rotating" and badge.active]
+        rotating = [b for b in ids
+                    if (badge := s.get(Badge, b)) is not None and badge.kind == "rotating" and badge.active]
         return [(b, badges.provision_key(s, b)[0]) for b in rotating]
 
 
@@ -356,7 +357,8 @@ def cmd_db_upgrade(args) -> int:
 
 # ---- parser and entry point --------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cityloop", description="cityloop: city operations case management / 城市运行闭环管理")
+    p = argparse.ArgumentParser(prog="cityloop",
+                                description="cityloop: city operations case management / 城市运行闭环管理")
     p.add_argument("--db", metavar="URL", help="database URL (default: $DATABASE_URL, else ./data/cityloop.db)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -400,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)
 
-    bd = sub.add_parser("badge", help="staff badges").add_subparsers(dest="badge_command", required=True, metavar="ACTION")
+    bd = sub.add_parser("badge", help="staff badges").add_subparsers(dest="badge_command", required=True,
+                                                                     metavar="ACTION")
     bk = bd.add_parser("key", help="print a badge's key for the badge programmer (made if missing)")
     bk.add_argument("badge_id", metavar="BADGE")
     bk.set_defaults(func=cmd_badge_key)

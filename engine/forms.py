@@ -349,7 +349,8 @@ def _coerce(f: Field, raw: Any) -> Any:
         single = t in ("radio", "select")
         items = [raw] if single else raw
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-            raise _type_error("one of the options", "选项之一") if single else _type_error("a list of options", "选项列表")
+            raise (_type_error("one of the options", "选项之一") if single
+                   else _type_error("a list of options", "选项列表"))
         if any(v not in f.choices for v in items):
             shown = ", ".join(f.choices[:10]) + (", ..." if len(f.choices) > 10 else "")
             raise _Invalid("choice", f"Choose from: {shown}.", f"请从以下选项中选择：{shown}。")

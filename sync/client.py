@@ -195,7 +195,8 @@ class Outbox(ph.PhotoRecords):
                 db.execute("DELETE FROM removed WHERE task_id = ?", (t["id"],))
             for r in answer.get("removed", []):
                 db.execute("DELETE FROM task WHERE id = ?", (r["task_id"],))
-                db.execute("INSERT OR REPLACE INTO removed (task_id, body) VALUES (?, ?)", (r["task_id"], json.dumps(r)))
+                db.execute("INSERT OR REPLACE INTO removed (task_id, body) VALUES (?, ?)",
+                           (r["task_id"], json.dumps(r)))
             for key in ("crews", "reference"):
                 if answer.get(key) is not None:
                     db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(answer[key])))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, Household, Staff, Street,
-                                  Unit)
+from engine.domain.models import AddressCode, Badge, Cleaner, Contract, Crew, Household, Staff, Street, Unit
 from engine.runtime.errors import Actor
 
 UNITS = ["clean-east", "clean-west", "market-huaqiao", "market-xinhe", "market-dongcheng", "ads-team",

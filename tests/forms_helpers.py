@@ -8,7 +8,6 @@ import pytest
 
 from engine.forms import Form, FormError, parse_form
 
-
 FORMS_DIR = Path(__file__).resolve().parent.parent / "workflows" / "forms"
 FORM_FILES = sorted(FORMS_DIR.glob("*.form"))
 SHA = "a" * 64
@@ -45,7 +44,8 @@ KITCHEN = [
     {"type": "number", "key": "count", "validate": {"min": 1, "max": 5}},
     {"type": "checkbox", "key": "agree", "validate": {"required": True}},
     {"type": "checkbox", "key": "flag"},
-    {"type": "select", "key": "colour", "values": [{"label": "Red", "value": "red"}, {"label": "Blue", "value": "blue"}]},
+    {"type": "select", "key": "colour",
+     "values": [{"label": "Red", "value": "red"}, {"label": "Blue", "value": "blue"}]},
     {"type": "checklist", "key": "tools", "values": [{"label": "A", "value": "a"}, {"label": "B", "value": "b"}]},
     {"type": "taglist", "key": "tags", "values": [{"label": "X", "value": "x"}], "validate": {"required": True}},
     {"type": "datetime", "subtype": "date", "key": "day", "dateLabel": "Day"},

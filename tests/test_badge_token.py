@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devices import token
 

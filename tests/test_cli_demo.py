@@ -28,8 +28,19 @@ from engine.db.session import make_engine
 from engine.demo import DEMO_PASSWORD
 from engine.domain import badges
 from engine.domain.common import add_months
-from engine.domain.models import (AddressCode, Badge, Cleaner, Contract, Crew, Household, Inspection, Shift, Staff,
-                                  Unit, WorkOrder)
+from engine.domain.models import (
+    AddressCode,
+    Badge,
+    Cleaner,
+    Contract,
+    Crew,
+    Household,
+    Inspection,
+    Shift,
+    Staff,
+    Unit,
+    WorkOrder,
+)
 from engine.domain.registry import build_registry
 from tests.conftest import fresh_database_url
 
@@ -278,8 +289,9 @@ def test_serve_prints_its_summary_and_stops_on_sigterm(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen(_command() + ["serve", "--demo", "--sweep-seconds", "0.5", "--port", str(port)], cwd=tmp_path,
-                            env=_env(url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(_command() + ["serve", "--demo", "--sweep-seconds", "0.5", "--port", str(port)],
+                            cwd=tmp_path, env=_env(url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()

@@ -96,7 +96,8 @@ def test_constants_written_into_the_sql_run_on_the_cursor_and_callers_values_do_
     joined = direct.execute(conn, _ROLES_JOINED, {"role": "reviewer"}).scalar()
     assert sorted(joined.split("|")) == ["r1", "r2"]
     assert joined == conn.execute(_ROLES_JOINED, {"role": "reviewer"}).scalar()
-    assert not direct.runs_on_cursor(conn.dialect, _LIMIT_WRITTEN, ("n",))            # the caller's value: SQLAlchemy's way
+    assert not direct.runs_on_cursor(conn.dialect, _LIMIT_WRITTEN, ("n",))            # the caller's value:
+                                                                                      # SQLAlchemy's way
     assert direct.execute(conn, _LIMIT_WRITTEN, {"n": 1}).scalars().all() == ["r1"]
 
 

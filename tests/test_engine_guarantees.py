@@ -89,7 +89,9 @@ def test_new_decision_table_reaches_new_instances_only(district):
     dmn = (WORKFLOWS / "dmn" / "dispatch_rules.dmn").read_text()
     assert dmn.count('"clean-east"') >= 1
     old = workorders.report(district, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
-    deployed = {(d.kind, d.key): d for d in district.deploy([("dispatch_rules.dmn", dmn.replace('"clean-east"', '"clean-west"'))], DESIGNER)}
+    deployed = {(d.kind, d.key): d
+                for d in district.deploy([("dispatch_rules.dmn", dmn.replace('"clean-east"', '"clean-west"'))],
+                                         DESIGNER)}
     assert deployed[("dmn", "dispatch_rules")].version == 2
     assert deployed[("bpmn", "work_order")].version == 2, "the process is re-pinned to the new table"
     new = workorders.report(district, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")

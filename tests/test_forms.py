@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.forms import (MAX_FORM_BYTES, Field, Form, FormError, form_to_dict, parse_form,
-                          validate_submission)
+from engine.forms import MAX_FORM_BYTES, Field, Form, FormError, form_to_dict, parse_form, validate_submission
 from engine.forms_feel import FeelError, compile_condition, compile_pattern, is_iso
 from tests.forms_helpers import FORM_FILES, KITCHEN, KITCHEN_OK, SHA, SHA2, codes, load, make, refused
 
@@ -249,19 +248,23 @@ def test_pattern_refused(pattern: str) -> None:
     ([{"type": "textfield", "key": "a.b"}], "component 'a.b': key must match"),
     ([{"type": "textfield", "key": "a" * 64}], "key must match"),
     ([{"type": "text", "key": "t", "text": "hi"}], "a text component has no 'key'"),
-    ([{"type": "textfield", "key": "f", "conditional": {"hide": "=foo()"}}], "component 'f': conditional.hide: function"),
+    ([{"type": "textfield", "key": "f", "conditional": {"hide": "=foo()"}}],
+     "component 'f': conditional.hide: function"),
     ([{"type": "textfield", "key": "f", "conditional": {"hide": "=x.y"}}], "component 'f': conditional.hide: path"),
-    ([{"type": "textfield", "key": "f", "conditional": {"hide": "=ghost = 1"}}], "component 'f': conditional.hide refers to unknown field 'ghost'"),
+    ([{"type": "textfield", "key": "f", "conditional": {"hide": "=ghost = 1"}}],
+     "component 'f': conditional.hide refers to unknown field 'ghost'"),
     ([{"type": "textfield", "key": "f", "conditional": {"hide": "=f = 1"}}], "cycle among f"),
     ([{"type": "textfield", "key": "f", "conditional": {"show": "=true"}}], "component 'f': 'conditional'"),
     ([{"type": "textfield", "key": "p", "conditional": {"hide": "=q = 1"}},
       {"type": "textfield", "key": "q", "conditional": {"hide": "=p = 1"}}], "cycle among p, q"),
     ([{"type": "group", "id": "G", "conditional": {"hide": '=g = "x"'}, "components": [
         {"type": "textfield", "key": "g"}]}], "cycle among g"),
-    ([{"type": "text", "id": "T1", "text": "x", "conditional": {"hide": "=a <= 1"}}], "component 'T1': conditional.hide"),
+    ([{"type": "text", "id": "T1", "text": "x", "conditional": {"hide": "=a <= 1"}}],
+     "component 'T1': conditional.hide"),
     ([{"type": "radio", "key": "r"}], "component 'r': radio needs a 'values' list"),
     ([{"type": "select", "key": "r", "valuesKey": "opts"}], "component 'r': dynamic options"),
-    ([{"type": "radio", "key": "r", "values": [{"label": "A", "value": "a"}, {"label": "B", "value": "a"}]}], "duplicate option value"),
+    ([{"type": "radio", "key": "r", "values": [{"label": "A", "value": "a"}, {"label": "B", "value": "a"}]}],
+     "duplicate option value"),
     ([{"type": "radio", "key": "r", "values": [{"label": "A", "value": 1}]}], "component 'r': values[0]"),
     ([{"type": "number", "key": "n", "validate": {"min": "=lo"}}], "component 'n': validate.min must be a number"),
     ([{"type": "number", "key": "n", "validate": {"min": 5, "max": 1}}], "min is greater than"),
@@ -311,7 +314,8 @@ def test_oversize_and_limits() -> None:
     for i in range(5):
         deep = [{"type": "group", "id": f"G{i}", "components": deep}]
     assert parse_form(make(deep)).field("leaf") is not None
-    assert "component 'G0': groups nested deeper than 5" in str(refused([{"type": "group", "id": "G9", "components": deep}]))
+    assert "component 'G0': groups nested deeper than 5" in str(refused([{"type": "group", "id": "G9",
+                                                                          "components": deep}]))
 
 
 def test_all_problems_reported() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.forms import Form, FormError, form_to_dict, parse_form, validate_submission
 from tests.forms_helpers import FORM_FILES, KITCHEN, SHA, SHA2, codes, make
-
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4)
@@ -55,8 +55,10 @@ component_values = st.recursive(
         "key": st.sampled_from(["a", "b", "c", "_x", "a.b"]) | json_values,
         "id": st.text(max_size=5) | json_scalars,
         "validate": st.dictionaries(st.sampled_from(["required", "min", "max", "minLength", "maxLength",
-                                                     "pattern", "validationType"]), json_values, max_size=3) | json_values,
-        "values": st.lists(st.fixed_dictionaries({"label": json_scalars, "value": st.sampled_from(["x", "y"]) | json_scalars}),
+                                                     "pattern", "validationType"]), json_values, max_size=3)
+                    | json_values,
+        "values": st.lists(st.fixed_dictionaries({"label": json_scalars,
+                                                  "value": st.sampled_from(["x", "y"]) | json_scalars}),
                            max_size=3) | json_values,
         "conditional": st.fixed_dictionaries({"hide": st.sampled_from(['=a = "x"', "=b", "=foo()", "=not(c = 1)", ""])
                                               | json_values}) | json_values,

@@ -69,7 +69,8 @@ def test_severe_hazard_suspends_supply_until_reinspection_passes(district):
 
 def test_expired_cylinder_is_severe(district):
     gas.start_inspection(district, 1, "deliverer1", "delivery", DELIVERER)
-    district.complete(only_task(district, DELIVERER)["id"], DELIVERER, {**GOOD, "cylinder_inspection_date": "2025-01-01"})
+    district.complete(only_task(district, DELIVERER)["id"], DELIVERER,
+                      {**GOOD, "cylinder_inspection_date": "2025-01-01"})
     assert _household(district).supply_suspended
 
 

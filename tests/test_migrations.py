@@ -34,7 +34,8 @@ def test_audit_log_is_append_only(system):
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
     with system.db.begin() as conn:
-        conn.execute(text("INSERT INTO audit_event (at, actor, kind, detail) VALUES (CURRENT_TIMESTAMP, 'a', 'k', '{}')"))
+        conn.execute(text("INSERT INTO audit_event (at, actor, kind, detail) "
+                          "VALUES (CURRENT_TIMESTAMP, 'a', 'k', '{}')"))
     for statement in ("UPDATE audit_event SET actor = 'someone else'", "DELETE FROM audit_event"):
         with pytest.raises(DBAPIError, match="append-only"):
             with system.db.begin() as conn:

@@ -75,10 +75,13 @@ def _problems(excinfo) -> str:
 
 # ---- deploy-time refusals ----------------------------------------------------------------
 @pytest.mark.parametrize("old,new,element", [
-    ('<bpmn:serviceTask id="Task_close_order"', '<bpmn:scriptTask id="Task_evil" scriptFormat="python"><bpmn:script>import os</bpmn:script></bpmn:scriptTask>\n<bpmn:serviceTask id="Task_close_order"', "Task_evil"),
+    ('<bpmn:serviceTask id="Task_close_order"',
+     '<bpmn:scriptTask id="Task_evil" scriptFormat="python"><bpmn:script>import os</bpmn:script>'
+     '</bpmn:scriptTask>\n<bpmn:serviceTask id="Task_close_order"', "Task_evil"),
     ('camunda:topic="close_order"', 'camunda:topic="shell"', "Task_close_order"),
     ('camunda:type="external" camunda:topic="close_order"', 'camunda:class="java.lang.Runtime"', "Task_close_order"),
-    ('camunda:type="external" camunda:topic="close_order"', 'camunda:type="external" camunda:topic="close_order" camunda:expression="${x}"', "Task_close_order"),
+    ('camunda:type="external" camunda:topic="close_order"',
+     'camunda:type="external" camunda:topic="close_order" camunda:expression="${x}"', "Task_close_order"),
     ('camunda:formRef="wo_review"', 'camunda:formRef="no_such_form"', "Task_review"),
     ('camunda:candidateGroups="reviewer"', 'camunda:candidateGroups="${reviewer.__class__}"', "Task_review"),
 ])
@@ -89,17 +92,20 @@ def test_deploy_refuses_code_and_unknowns(system, old, new, element):
 
 
 def test_deploy_refuses_listeners_and_foreign_extensions(system):
-    listener = ('<bpmn:extensionElements><camunda:executionListener event="start"><camunda:script scriptFormat="groovy">'
+    listener = ('<bpmn:extensionElements><camunda:executionListener event="start">'
+                '<camunda:script scriptFormat="groovy">'
                 'x</camunda:script></camunda:executionListener></bpmn:extensionElements>')
     with pytest.raises(DefinitionError) as err:
         _deploy_variant(system, 'camunda:formRef="wo_review" camunda:candidateGroups="reviewer">',
                         'camunda:formRef="wo_review" camunda:candidateGroups="reviewer">' + listener)
     assert "executionListener" in _problems(err) and "Task_review" in _problems(err)
-    spiff = WORK_ORDER.replace('xmlns:camunda=', 'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" xmlns:camunda=', 1)
+    spiff = WORK_ORDER.replace('xmlns:camunda=',
+                               'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" xmlns:camunda=', 1)
     with pytest.raises(DefinitionError) as err:
         _deploy_variant(system, 'camunda:formRef="wo_review" camunda:candidateGroups="reviewer">',
                         'camunda:formRef="wo_review" camunda:candidateGroups="reviewer"><bpmn:extensionElements>'
-                        '<spiffworkflow:preScript>import os</spiffworkflow:preScript></bpmn:extensionElements>', source=spiff)
+                        '<spiffworkflow:preScript>import os</spiffworkflow:preScript></bpmn:extensionElements>',
+                        source=spiff)
     assert "preScript" in _problems(err)
 
 
@@ -119,7 +125,8 @@ def test_deploy_refuses_escapes_in_conditions_and_timers(system, tmp_path, i):
 
 
 def test_deploy_refuses_dtd_entities_and_oversize(system, tmp_path):
-    xxe = '<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n' + WORK_ORDER.split("?>", 1)[1]
+    xxe = ('<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+           + WORK_ORDER.split("?>", 1)[1])
     with pytest.raises(DefinitionError, match="DTD"):
         system.deploy([("work_order.bpmn", xxe)], DESIGNER)
     bomb = '<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>\n<d>&b;</d>'
@@ -174,7 +181,8 @@ def test_escapes_in_stored_conditions_are_refused_at_run_time(system, tmp_path, 
     from xml.sax.saxutils import escape
     _tamper(system, "work_order", 'decision == "reject"', escape(escapes(marker)[i]))
     order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
-    system.complete(only_task(system, WORKER_EAST, order.number)["id"], WORKER_EAST, {"action": "fixed", "after_photos": [PHOTO]})
+    system.complete(only_task(system, WORKER_EAST, order.number)["id"], WORKER_EAST,
+                    {"action": "fixed", "after_photos": [PHOTO]})
     review = only_task(system, REVIEWER, order.number)
     with pytest.raises(ProcessError) as failed:
         system.complete(review["id"], REVIEWER, {"decision": "reject", "reason": "not clean"})
@@ -199,6 +207,7 @@ def test_escapes_in_stored_timers_are_refused_at_run_time(system, tmp_path, watc
 
 def test_message_payloads_are_data_never_code(system, tmp_path, watch, clock):
     from datetime import timedelta
+
     from engine.domain import attendance
     seed(system)
     marker = tmp_path / "pwned"
@@ -220,6 +229,7 @@ def test_message_payloads_are_data_never_code(system, tmp_path, watch, clock):
 def test_full_lifecycles_never_reach_eval_even_after_reload(system, watch, clock):
     """Timers, messages, DMN, gateways, loaded from storage at every step: no exec/eval."""
     from datetime import timedelta
+
     from engine.domain import attendance, gas
     seed(system)
     _recording.clear()
@@ -228,7 +238,8 @@ def test_full_lifecycles_never_reach_eval_even_after_reload(system, watch, clock
     order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     clock.advance(hours=30)
     system.fire_due_timers()
-    system.complete(only_task(system, WORKER_EAST, order.number)["id"], WORKER_EAST, {"action": "fixed", "after_photos": [PHOTO]})
+    system.complete(only_task(system, WORKER_EAST, order.number)["id"], WORKER_EAST,
+                    {"action": "fixed", "after_photos": [PHOTO]})
     system.complete(only_task(system, REVIEWER, order.number)["id"], REVIEWER, {"decision": "approve"})
     gas.start_inspection(system, 1, "deliverer1", "delivery", Actor("deliverer1"))
     system.complete(only_task(system, Actor("deliverer1"))["id"], Actor("deliverer1"), {
@@ -258,7 +269,8 @@ def test_the_watch_does_see_the_library_default_engine(system, watch):
 
 
 def test_deploy_checks_the_bpmn_schema(system):
-    invalid = WORK_ORDER.replace('<bpmn:userTask id="Task_review"', '<bpmn:userTask id="Task_review" priority="high"', 1)
+    invalid = WORK_ORDER.replace('<bpmn:userTask id="Task_review"',
+                                 '<bpmn:userTask id="Task_review" priority="high"', 1)
     with pytest.raises(DefinitionError) as err:
         system.deploy([("work_order.bpmn", invalid)], DESIGNER)
     assert "priority" in _problems(err) and "line" in _problems(err)

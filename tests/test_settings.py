@@ -88,7 +88,8 @@ def test_tokens_are_signed_with_the_configured_key(db_url, clock, setenv, tmp_pa
             s.add(Staff(id="someone", name="someone", role="dispatcher"))
             s.flush()
             token = service.issue_token(s, s.get(Staff, "someone"), clock())
-        claims = jwt.decode(token, "a key the operators keep, 32 bytes or more", algorithms=["HS256"], options={"verify_exp": False})
+        claims = jwt.decode(token, "a key the operators keep, 32 bytes or more", algorithms=["HS256"],
+                            options={"verify_exp": False})
         assert claims["sub"] == "someone"
     finally:
         service.forget_keys()

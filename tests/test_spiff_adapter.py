@@ -21,11 +21,14 @@ from engine.bpmn.xml import load_xml
 from engine.clock import ManualClock
 from engine.runtime import state
 
-HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
-        'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="t"><bpmn:process id="p" isExecutable="true">'
+HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="t">'
+        '<bpmn:process id="p" isExecutable="true">'
         '<bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>')
 TAIL = ('<bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>'
-        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="middle"/><bpmn:sequenceFlow id="f2" sourceRef="middle" targetRef="end"/>'
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="middle"/>'
+        '<bpmn:sequenceFlow id="f2" sourceRef="middle" targetRef="end"/>'
         '</bpmn:process></bpmn:definitions>')
 TIMER = ('<bpmn:intermediateCatchEvent id="middle"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
          '<bpmn:timerEventDefinition><bpmn:timeDuration>"PT1H"</bpmn:timeDuration></bpmn:timerEventDefinition>'
@@ -33,7 +36,8 @@ TIMER = ('<bpmn:intermediateCatchEvent id="middle"><bpmn:incoming>f1</bpmn:incom
 MULTI = ('<bpmn:userTask id="middle"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
          '<bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>2</bpmn:loopCardinality>'
          '</bpmn:multiInstanceLoopCharacteristics></bpmn:userTask>')
-SERVICE = ('<bpmn:serviceTask id="middle" camunda:type="external" camunda:topic="notify"><bpmn:incoming>f1</bpmn:incoming>'
+SERVICE = ('<bpmn:serviceTask id="middle" camunda:type="external" camunda:topic="notify">'
+           '<bpmn:incoming>f1</bpmn:incoming>'
            '<bpmn:outgoing>f2</bpmn:outgoing></bpmn:serviceTask>')
 
 

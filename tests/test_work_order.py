@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 from engine.domain import workorders
 from engine.domain.models import Notification, WorkOrder
 from engine.runtime.errors import Forbidden, ValidationFailed
-from tests.district import (DISPATCHER, PHOTO, REVIEWER, ROADS, WORKER_EAST, WORKER_WEST, only_task)
+from tests.district import DISPATCHER, PHOTO, REVIEWER, ROADS, WORKER_EAST, WORKER_WEST, only_task
 
 
 def _order(engine, number) -> WorkOrder:
@@ -82,7 +82,8 @@ def test_sla_timer_escalates_without_interrupting(district, clock):
     o = _order(district, order.number)
     assert o.overdue and o.state == "at_unit"
     with Session(district.db) as s:
-        recipients = {n.recipient for n in s.exec(select(Notification).where(Notification.subject.contains(order.number)))}
+        recipients = {n.recipient
+                      for n in s.exec(select(Notification).where(Notification.subject.contains(order.number)))}
     assert {"leader.clean-east", "dispatcher"} <= recipients
     task = only_task(district, WORKER_EAST, order.number)  # still open: non-interrupting
     district.complete(task["id"], WORKER_EAST, {"action": "fixed", "after_photos": [PHOTO]})

@@ -130,7 +130,8 @@ def _secret(s: Session) -> str:
         raise RuntimeError("CITYLOOP_TOKEN_KEY needs at least 32 bytes (e.g. `openssl rand -hex 32`)")
     if value is None:
         log.warning("access tokens are signed with a key kept in the database: set CITYLOOP_TOKEN_KEY "
-                    "(or CITYLOOP_TOKEN_KEY_FILE) to keep it apart / 令牌签名密钥保存在数据库中，请配置 CITYLOOP_TOKEN_KEY")
+                    "(or CITYLOOP_TOKEN_KEY_FILE) to keep it apart "
+                    "/ 令牌签名密钥保存在数据库中，请配置 CITYLOOP_TOKEN_KEY")
         insert_if_new(s, ServerSecret, {"name": "jwt", "value": secrets.token_hex(32)})  # two workers may race here
         value = s.exec(select(ServerSecret.value).where(ServerSecret.name == "jwt")).one()
     _SECRETS[cache_key] = value

@@ -185,7 +185,8 @@ def _item(value: Evaluator, key_fn: Evaluator) -> Evaluator:
     def get(names: Mapping[str, Any]) -> Any:
         v, key = value(names), key_fn(names)
         if not isinstance(v, SUBSCRIPTABLE):
-            raise ExpressionError(f"subscripts are only allowed on dict, list, tuple and str values, not {type(v).__name__}")
+            raise ExpressionError("subscripts are only allowed on dict, list, tuple and str values, "
+                                  f"not {type(v).__name__}")
         if isinstance(v, dict) and isinstance(key, slice):
             raise ExpressionError("a dict cannot be sliced")
         try:

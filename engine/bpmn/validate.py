@@ -158,7 +158,8 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
             problems.append((_owner_id(el), f"element {{{ns}}}{name} is not allowed"))
         for attr in _FORBIDDEN_CAMUNDA_ATTRS:
             if el.get(f"{{{CAMUNDA_NS}}}{attr}") is not None and not (name == "intermediateThrowEvent"):
-                problems.append((_owner_id(el), f"camunda:{attr} is not allowed; use camunda:type=\"external\" with a registered topic"))
+                problems.append((_owner_id(el), f"camunda:{attr} is not allowed; "
+                                                "use camunda:type=\"external\" with a registered topic"))
         if ns != BPMN_NS:
             continue
         if name == "serviceTask":

@@ -6,7 +6,8 @@ API. At rest it is sealed (Badge.secret = "k1:" + base64url(nonce | key XOR stre
 stream and tag from HMAC-SHA256 under a key-encryption key): that key comes from the settings
 (CITYLOOP_BADGE_KEY_SECRET or CITYLOOP_BADGE_KEY_SECRET_FILE: keep it outside the database, the
 same for every worker; changing it makes sealed keys unreadable), else from a ServerSecret
-row, which protects only against leaks of the badge table alone (logged as a warning). Plain hex secrets (older rows, fixtures) are still read.
+row, which protects only against leaks of the badge table alone (logged as a warning). Plain hex
+secrets (older rows, fixtures) are still read.
 Tablets get derived epoch keys (devices.token.derive_epoch_key), for today and
 tomorrow, for their own crews' badges only (epoch_keys). A legacy badge is a static
 iBeacon registered by uuid/major/minor; its sightings count as unverified.

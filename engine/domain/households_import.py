@@ -197,7 +197,8 @@ def import_households(session: Session, raw: bytes, now: datetime, all_or_nothin
     unique: list[Row] = []
     for r in rows:
         if r.address_code in first_row:
-            report.error(r.row, "address_code", f"{r.address_code!r} appears again (first in row {first_row[r.address_code]})")
+            report.error(r.row, "address_code",
+                         f"{r.address_code!r} appears again (first in row {first_row[r.address_code]})")
         else:
             first_row[r.address_code] = r.row
             unique.append(r)
@@ -257,7 +258,8 @@ def _write(session: Session, rows: list[Row], existing: dict[str, Household], re
 
 def example_csv() -> str:
     """A header and one row, for the console's "download template" link."""
-    return "address_code,holder,phone,deliverer_id,last_inspected_at\nDC01-001-01,Zhang San,13800000000,deliverer1,2026-01-15\n"
+    return ("address_code,holder,phone,deliverer_id,last_inspected_at\n"
+            "DC01-001-01,Zhang San,13800000000,deliverer1,2026-01-15\n")
 
 
 __all__ = ["FileRejected", "Report", "import_households", "MAX_BYTES", "MAX_ROWS", "example_csv"]

@@ -88,7 +88,8 @@ def attendance(session: Session, start: datetime, end: datetime, unit: str | Non
     if unit is not None:
         q = q.where(Contract.unit_code == unit)
     days: dict[tuple[str, str], dict] = {}
-    for _sid, starts_at, is_closed, contract, contractor, expected, present, late, absent, unverified in session.exec(q):
+    for (_sid, starts_at, is_closed, contract, contractor, expected, present, late, absent,
+         unverified) in session.exec(q):
         day = from_db(starts_at).astimezone(DISTRICT_TZ).date().isoformat()
         d = days.setdefault((contract, day), {"contract": contract, "contractor": contractor, "day": day,
                                               "shifts": 0, "open_shifts": 0, "expected": 0, "present": 0,

@@ -24,7 +24,8 @@ class Unit(SQLModel, table=True):
 class Staff(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)          # login name
     name: str = Field(max_length=120)
-    role: str = Field(max_length=24, index=True)   # admin|designer|dispatcher|reviewer|unit_worker|unit_leader|deliverer|supervisor
+    role: str = Field(max_length=24, index=True)   # admin|designer|dispatcher|reviewer|unit_worker|unit_leader|
+                                                   # deliverer|supervisor
     unit_code: Optional[str] = Field(default=None, foreign_key="unit.code", max_length=40)
     phone: Optional[str] = Field(default=None, max_length=32)
     active: bool = True

@@ -82,8 +82,8 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
         now = engine.clock()
         values = dict(number=f"new-{uuid.uuid4().hex[:24]}", source=source, category=category, area=area,
                       address_code=address_code, lat=lat, lon=lon, description=description[:4000],
-                      reporter=reporter, reported_at=to_db(now), origin=origin, state=OrderState.REPORTED.value, overdue=False,
-                      reject_count=0, reroute_count=0)
+                      reporter=reporter, reported_at=to_db(now), origin=origin, state=OrderState.REPORTED.value,
+                      overdue=False, reject_count=0, reroute_count=0)
         order_id = direct.execute(s.connection(), _NEW, values).scalar_one()
         number = f"WO{now:%Y%m%d}-{order_id:06d}"
         direct.execute(s.connection(), _NUMBER, {"order_id": order_id, "new_number": number})
@@ -125,7 +125,8 @@ _ESCALATE = (update(_W).where(_W.id == bindparam("order_id"), _W.state != OrderS
 _REJECT = (update(_W).where(_W.id == bindparam("order_id"))
            .values(reject_count=_W.reject_count + 1, state=OrderState.AT_UNIT.value)
            .returning(_W.number, _W.unit_code, _W.reject_count))
-_CLOSE = (update(_W).where(_W.id == bindparam("order_id")).values(state=OrderState.CLOSED.value, closed_at=bindparam("at"))
+_CLOSE = (update(_W).where(_W.id == bindparam("order_id"))
+          .values(state=OrderState.CLOSED.value, closed_at=bindparam("at"))
           .returning(_W.unit_code, _W.sla_due))
 
 

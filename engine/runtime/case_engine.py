@@ -109,7 +109,8 @@ class CaseEngine:
             deployed = self.definitions.deploy(s, files, actor.id, self.clock())
             for d in deployed:
                 if d.changed:
-                    self.record_event(s, None, actor.id, "deployed", element=d.key, definition=d.kind, version=d.version)
+                    self.record_event(s, None, actor.id, "deployed", element=d.key, definition=d.kind,
+                                      version=d.version)
             return deployed
 
     # ---- workflow load/save -------------------------------------------------------------
@@ -191,7 +192,8 @@ class CaseEngine:
             self.record_event(s, row, actor.id, "instance_started", element=process_key,
                         version=version, data=data)
             try:
-                with direct.savepoint(s, "first_step"):   # a failing first step leaves the instance (and the caller's rows)
+                # a failing first step leaves the instance (and the caller's rows)
+                with direct.savepoint(s, "first_step"):
                     self.run_step(s, row, self._fresh(s, row, data, actor), actor, None)
             except ProcessError as exc:
                 self._park_start(s, row, version, data, actor, exc)
@@ -382,7 +384,8 @@ class CaseEngine:
             except Exception as exc:  # one broken instance must not stop the sweep
                 if row_id is None:
                     raise
-                log.warning("timer step failed for instance %s: %s", row_id, exc, exc_info=not isinstance(exc, EngineError))
+                log.warning("timer step failed for instance %s: %s", row_id, exc,
+                            exc_info=not isinstance(exc, EngineError))
                 self.record_incident(row_id, Actor("timer"), str(exc), getattr(exc, "element", None),
                                      retry_at=self.clock() + INCIDENT_RETRY)
         return fired

@@ -104,9 +104,11 @@ class DefinitionStore:
                 problems = check_dmn(root)
                 if problems:
                     raise DefinitionError(filename, problems)
-                ids = [d.get("id") for d in root.iter() if isinstance(d.tag, str) and etree.QName(d).localname == "decision"]
+                ids = [d.get("id") for d in root.iter()
+                       if isinstance(d.tag, str) and etree.QName(d).localname == "decision"]
                 if len(ids) != 1:
-                    raise DefinitionError(filename, [(None, f"a DMN file must hold exactly one decision (found {len(ids)})")])
+                    raise DefinitionError(filename,
+                                          [(None, f"a DMN file must hold exactly one decision (found {len(ids)})")])
                 candidates.append(_Candidate("dmn", ids[0], filename, content, {}))
                 dmn_roots.append((filename, root))
             else:
@@ -175,8 +177,11 @@ class DefinitionStore:
         return set(session.exec(select(Definition.key).where(Definition.kind == kind).distinct()).all())
 
     def _latest_rows(self, session, kind) -> list[Definition]:
-        sub = select(Definition.key, func.max(Definition.version).label("v")).where(Definition.kind == kind).group_by(Definition.key).subquery()
-        return list(session.exec(select(Definition).join(sub, (Definition.key == sub.c.key) & (Definition.version == sub.c.v)).where(Definition.kind == kind)).all())
+        sub = (select(Definition.key, func.max(Definition.version).label("v")).where(Definition.kind == kind)
+               .group_by(Definition.key).subquery())
+        return list(session.exec(select(Definition)
+                                 .join(sub, (Definition.key == sub.c.key) & (Definition.version == sub.c.v))
+                                 .where(Definition.kind == kind)).all())
 
     def _latest(self, session, kind, key, required=True) -> Definition | None:
         row = session.exec(select(Definition).where(Definition.kind == kind, Definition.key == key)
@@ -240,7 +245,8 @@ def _no_duplicates(candidates: list[_Candidate]) -> None:
     seen = {}
     for c in candidates:
         if (c.kind, c.key) in seen:
-            raise DefinitionError(c.filename, [(None, f"{c.kind} {c.key!r} is also defined in {seen[(c.kind, c.key)]}")])
+            raise DefinitionError(c.filename,
+                                  [(None, f"{c.kind} {c.key!r} is also defined in {seen[(c.kind, c.key)]}")])
         seen[(c.kind, c.key)] = c.filename
 
 

@@ -61,7 +61,8 @@ class OpContext:
         if done is not None:
             return json.loads(done.result)
         result = fn()
-        self.session.add(OperationEffect(key=key, topic=name[:64], result=json.dumps(result, default=str), at=to_db(self.now)))
+        self.session.add(OperationEffect(key=key, topic=name[:64], result=json.dumps(result, default=str),
+                                         at=to_db(self.now)))
         return result
 
 

@@ -51,7 +51,8 @@ def instance_query(*where, lock: bool = False, skip_locked: bool = False):
 _BY_ID = instance_query(Instance.id == bindparam("id"))
 _BY_ID_LOCKED = instance_query(Instance.id == bindparam("id"), lock=True)
 _INSERT_INSTANCE = insert(Instance).returning(Instance.id)
-SAVE_INSTANCE = (update(Instance).where(Instance.id == bindparam("row_id"), Instance.version == bindparam("row_version"))
+SAVE_INSTANCE = (update(Instance)
+                 .where(Instance.id == bindparam("row_id"), Instance.version == bindparam("row_version"))
                  .values(workflow=bindparam("workflow"), version=bindparam("version"),
                          updated_at=bindparam("updated_at"), next_timer_at=bindparam("next_timer_at"),
                          state=bindparam("state"), error=None))

@@ -79,7 +79,8 @@ class TaskIndex:
         rows, group_rows = [], []
         for task in tasks:
             spec = task.task_spec
-            form_id = self.engine.definitions.pinned(s, row.definition_id, "form", spec.form_ref) if spec.form_ref else None
+            form_id = (self.engine.definitions.pinned(s, row.definition_id, "form", spec.form_ref)
+                       if spec.form_ref else None)
             assignee = _resolve(wf, task, spec.assignee)
             groups = set()
             for g in spec.candidate_groups:
@@ -169,7 +170,8 @@ class FormsOf:
         return self.seen[key]
 
 
-_GROUPS_OF = select(TaskGroup.task_id, TaskGroup.group_name).where(TaskGroup.task_id.in_(bindparam("ids", expanding=True)))
+_GROUPS_OF = (select(TaskGroup.task_id, TaskGroup.group_name)
+              .where(TaskGroup.task_id.in_(bindparam("ids", expanding=True))))
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.clock import to_db
 from engine.domain import attendance, badges
@@ -37,8 +37,8 @@ def counts(s: Session, shift_ids: list[int]) -> dict[int, dict[str, int]]:
     """Attendance rows per status (and the roster's size) of each shift."""
     out = {sid: dict.fromkeys(STATUSES, 0) for sid in shift_ids}
     if shift_ids:
-        q = (select(Attendance.shift_id, Attendance.status, func.count()).where(Attendance.shift_id.in_(shift_ids))
-             .group_by(Attendance.shift_id, Attendance.status))
+        q = (select(Attendance.shift_id, Attendance.status, func.count()).where(col(Attendance.shift_id).in_(shift_ids))
+             .group_by(col(Attendance.shift_id), col(Attendance.status)))
         for sid, status, n in s.exec(q):
             out[sid][status] = n
     for c in out.values():
@@ -140,6 +140,7 @@ def plan_shift(engine, who: Caller, actor: Actor, crew_code: str, starts_at: dat
                                                      Shift.starts_at == to_db(starts_at))).first()
             shift = attendance.plan_shift(engine, crew.code, starts_at, actor, session=s)
             s.flush()
+            assert shift.id is not None   # (a stored row)
             return Planned(shift, counts(s, [shift.id])[shift.id], created=existing is None)
     except IntegrityError:
         raise Conflict("this shift was planned at the same moment by someone else; reload") from None

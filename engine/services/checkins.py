@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from devices import token
 from engine.clock import from_db
@@ -114,8 +114,8 @@ def check_in(engine, who: Caller, actor: Actor, shift_id: int, items: Sequence[C
     with engine.transaction(write=False) as s:
         shift = shift_for(s, who, shift_id)
         ids = sorted({c.badge_id for c in items if isinstance(c, Checkin)})
-        run.badges = {b.id: b for b in s.exec(select(Badge).where(Badge.id.in_(ids)))} if ids else {}
-        run.holders = dict(s.exec(select(Cleaner.badge_id, Cleaner.id).where(Cleaner.badge_id.in_(ids))).all()) \
+        run.badges = {b.id: b for b in s.exec(select(Badge).where(col(Badge.id).in_(ids)))} if ids else {}
+        run.holders = dict(s.exec(select(Cleaner.badge_id, Cleaner.id).where(col(Cleaner.badge_id).in_(ids))).all()) \
             if ids else {}
         run.status = dict(s.exec(select(Attendance.cleaner_id, Attendance.status)
                                  .where(Attendance.shift_id == shift.id)).all())
@@ -144,8 +144,11 @@ class _Run:
     def start(self, shift: Shift, items: Sequence) -> None:
         self.shift = shift
         opens, grace_end = attendance.checkin_window(shift)
+        assert shift.id is not None   # (a stored row)
+        # every slot gets its Result before check_in returns; None marks one not decided yet
         self.batch = Batch(shift.id, opens, grace_end, closed=shift.closed,
-                           shut=shift.closed or self.now > grace_end, results=[None] * len(items))
+                           shut=shift.closed or self.now > grace_end,
+                           results=cast("list[Result]", [None] * len(items)))
         self.closed_msg = (f"the grace period of shift {shift.id} ended at {grace_end.isoformat()}; check-ins are "
                            "closed / 宽限期已过，打卡已关闭")
 
@@ -185,8 +188,8 @@ class _Run:
         """Check-ins that carry the badge's frame are verified here, by the server (the
         sender's `verified` is replaced); clones, replays and forgeries are flagged and
         stored for the shift."""
-        framed = []
-        for k, (i, item, cleaner) in enumerate(self.candidates):
+        framed: list[tuple[int, int, Checkin, Frame]] = []   # (candidate, index, check-in, its frame)
+        for k, (i, item, _cleaner) in enumerate(self.candidates):
             f = item.frame
             if f is None:
                 continue
@@ -199,18 +202,18 @@ class _Run:
                 self.set(i, item.badge_id, "invalid", 422, "not_this_badge",
                          f"the frame is not badge {item.badge_id!r}'s / 信号不属于该工牌")
                 continue
-            framed.append((k, i, item))
+            framed.append((k, i, item, f))
         if not framed:
             return
         policy = self.policy if self.policy is not None else BadgePolicy.from_settings()
         with self.engine.transaction() as s:
             judge = sightings.Judge(s, self.now, policy, self.who.role, self.who.id, fixed_shift=self.shift)
-            judged = judge.judge([sightings.Sighting(it.frame.company_id, it.frame.data, it.seen_at, it.frame.rssi,
-                                                     it.frame.lat, it.frame.lon, it.source or None)
-                                  for _, _, it in framed])
+            judged = judge.judge([sightings.Sighting(fr.company_id, fr.data, it.seen_at, fr.rssi,
+                                                     fr.lat, fr.lon, it.source or None)
+                                  for _, _, it, fr in framed])
             judge.withdraw_cloned()
             s.flush()
-            for (k, i, item), out in zip(framed, judged):
+            for (k, i, item, _fr), out in zip(framed, judged):
                 if out.verdict == "invalid":
                     self.set(i, item.badge_id, "invalid", 422, out.reason, out.message)
                 elif out.verdict == "flagged":
@@ -261,7 +264,7 @@ class _Run:
             for _attempt in range(ATTEMPTS):
                 try:
                     with self.engine.transaction() as s:
-                        taken = attendance.check_in_many(self.engine, self.shift.id, sent, self.actor, session=s)
+                        taken = attendance.check_in_many(self.engine, self.batch.shift_id, sent, self.actor, session=s)
                         self._settle(s, taken)
                         if also is not None:
                             also(s, self.batch)
@@ -300,7 +303,7 @@ class _Run:
         for i, item, new in self.pending:
             try:
                 with self.engine.transaction() as s:
-                    if attendance.check_in_many(self.engine, self.shift.id, [(item.badge_id, item.seen_at,
+                    if attendance.check_in_many(self.engine, self.batch.shift_id, [(item.badge_id, item.seen_at,
                                                 bool(item.verified), item.source or self.who.role)],
                                                 self.actor, session=s):
                         self.set(i, item.badge_id, "applied", 200, None, status=new)
@@ -333,4 +336,4 @@ class _Run:
 
 def _mark_applied(s: Session, sighting_ids: list[int]) -> None:
     if sighting_ids:
-        s.execute(update(BadgeSighting).where(BadgeSighting.id.in_(sighting_ids)).values(verdict="applied"))
+        s.execute(update(BadgeSighting).where(col(BadgeSighting.id).in_(sighting_ids)).values(verdict="applied"))

@@ -44,7 +44,9 @@ def start_inspection(engine, who: Caller, actor: Actor, household_id: int) -> St
         running = s.exec(select(Instance.id).where(Instance.process_key == gas.PROCESS, Instance.state == "running",
                                                    Instance.business_key == key)).first()
         if running is not None:
-            raise Conflict(f"an inspection of household {hh.id} is already open (instance {running}) / 已有进行中的安检")
+            raise Conflict(f"an inspection of household {hh.id} is already open (instance {running})"
+                           " / 已有进行中的安检")
+        assert hh.id is not None   # (a stored row)
         instance_id = gas.start_inspection(engine, hh.id, who.id, "delivery", actor, session=s)
     tasks = engine.tasks.for_actor(actor, instance_id=instance_id, limit=1)
     return Started(household_id, instance_id, tasks[0]["id"] if tasks else None)

@@ -38,7 +38,8 @@ def out(c: SyncConflict) -> dict:
             "note": c.note}
 
 
-def list_conflicts(engine, who: Pusher, status: str = "open", limit: int = 50, offset: int = 0) -> tuple[list[dict], bool]:
+def list_conflicts(engine, who: Pusher, status: str = "open", limit: int = 50,
+                   offset: int = 0) -> tuple[list[dict], bool]:
     q = select(SyncConflict).where(_scope(who))
     if status == "open":
         q = q.where(SyncConflict.resolved_at.is_(None))

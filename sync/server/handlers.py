@@ -106,7 +106,8 @@ def _conflict(engine, who: Pusher, op: Op, reason: str, exc: Exception) -> Refus
 def _gone(s, who: Pusher, op: Op) -> tuple[str, str | None, int | None]:
     """Why a task is no longer open: completed (by whom) or cancelled."""
     other = s.exec(select(SyncOp.actor, SyncOp.result).where(SyncOp.task_id == op.task_id,
-                                                             SyncOp.kind == "complete_task", SyncOp.verdict == "applied",
+                                                             SyncOp.kind == "complete_task",
+                                                             SyncOp.verdict == "applied",
                                                              SyncOp.op_id != op.op_id)).first()
     if other is not None:  # completed through sync: its stored result names the instance
         return "completed", other[0], json.loads(other[1]).get("result", {}).get("instance_id")
@@ -183,8 +184,8 @@ def _check_in_refused(batch: checkins.Batch) -> Refused:
     if r.reason == "future":
         return Refused("invalid", r.message, "打卡时间晚于服务器时间", errors={"payload.seen_at": r.message})
     if r.reason == "busy":
-        return Refused("conflict", "the shift was busy; the op is kept for a supervisor", "班次繁忙；操作已保留，待主管处理",
-                       reason="process_error")
+        return Refused("conflict", "the shift was busy; the op is kept for a supervisor",
+                       "班次繁忙；操作已保留，待主管处理", reason="process_error")
     if r.verdict == "conflict":   # the shift's process could not take it: the server's problem, kept
         return Refused("conflict", *REASONS["process_error"], reason="process_error",
                        server_side={"shift_id": shift_id, "element": r.element})

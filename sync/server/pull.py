@@ -124,7 +124,8 @@ def _task_out(t: dict, form_of) -> dict:
             "due_at": _iso(t["due_at"]), "created_at": _iso(t["created_at"]), "form": form_of(t)}
 
 
-_WHY = {"completed": ("completed by {by}", "已由 {by} 完成"), "reassigned": ("reassigned to someone else", "已改派他人"),
+_WHY = {"completed": ("completed by {by}", "已由 {by} 完成"),
+        "reassigned": ("reassigned to someone else", "已改派他人"),
         "cancelled": ("cancelled or closed", "已取消或关闭")}
 
 
@@ -145,7 +146,8 @@ def _removal(engine, who: Pusher, task_id: str, entry: list) -> dict:
             state = s.execute(select(Instance.state).where(Instance.id == instance_id)).scalar()
             reason = "completed" if by is not None and state != "cancelled" else "cancelled"
     en, zh = _WHY[reason]
-    return {"task_id": task_id, "instance_id": instance_id, "reason": reason, "by": by if reason == "completed" else None,
+    return {"task_id": task_id, "instance_id": instance_id, "reason": reason,
+            "by": by if reason == "completed" else None,
             "message": en.format(by=by), "message_zh": zh.format(by=by)}
 
 
@@ -155,7 +157,8 @@ def _crews(engine, who: Pusher, now) -> list[dict]:
         if who.role == "supervisor":
             q = q.where(Crew.supervisor_id == who.id)
         else:
-            q = q.where(Crew.contract_code.in_(select(Contract.code).where(Contract.unit_code == (who.unit_code or ""))))
+            q = q.where(Crew.contract_code.in_(select(Contract.code)
+                                               .where(Contract.unit_code == (who.unit_code or ""))))
         out = []
         for (crew,) in s.execute(q.order_by(Crew.code)).all():
             roster = s.execute(select(Cleaner.id, Cleaner.name, Cleaner.badge_id).where(Cleaner.crew_code == crew.code)
@@ -167,7 +170,8 @@ def _crews(engine, who: Pusher, now) -> list[dict]:
             out.append({"code": crew.code, "contract_code": crew.contract_code, "muster_point": crew.muster_point,
                         "shift_start": crew.shift_start, "grace_minutes": crew.grace_minutes,
                         "roster": [{"id": c, "name": n, "badge_id": b} for c, n, b in roster],
-                        "shifts": [{"id": sh.id, "starts_at": _iso(sh.starts_at), "grace_ends_at": _iso(sh.grace_ends_at)}
+                        "shifts": [{"id": sh.id, "starts_at": _iso(sh.starts_at),
+                                    "grace_ends_at": _iso(sh.grace_ends_at)}
                                    for sh in shifts]})
         return out
 

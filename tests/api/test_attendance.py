@@ -146,7 +146,8 @@ def test_a_batch_of_checkins_gets_a_verdict_per_item_then_the_grace_timer_closes
     # a badge gateway may check in to any shift
     admin = bearer(token_for(system, "admin1", "admin"))
     gw = client.post("/api/v1/devices", json={"name": "East depot", "kind": "gateway"}, headers=admin).json()
-    gw_token = client.post("/api/v1/auth/pair", json={"device_id": gw["id"], "code": gw["pairing_code"]}).json()["access_token"]
+    gw_token = client.post("/api/v1/auth/pair",
+                           json={"device_id": gw["id"], "code": gw["pairing_code"]}).json()["access_token"]
     r = client.post(A + f"/shifts/{shift['id']}/checkins", json={"items": [item("B0017", 11, source="")]},
                     headers=bearer(gw_token))
     first = r.json()["results"][0]
@@ -187,7 +188,8 @@ def test_batch_limits(client, tokens, clock):
     shift = plan(client, tokens["supervisor"], start).json()
     sup = bearer(tokens["supervisor"])
     one = {"badge_id": "B0001", "seen_at": start.isoformat(), "verified": True, "source": "tablet"}
-    assert client.post(A + f"/shifts/{shift['id']}/checkins", json={"items": [one] * 1001}, headers=sup).status_code == 422
+    assert client.post(A + f"/shifts/{shift['id']}/checkins", json={"items": [one] * 1001},
+                       headers=sup).status_code == 422
     assert client.post(A + f"/shifts/{shift['id']}/checkins", json={"items": []}, headers=sup).status_code == 422
     assert client.post(A + "/shifts/999/checkins", json={"items": [one]}, headers=sup).status_code == 404
     future = {**one, "seen_at": (clock() + timedelta(minutes=30)).isoformat()}

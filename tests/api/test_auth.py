@@ -44,7 +44,8 @@ def test_forged_or_garbage_tokens_are_refused(client, tokens):
 
 def test_device_pairing_and_revocation(client, tokens):
     admin = bearer(tokens["admin"])
-    r = client.post("/api/v1/devices", json={"name": "Tablet 7", "kind": "tablet", "owner_id": "deliverer1"}, headers=admin)
+    r = client.post("/api/v1/devices", json={"name": "Tablet 7", "kind": "tablet", "owner_id": "deliverer1"},
+                    headers=admin)
     assert r.status_code == 201, r.text
     device_id, code = r.json()["id"], r.json()["pairing_code"]
     assert client.post("/api/v1/auth/pair", json={"device_id": device_id, "code": "00000000"}).status_code == 401
@@ -62,7 +63,8 @@ def test_device_pairing_and_revocation(client, tokens):
 def test_gateway_devices_have_their_own_role(client, tokens):
     admin = bearer(tokens["admin"])
     r = client.post("/api/v1/devices", json={"name": "East depot gateway", "kind": "gateway"}, headers=admin).json()
-    token = client.post("/api/v1/auth/pair", json={"device_id": r["id"], "code": r["pairing_code"]}).json()["access_token"]
+    token = client.post("/api/v1/auth/pair",
+                        json={"device_id": r["id"], "code": r["pairing_code"]}).json()["access_token"]
     assert client.get("/api/v1/auth/me", headers=bearer(token)).json()["role"] == "gateway"
     assert client.get("/api/v1/staff", headers=bearer(token)).status_code == 403
 
@@ -108,12 +110,13 @@ def test_a_device_is_marked_seen_without_a_second_pooled_connection(app, client,
     from engine.api.app import create_app
     from engine.auth.models import Device
     from engine.db.session import make_engine
-    from engine.runtime.case_engine import CaseEngine
     from engine.domain.registry import build_registry
+    from engine.runtime.case_engine import CaseEngine
 
     admin = bearer(tokens["admin"])
     d = client.post("/api/v1/devices", json={"name": "Gate 1", "kind": "gateway"}, headers=admin).json()
-    token = client.post("/api/v1/auth/pair", json={"device_id": d["id"], "code": d["pairing_code"]}).json()["access_token"]
+    token = client.post("/api/v1/auth/pair",
+                        json={"device_id": d["id"], "code": d["pairing_code"]}).json()["access_token"]
     tight = CaseEngine(make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=3), build_registry(),
                        clock=system.clock)
     try:

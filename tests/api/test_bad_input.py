@@ -14,8 +14,10 @@ from tests.api.test_route_matrix import _permissions, api_routes
 NASTY_BODIES = [b"", b"{", b"null", b"[]", b'"x"', b"1e999", b'{"a": NaN}', b"\xff\xfe\x00", b'{"__proto__": {}}',
                 b"[" * 5000 + b"]" * 5000, b'{"x": "' + b"A" * 200_000 + b'"}']
 NASTY_IDS = ["..%2F..%2Fetc%2Fpasswd", "0", "-1", "99999999999999999999999", "%00", "x" * 300, "%E4%B8%AD"]
-JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                       | st.text(max_size=20),
+                       lambda inner: st.lists(inner, max_size=4)
+                                     | st.dictionaries(st.text(max_size=10), inner, max_size=4),
                        max_leaves=12)
 
 

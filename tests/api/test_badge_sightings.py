@@ -162,7 +162,8 @@ def test_supervisors_push_and_get_keys_only_for_their_own_crews(client, gateway,
     assert all(x["key"] != KEY.hex() for x in body["keys"])
     ok = token.verify(token.mint("B0003", KEY, now), now, epoch_keys={epoch: k[("B0003", epoch)]})
     assert ok.ok, ok
-    assert token.verify(token.mint("B0003", KEY, now), now, epoch_keys={epoch: k[("B0003", epoch + 1)]}).reason == "forged"
+    assert token.verify(token.mint("B0003", KEY, now), now,
+                        epoch_keys={epoch: k[("B0003", epoch + 1)]}).reason == "forged"
     assert client.get(A + "/badge-keys", params={"crew": "crew-e1"}, headers=super2).status_code == 404
     assert client.get(A + "/badge-keys", params={"crew": "crew-e1"}, headers=gateway).status_code == 403
     assert client.get(A + "/badge-keys", params={"crew": "crew-e1"},
@@ -256,7 +257,8 @@ def test_cli_prints_a_badge_key_that_the_server_accepts(client, gateway, shift, 
         s.add(Cleaner(id="cl-new", name="New", crew_code="crew-e1", badge_id="N0001"))
         s.commit()
     out = push(client, gateway, [frame("N0001", clock(), key=key)])["results"][0]
-    assert (out["verdict"], out["reason"]) == ("ignored", "not_on_roster"), "the roster is fixed when a shift is planned"
+    assert (out["verdict"], out["reason"]) == ("ignored", "not_on_roster"), \
+        "the roster is fixed when a shift is planned"
     start = clock() + timedelta(days=1)
     r = client.post(A + "/shifts", json={"crew_code": "crew-e1", "starts_at": start.isoformat()},
                     headers=bearer(token_for(system, "super1", "supervisor")))
@@ -273,6 +275,7 @@ def test_concurrent_pushes_from_two_places_still_catch_every_clone(app, gateway,
     second sees the first's sightings (badge rows are locked per batch), so every pair is
     flagged and no badge counts present."""
     import threading
+
     from fastapi.testclient import TestClient
     now = clock()
     ids = [f"B{i:04d}" for i in range(10)]
@@ -284,7 +287,8 @@ def test_concurrent_pushes_from_two_places_still_catch_every_clone(app, gateway,
             barrier.wait()
             results[name] = push(c, gateway, items, source=name)
 
-    threads = [threading.Thread(target=run, args=("gw-a", DEPOT)), threading.Thread(target=run, args=("gw-b", ELSEWHERE))]
+    threads = [threading.Thread(target=run, args=("gw-a", DEPOT)),
+               threading.Thread(target=run, args=("gw-b", ELSEWHERE))]
     for t in threads:
         t.start()
     for t in threads:

@@ -96,7 +96,8 @@ def test_time_range(client, fresh, dataset):
                                               "to": (t0 + timedelta(hours=25)).isoformat()},
                    headers=fresh["reviewer"]).json()
     assert (w["closed"], w["median_hours"], w["p90_hours"]) == (1, 20.0, 20.0)
-    none = client.get(D + "/workorders", params={"from": "2025-01-01", "to": "2025-02-01"}, headers=fresh["admin"]).json()
+    none = client.get(D + "/workorders", params={"from": "2025-01-01", "to": "2025-02-01"},
+                      headers=fresh["admin"]).json()
     assert (none["closed"], none["median_hours"], none["on_time_rate"], none["backlog_total"]) == (0, None, None, 0)
     for params, field in (({"from": "yesterday"}, "from"), ({"to": "2026-03-02T10:00:00"}, "to"),
                           ({"from": "2026-03-05", "to": "2026-03-01"}, "from")):
@@ -121,5 +122,6 @@ def test_gas_coverage_and_overdue_households(client, fresh):
     assert (g["households"], g["covered"], g["coverage"], g["overdue"]) == (3, 1, 0.3333, 2)
     assert [h["id"] for h in g["overdue_households"]] == [2, 3]
     assert g["overdue_by_deliverer"] == [{"deliverer_id": "deliverer1", "overdue": 2}]
-    assert client.get(D + "/gas", params={"limit": 1}, headers=fresh["admin"]).json()["overdue_households"][0]["id"] == 2
+    assert client.get(D + "/gas", params={"limit": 1},
+                      headers=fresh["admin"]).json()["overdue_households"][0]["id"] == 2
     assert client.get(D + "/gas", headers=fresh["deliverer"]).status_code == 403

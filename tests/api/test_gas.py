@@ -85,7 +85,8 @@ def test_import_keeps_good_rows_when_asked(client, tokens, system, flats, clock)
 def test_import_as_multipart_and_file_level_errors(client, tokens, system, flats):
     admin = bearer(tokens["admin"])
     csv = HEADER + "DC01-002-05,Zhao Liu,,deliverer1,2026-02-01T10:00:00+08:00\n"
-    r = client.post("/api/v1/gas/households/import", files={"file": ("hh.csv", csv.encode(), "text/csv")}, headers=admin)
+    r = client.post("/api/v1/gas/households/import", files={"file": ("hh.csv", csv.encode(), "text/csv")},
+                    headers=admin)
     assert r.status_code == 200 and r.json()["created"] == 1, r.text
     missing = upload(client, tokens["admin"], "address_code,holder\nDC01-002-04,X\n")
     assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "header"
@@ -160,7 +161,8 @@ def test_deliverer_starts_an_inspection_at_delivery(client, tokens, system):
     assert started["instance_id"] == tasks[0]["instance_id"]
     again = client.post("/api/v1/gas/households/2/inspections", headers=d)
     assert again.status_code == 409 and "already open" in again.json()["message"]
-    assert client.get("/api/v1/gas/households/2", headers=d).json()["open_inspection_instance"] == started["instance_id"]
+    assert client.get("/api/v1/gas/households/2",
+                      headers=d).json()["open_inspection_instance"] == started["instance_id"]
     refused = client.post("/api/v1/gas/households/2/inspections", headers=bearer(tokens["dispatcher"]))
     assert refused.status_code == 403 and refused.json()["error"] == "role_forbidden"
     system.complete(started["task_id"], Actor("deliverer1"), GOOD)

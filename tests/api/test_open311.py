@@ -1,9 +1,8 @@
 """Open311 GeoReport v2 over HTTP: services, definitions, requests POST/GET, JSON and XML."""
 from __future__ import annotations
 
-from datetime import datetime
-
 import json
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -147,7 +146,8 @@ def test_unreadable_bodies_are_400s(client):
     deep = client.post(f"{P}/requests.json", content=b"[" * 100_000 + b"]" * 100_000,
                        headers={"content-type": "application/json"})
     assert deep.status_code == 400
-    huge = client.post(f"{P}/requests.json", content=b'{"service_code": "other", "lat": 1' + b"0" * 400 + b', "long": 1}',
+    huge = client.post(f"{P}/requests.json",
+                       content=b'{"service_code": "other", "lat": 1' + b"0" * 400 + b', "long": 1}',
                        headers={"content-type": "application/json"})
     assert huge.status_code == 400 and "lat" in huge.json()[0]["description"]
     assert client.get(f"{P}/requests.json", params={"start_date": "0001-01-01T00:00:00+14:00"}).status_code == 400
@@ -208,7 +208,8 @@ def test_only_open311_requests_are_public(client, system):
 
 _FIELDS = st.sampled_from(["service_code", "lat", "long", "description", "address_string", "address_id", "email",
                            "media_url", "first_name", "phone", "device_id", "attribute[x]"])
-_VALUES = (st.none() | st.booleans() | st.integers(min_value=-10**400, max_value=10**400) | st.floats() | st.text(max_size=30)
+_VALUES = (st.none() | st.booleans() | st.integers(min_value=-10**400, max_value=10**400) | st.floats()
+           | st.text(max_size=30)
            | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
@@ -216,7 +217,8 @@ _VALUES = (st.none() | st.booleans() | st.integers(min_value=-10**400, max_value
 @given(body=st.dictionaries(_FIELDS, _VALUES, max_size=6), fmt=st.sampled_from(["json", "xml"]))
 def test_random_json_is_created_or_a_400(client, body, fmt):
     body.setdefault("service_code", "other")
-    r = client.post(f"{P}/requests.{fmt}", content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    r = client.post(f"{P}/requests.{fmt}", content=json.dumps(body).encode(),
+                    headers={"content-type": "application/json"})
     assert r.status_code in (201, 400), (body, r.status_code, r.text[:300])
     if r.status_code == 201:
         rid = (r.json()[0]["service_request_id"] if fmt == "json"

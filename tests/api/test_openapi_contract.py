@@ -18,13 +18,17 @@ import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
-                                               response_schema_conformance, status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from sqlmodel import Session
 
 from engine.api.openapi import SPECIFIC, permission_of
-from engine.auth.policy import PERMISSIONS, STAFF
 from engine.auth.models import Account
+from engine.auth.policy import PERMISSIONS, STAFF
 from engine.domain.models import Staff
 from engine.system import build
 from tests.api.conftest import ACCOUNTS, PASSWORD, _password_hash, bearer

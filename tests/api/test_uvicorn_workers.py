@@ -69,7 +69,8 @@ def server(db_url, tmp_path, clock):
 
 def test_two_workers_serve_logins_and_agree_on_tokens(server):
     def login(i):
-        r = httpx.post(f"{server}/api/v1/auth/login", json={"username": "dispatcher1", "password": PASSWORD}, timeout=30)
+        r = httpx.post(f"{server}/api/v1/auth/login", json={"username": "dispatcher1", "password": PASSWORD},
+                       timeout=30)
         return r.status_code, r.headers["X-Cityloop-Worker"], r.json().get("access_token")
 
     with ThreadPoolExecutor(8) as pool:

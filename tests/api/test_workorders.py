@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+
 import pytest
 from sqlmodel import Session, func, select
 
@@ -119,7 +120,7 @@ def test_an_open_order_shows_where_it_stands(client, tokens):
 
 def test_filters_and_pagination(client, tokens, clock, system):
     made = []
-    for i, (category, area) in enumerate([("exposed_garbage", "dongcheng"), ("exposed_garbage", "xinhe"),
+    for _i, (category, area) in enumerate([("exposed_garbage", "dongcheng"), ("exposed_garbage", "xinhe"),
                                           ("road_damage", "xinhe"), ("tree_fallen", "huaqiao"),
                                           ("exposed_garbage", "dongcheng")]):
         made.append(report(client, tokens, category=category, area=area)["number"])
@@ -172,8 +173,10 @@ def test_a_unit_sees_only_its_own_orders(client, tokens, system):
     r = client.get(f"/api/v1/work-orders/{east}", headers=west_worker)
     assert r.status_code == 404 and r.json() == {"error": "not_found", "message": f"no work order {east!r}"}, \
         "the same answer as for an order that does not exist"
-    assert client.post(f"/api/v1/work-orders/{east}/comments", json={"text": "hi"}, headers=west_worker).status_code == 404
-    assert upload(client, token_for(system, "worker.clean-west.1", "unit_worker", "clean-west"), east).status_code == 404
+    assert client.post(f"/api/v1/work-orders/{east}/comments", json={"text": "hi"},
+                       headers=west_worker).status_code == 404
+    assert upload(client, token_for(system, "worker.clean-west.1", "unit_worker", "clean-west"),
+                  east).status_code == 404
     assert client.get(f"/api/v1/attachments/{photo}", headers=west_worker).status_code == 404
     assert client.get(f"/api/v1/attachments/{photo}", headers=worker).status_code == 200
     assert client.get(f"/api/v1/attachments/{photo}", headers=bearer(tokens["reviewer"])).status_code == 200
@@ -232,7 +235,8 @@ def test_uploads_are_checked_and_stored_once(client, tokens, system, attachments
 
 def test_bad_reports_get_clear_4xx(client, tokens):
     headers = bearer(tokens["dispatcher"])
-    r = client.post("/api/v1/work-orders", content=b'{"category": ', headers={**headers, "content-type": "application/json"})
+    r = client.post("/api/v1/work-orders", content=b'{"category": ',
+                    headers={**headers, "content-type": "application/json"})
     assert r.status_code == 422 and r.json()["message"]
     cases = [({"category": 5, "area": "x"}, "category"), ({"category": "aliens", "area": "x"}, "category"),
              ({"category": "other"}, "area"), ({"category": "other", "area": ""}, "area"),

@@ -44,7 +44,7 @@ class LiveServer:
     """uvicorn serving the app on 127.0.0.1:port in a thread; start/stop at will (to play
     an unreachable server)."""
 
-    def __init__(self, app, port: int | None = None):
+    def __init__(self, app, port: int | None = None):  # noqa: F811
         self.app, self.port = app, port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = self._thread = None
@@ -75,13 +75,13 @@ def now_clock(clock):
 
 
 @pytest.fixture
-def live_tokens(now_clock, tokens):
+def live_tokens(now_clock, tokens):  # noqa: F811
     """Access tokens issued at the real time (now_clock first, then tokens)."""
     return tokens
 
 
 @pytest.fixture
-def server(app, now_clock):
+def server(app, now_clock):  # noqa: F811
     live = LiveServer(app)
     yield live
     live.stop()

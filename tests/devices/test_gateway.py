@@ -61,7 +61,8 @@ def test_a_revoked_gateway_keeps_its_checkins_and_says_so(app, live_tokens, fake
     server.start()
     gw_token = pair_gateway(server.url, live_tokens["admin"], "Depot")
     devices = httpx.get(f"{server.url}/api/v1/devices", headers=bearer(live_tokens["admin"]), timeout=30).json()
-    r = httpx.post(f"{server.url}/api/v1/devices/{devices[0]['id']}/revoke", headers=bearer(live_tokens["admin"]), timeout=30)
+    r = httpx.post(f"{server.url}/api/v1/devices/{devices[0]['id']}/revoke", headers=bearer(live_tokens["admin"]),
+                   timeout=30)
     assert r.status_code == 200
     fake.add_badge(address_for("B0005"), rotating("B0005", KEY), rssi=-60)
     events: list = []
@@ -95,6 +96,7 @@ def test_the_gateway_command_without_bluetooth_or_server_reports_states_and_stop
     import subprocess
     import sys
     import threading
+
     from devices.pairing import save_token
     from tests.devices.conftest import free_port
     save_token(tmp_path / "gw.token", "dev_not-a-real-token")

@@ -11,7 +11,7 @@ from bleak import BleakScanner
 
 from devices import token
 from devices.bluez.fake import FakeBluez
-from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, state_of, probe
+from devices.scanner import BadgeScanner, BluetoothState, Debouncer, Sighting, probe, state_of
 from tests.waiting import until
 
 KEY = bytes(range(32))
@@ -75,7 +75,8 @@ def test_badge_scanner_decodes_counts_bad_frames_and_follows_the_adapter(fake):
         stop = asyncio.Event()
         scanner = BadgeScanner(sightings.append, on_state=lambda s, d: states.append(s), check_every=0.2)
         task = asyncio.create_task(scanner.run(stop))
-        await _until(lambda: {s.badge_id for s in sightings} >= {"B0001", "ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e/7/42"})
+        await _until(lambda: {s.badge_id for s in sightings}
+                     >= {"B0001", "ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e/7/42"})
         await _until(lambda: scanner.counts.invalid >= 1 and scanner.counts.foreign >= 2)
         fake.set_powered("hci0", False)
         await _until(lambda: scanner.state == BluetoothState.ADAPTER_OFF)

@@ -64,7 +64,8 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         cmd = [sys.executable, "-m", "uvicorn", "engine.api.app:create_app", "--factory", "--host", "127.0.0.1",
-               "--port", str(self.port), "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+               "--port", str(self.port), "--log-level", "warning", "--no-access-log",
+               "--timeout-graceful-shutdown", "5"]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,

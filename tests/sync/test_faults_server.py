@@ -111,7 +111,8 @@ def _field_workers(system, n: int) -> list[str]:
     from engine.domain.models import Staff
     with system.transaction() as s:
         for i in range(n):
-            s.add(Staff(id=f"worker.east.f{i:03d}", name=f"Field worker {i}", role="unit_worker", unit_code="clean-east"))
+            s.add(Staff(id=f"worker.east.f{i:03d}", name=f"Field worker {i}", role="unit_worker",
+                        unit_code="clean-east"))
     return [tablet_token(system, f"worker.east.f{i:03d}", f"tablet {i}") for i in range(n)]
 
 
@@ -149,6 +150,7 @@ def _client_loop(base_url: str, token: str, box, go: threading.Event, deadline: 
 def _database_checks(system, numbers: list[str]) -> list[str]:
     """Problems the data of these orders shows after the storm (empty if none)."""
     from sqlalchemy import text
+
     from engine.db.models import AuditEvent, Instance, OpenTask
     from engine.domain.models import WorkOrder
     problems = []
@@ -187,7 +189,7 @@ def test_every_acknowledged_op_survives_kill_9_exactly_once(seeded, db_url, tmp_
     with seeded.transaction() as s:
         after = store.put(photo(40_000, seed=3), "image/jpeg", "worker.east.f000", s, seeded.clock())
     boxes = []
-    for i, token in enumerate(tokens):
+    for i, _token in enumerate(tokens):
         box = Outbox(str(tmp_path / f"outbox{i}.db"))
         for number in numbers[i * OPS_EACH:(i + 1) * OPS_EACH]:
             task = rectify_task(seeded, number, worker=f"worker.east.f{i:03d}")
@@ -244,7 +246,7 @@ def test_every_acknowledged_op_survives_kill_9_exactly_once(seeded, db_url, tmp_
         rows = s.exec(select(SyncOp.op_id, SyncOp.verdict)).all()
     assert sorted(op_id for op_id, _ in rows) == sorted(expected)            # each op stored exactly once
     assert {verdict for _, verdict in rows} == {"applied"}
-    for op_id, v in acked.items():                                           # what the client saw is what is stored
+    for _op_id, v in acked.items():                                          # what the client saw is what is stored
         assert v["result"]["state"] == "running" and v["result"]["business_key"] in numbers
     assert _database_checks(seeded, numbers) == []
     duplicates = sum(v["verdict"] == "duplicate" for v in acked.values())

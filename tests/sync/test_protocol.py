@@ -8,11 +8,21 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sync import protocol
-from sync.protocol import (MAX_OPS, InvalidOp, Op, ProtocolError, body_hash, decode_cursor, decode_pull, decode_push,
-                           encode_cursor)
+from sync.protocol import (
+    MAX_OPS,
+    InvalidOp,
+    Op,
+    ProtocolError,
+    body_hash,
+    decode_cursor,
+    decode_pull,
+    decode_push,
+    encode_cursor,
+)
 from tests.api.conftest import app, bearer, client, tokens  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
@@ -75,7 +85,8 @@ def test_body_hash_is_canonical():
 def test_op_rules():
     naive = decode_push(raw({"protocol": 1, "ops": [good_op(device_time="2026-03-02T08:00:00")]})).ops[0]
     assert "offset" in naive.errors["device_time"]
-    no_version = decode_push(raw({"protocol": 1, "ops": [good_op(kind="complete_task", task_id="t", payload={})]})).ops[0]
+    no_version = decode_push(raw({"protocol": 1,
+                                  "ops": [good_op(kind="complete_task", task_id="t", payload={})]})).ops[0]
     assert "based_on_version" in next(iter(no_version.errors.values()))
     bad_sha = decode_push(raw({"protocol": 1, "ops": [good_op(kind="attach", attachments=["ab"],
                                                               payload={"work_order": "WO-1"})]})).ops[0]

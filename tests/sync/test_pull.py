@@ -33,7 +33,8 @@ def test_first_pull_has_my_tasks_with_forms_and_reference_data_then_nothing_new(
     first = pull(client, worker)
     assert first["reset"] is True and first["has_more"] is False and first["cursor"].startswith("c1.")
     [t] = first["tasks"]
-    assert (t["id"], t["business_key"], t["name"], t["version"]) == (task["id"], number, "Task_rectify", task["version"])
+    assert (t["id"], t["business_key"], t["name"], t["version"]) == (task["id"], number, "Task_rectify",
+                                                                      task["version"])
     assert t["form"]["id"] == "wo_rectify" and t["groups"] == ["unit:clean-east"]
     ref = first["reference"]
     assert "clean-east" in [u["code"] for u in ref["units"]] and "exposed_garbage" in ref["categories"]

@@ -21,8 +21,7 @@ from sync.protocol import PushBatch, decode_op
 from sync.server import ops
 from sync.server.models import SyncConflict, SyncOp, SyncOpWait
 from tests.api.conftest import app, bearer, client, token_for, tokens  # noqa: F401  (fixtures)
-from tests.sync.syncing import (PUSH, WORKER, batch, complete_op, east_order, op, photo, rectify_task, sha,
-                                store_photo)
+from tests.sync.syncing import PUSH, WORKER, batch, complete_op, east_order, op, photo, rectify_task, sha, store_photo
 
 
 @pytest.fixture
@@ -57,7 +56,8 @@ def test_applied_then_duplicate_returns_the_stored_result(client, system, store,
     number = east_order(system)
     task = rectify_task(system, number)
     pic = store_photo(system, store, photo(1))
-    o = complete_op(system, task, {"action": "fixed", "after_photos": [pic]}, gps={"lat": 31.2, "lon": 121.4, "accuracy": 8})
+    o = complete_op(system, task, {"action": "fixed", "after_photos": [pic]},
+                    gps={"lat": 31.2, "lon": 121.4, "accuracy": 8})
     [v] = push(client, worker, o)
     assert (v["verdict"], v["code"], v["op_id"]) == ("applied", 200, o["op_id"])
     assert v["result"]["version"] == task["version"] + 1 and v["result"]["business_key"] == number
@@ -65,7 +65,8 @@ def test_applied_then_duplicate_returns_the_stored_result(client, system, store,
     [link] = rows(system, WorkOrderAttachment, WorkOrderAttachment.sha256 == pic)
     assert link.kind == "after" and link.added_by == WORKER
     [row] = rows(system, SyncOp, SyncOp.op_id == o["op_id"])
-    assert (row.verdict, row.actor, row.kind, row.task_id, row.lat) == ("applied", WORKER, "complete_task", task["id"], 31.2)
+    assert (row.verdict, row.actor, row.kind, row.task_id, row.lat) == ("applied", WORKER, "complete_task",
+                                                                         task["id"], 31.2)
     # the same op again (even spelled with another key order): the stored result, nothing applied twice
     again = dict(reversed(list(o.items())))
     [d] = push(client, worker, again)
@@ -109,7 +110,8 @@ def test_completed_by_someone_else_is_a_conflict_kept_with_both_sides(client, sy
     listed = client.get("/sync/v1/conflicts", headers=leader).json()["items"]
     assert [x["op_id"] for x in listed] == [mine["op_id"]]
     assert client.get("/sync/v1/conflicts", headers=bearer(tokens["supervisor"])).json()["items"] == []
-    r = client.post(f"/sync/v1/conflicts/{c.id}/resolve", headers=leader, json={"resolution": "kept_server", "note": "ok"})
+    r = client.post(f"/sync/v1/conflicts/{c.id}/resolve", headers=leader,
+                    json={"resolution": "kept_server", "note": "ok"})
     assert r.status_code == 200 and r.json()["resolved_by"] == "leader.clean-east"
     assert client.post(f"/sync/v1/conflicts/{c.id}/resolve", headers=leader,
                        json={"resolution": "dismissed"}).status_code == 409
@@ -208,7 +210,8 @@ def test_check_in_for_a_supervisors_shift_and_after_the_grace_period(client, sys
     sup = bearer(tokens["supervisor"])
     shift = attendance.plan_shift(system, "crew-e1", clock() + timedelta(minutes=30))
     seen = clock()
-    ok = op("check_in", seen, {"shift_id": shift.id, "badge_id": "B0003", "seen_at": seen.isoformat(), "verified": True})
+    ok = op("check_in", seen, {"shift_id": shift.id, "badge_id": "B0003", "seen_at": seen.isoformat(),
+                               "verified": True})
     stranger = op("check_in", seen, {"shift_id": shift.id + 99, "badge_id": "B0003", "seen_at": seen.isoformat(),
                                      "verified": True})
     assert [v["verdict"] for v in push(client, sup, ok, stranger)] == ["applied", "invalid"]

@@ -213,7 +213,8 @@ def test_malformed_requests_are_4xx(client, area, worker):  # noqa: F811
                  {"sha256": "ab" * 32, "size": "x", "content_type": "image/jpeg"}):
         assert client.post(URL, headers=worker, json=body).status_code == 422
     assert client.get(f"{URL}/not-a-hash", headers=worker).status_code == 422
-    assert client.patch(f"{URL}/{'ab' * 32}", headers={**worker, "Upload-Offset": "-1"}, content=b"x").status_code == 400
+    assert client.patch(f"{URL}/{'ab' * 32}", headers={**worker, "Upload-Offset": "-1"},
+                        content=b"x").status_code == 400
     assert client.patch(f"{URL}/{'ab' * 32}", headers={**worker, "Upload-Offset": "0"}, content=b"x").status_code == 404
     one_shot = {**worker, "Upload-Offset": "0", "Upload-Length": "10"}
     assert client.patch(f"{URL}/{'ab' * 32}", headers={**one_shot, "Upload-Type": "text/plain"},
@@ -231,7 +232,8 @@ def test_client_helper_uploads_and_is_idempotent(client, area, worker, system): 
     requests = []
     client.event_hooks["request"].append(lambda r: requests.append((r.method, len(r.content))))
     seen = []
-    assert upload(client, data, "image/jpeg", chunk_size=64 * 1024, on_progress=lambda o, n: seen.append(o)) == sha(data)
+    assert upload(client, data, "image/jpeg", chunk_size=64 * 1024,
+                  on_progress=lambda o, n: seen.append(o)) == sha(data)
     assert seen[-1] == len(data) and len(seen) == 4            # 64 KiB chunks
     assert [m for m, _ in requests] == ["POST"] + ["PATCH"] * 4
     requests.clear()
@@ -302,7 +304,8 @@ def test_a_body_cut_mid_way_keeps_what_arrived_and_resumes(tablet_server, system
     data = jpeg(3 * 1024 * 1024, seed=9)
     auth = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.base_url, headers=auth, timeout=30) as c:
-        assert c.post(URL, json={"sha256": sha(data), "size": len(data), "content_type": "image/jpeg"}).status_code == 201
+        assert c.post(URL, json={"sha256": sha(data), "size": len(data),
+                                 "content_type": "image/jpeg"}).status_code == 201
         half = 1_300_000
         _cut_patch(server.port, token, sha(data), 0, len(data), data[:half])
         kept = _settled_offset(c, sha(data), len(data))

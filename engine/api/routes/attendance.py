@@ -179,11 +179,13 @@ def list_crews(request: Request, principal: Principal = allow("attendance.read")
     with engine_of(request).transaction(write=False) as s:
         where = crews_visible(principal) + ([Crew.contract_code == contract] if contract else [])
         sizes = dict(s.exec(select(Cleaner.crew_code, func.count()).group_by(Cleaner.crew_code)).all())
-        return [_crew_out(c, sizes.get(c.code, 0)) for c in s.exec(select(Crew).where(*where).order_by(Crew.code).limit(5000))]
+        return [_crew_out(c, sizes.get(c.code, 0))
+                for c in s.exec(select(Crew).where(*where).order_by(Crew.code).limit(5000))]
 
 
 @router.get("/crews/{crew_code}", response_model=CrewDetail, summary="A crew and its roster / 班组与名单")
-def get_crew(crew_code: Annotated[str, Path(pattern=CODE)], request: Request, principal: Principal = allow("attendance.read")):
+def get_crew(crew_code: Annotated[str, Path(pattern=CODE)], request: Request,
+             principal: Principal = allow("attendance.read")):
     with engine_of(request).transaction(write=False) as s:
         crew = crew_for(s, principal, crew_code)
         roster = s.exec(select(Cleaner).where(Cleaner.crew_code == crew.code).order_by(Cleaner.id)).all()

@@ -168,7 +168,8 @@ def shift_flags(shift_id: RowId, request: Request, principal: Principal = allow(
         shift = shift_for(s, principal, shift_id)
         rows = sightings.flags(s, shift.id)
         ids = sorted({r.badge_id for r in rows if r.badge_id})
-        holders = dict(s.exec(select(Cleaner.badge_id, Cleaner.id).where(Cleaner.badge_id.in_(ids))).all()) if ids else {}
+        holders = (dict(s.exec(select(Cleaner.badge_id, Cleaner.id).where(Cleaner.badge_id.in_(ids))).all())
+                   if ids else {})
         return [dict(id=r.id, badge_id=r.badge_id, cleaner_id=holders.get(r.badge_id), reason=r.reason,
                      detail=r.detail, source=r.source, sent_by=r.sent_by, lat=r.lat, lon=r.lon, rssi=r.rssi,
                      seen_at=from_db(r.seen_at), received_at=from_db(r.received_at), company_id=r.company_id,

@@ -227,8 +227,8 @@ def list_inspections(household_id: RowId, request: Request, principal: Principal
         rows = s.exec(select(Inspection).where(Inspection.household_id == hh.id)
                       .order_by(Inspection.at.desc(), Inspection.id.desc()).limit(limit)).all()
         return [dict(id=i.id, at=from_db(i.at), deliverer_id=i.deliverer_id, hazard_level=i.hazard_level,
-                     hazard_reason=i.hazard_reason, checklist=json.loads(i.checklist or "{}"), instance_id=i.instance_id,
-                     work_order_number=i.work_order_number) for i in rows]
+                     hazard_reason=i.hazard_reason, checklist=json.loads(i.checklist or "{}"),
+                     instance_id=i.instance_id, work_order_number=i.work_order_number) for i in rows]
 
 
 @router.post("/households/{household_id}/inspections", response_model=StartedOut, status_code=201,

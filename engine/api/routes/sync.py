@@ -80,7 +80,8 @@ async def pull(request: Request, principal: Principal = allow("sync.pull")):
 
 
 @router.post("/push", response_model=protocol.PushResponse,
-             summary="A batch of ops, one verdict each (applied, duplicate, mismatch, conflict, invalid, waiting) / 推送",
+             summary="A batch of ops, one verdict each (applied, duplicate, mismatch, conflict, invalid, waiting)"
+                     " / 推送",
              responses={400: {"description": "not a push batch, or another protocol version"},
                         413: {"description": "too large or too many ops"}})
 async def push(request: Request, principal: Principal = allow("sync.push")):

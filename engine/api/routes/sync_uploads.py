@@ -152,7 +152,8 @@ def delete_upload(sha256: str, request: Request, principal: Principal = allow("s
 
 @router.patch("/{sha256}", response_model=UploadOut,
               summary="Append bytes at the server's offset / 追加上传数据",
-              responses={409: {"description": "Upload-Offset is not where the upload stands (header has the right one)"},
+              responses={409: {"description": "Upload-Offset is not where the upload stands "
+                                               "(header has the right one)"},
                          422: {"description": "the finished bytes do not hash to sha256 (upload discarded)"}})
 async def append_chunk(sha256: str, request: Request, response: Response,
                        principal: Principal = allow("sync.upload")) -> Any:
@@ -162,7 +163,8 @@ async def append_chunk(sha256: str, request: Request, response: Response,
     image/jpeg|png|webp`, an upload that does not exist yet is created first."""
     raw = request.headers.get("upload-offset", "")
     if not raw.isdigit() or len(raw) > 12:
-        return problem(400, "bad_offset", "send the header Upload-Offset: <bytes already uploaded> / 缺少 Upload-Offset")
+        return problem(400, "bad_offset",
+                       "send the header Upload-Offset: <bytes already uploaded> / 缺少 Upload-Offset")
     length = request.headers.get("upload-length", "")
     create = (int(length), request.headers.get("upload-type", "")) if length.isdigit() and len(length) < 13 else None
     engine, area = engine_of(request), uploads_of(request)

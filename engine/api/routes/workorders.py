@@ -161,7 +161,8 @@ def _reason(detail: dict) -> str | None:
 
 
 def _attachments(s: Session, order_id: int) -> list[AttachmentOut]:
-    rows = s.exec(select(WorkOrderAttachment, Attachment).join(Attachment, Attachment.sha256 == WorkOrderAttachment.sha256)
+    rows = s.exec(select(WorkOrderAttachment, Attachment)
+                  .join(Attachment, Attachment.sha256 == WorkOrderAttachment.sha256)
                   .where(WorkOrderAttachment.work_order_id == order_id).order_by(WorkOrderAttachment.at))
     return [AttachmentOut(sha256=link.sha256, kind=link.kind, content_type=a.content_type, size=a.size,
                           added_by=link.added_by, at=from_db(link.at), url=f"/api/v1/attachments/{link.sha256}")
@@ -231,7 +232,8 @@ def list_orders(request: Request,
         where.append(WorkOrder.reported_at < to_db(reported_to))
     if overdue is not None:
         late = or_(WorkOrder.overdue.is_(True),
-                   and_(WorkOrder.state != OrderState.CLOSED.value, WorkOrder.sla_due.is_not(None), WorkOrder.sla_due < to_db(now)))
+                   and_(WorkOrder.state != OrderState.CLOSED.value, WorkOrder.sla_due.is_not(None),
+                        WorkOrder.sla_due < to_db(now)))
         where.append(late if overdue else ~late)
     with engine.transaction(write=False) as s:
         total = s.exec(select(func.count()).select_from(WorkOrder).where(*where)).one()
