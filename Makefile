@@ -7,7 +7,7 @@ STAMP := $(VENV)/.cityloop-installed
 PG_TEST_URL := $(or $(CITYLOOP_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-sqlite test-pg bench dbus
+.PHONY: setup run test test-sqlite test-pg lint bench dbus
 
 setup: $(STAMP)
 
@@ -26,10 +26,11 @@ $(STAMP): pyproject.toml
 run: setup
 	$(VENV)/bin/cityloop serve --demo
 
-# The whole suite on SQLite, then on PostgreSQL when configured or a local server answers.
-# Fails if any run fails (including pytest's "no tests collected", exit 5).
+# Lint and types, then the whole suite on SQLite, then on PostgreSQL when configured or a
+# local server answers. Fails if any step fails (including pytest's "no tests collected", exit 5).
 test: setup
 	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
 	$(MAKE) --no-print-directory test-sqlite || status=1; \
 	if [ -n "$$CITYLOOP_TEST_DATABASE_URL" ] || $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null; then \
 		$(MAKE) --no-print-directory test-pg || status=1; \
@@ -52,6 +53,12 @@ test-pg: setup dbus
 	exists or conn.execute("CREATE DATABASE " + psycopg.sql.Identifier(db).as_string(conn)); conn.close()' \
 	'$(PG_TEST_URL)' || echo "   (could not check/create the test database; trying anyway)"
 	CITYLOOP_TEST_DATABASE_URL='$(PG_TEST_URL)' $(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (rules in pyproject.toml) on the code and tests; mypy on the typed packages ([tool.mypy] files).
+lint: setup
+	@echo "== ruff and mypy"
+	$(VENV)/bin/ruff check engine sync devices fieldapp tests bench
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) -m bench.lifecycle

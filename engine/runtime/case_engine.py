@@ -189,8 +189,7 @@ class CaseEngine:
             now = to_db(self.clock())
             row = insert_instance(s, process_key=process_key, definition_id=definition_id, business_key=business_key,
                                   state="running", version=1, workflow="{}", created_at=now, updated_at=now)
-            self.record_event(s, row, actor.id, "instance_started", element=process_key,
-                        version=version, data=data)
+            self.record_event(s, row, actor.id, "instance_started", element=process_key, version=version, data=data)
             try:
                 # a failing first step leaves the instance (and the caller's rows)
                 with direct.savepoint(s, "first_step"):
