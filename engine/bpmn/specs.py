@@ -49,35 +49,35 @@ class ClockedTimeDate(TimeDateEventDefinition):
     """timeDate timer whose 'now' is the engine clock (injectable in tests)."""
 
     def has_fired(self, my_task):
-        event_value = spiff.timer_value(my_task)
-        if event_value is None:
-            event_value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            event_value = event_value.isoformat() if isinstance(event_value, datetime) else event_value
-            try:
-                timers.parse_date(event_value)    # refuse garbage before it is stored
-            except timers.TimerValueError as exc:
-                raise _timer_error(my_task, self.expression, exc) from None
-            spiff.set_timer_value(my_task, event_value)
-        if timers.parse_date(event_value) <= _now(my_task):
-            spiff.mark_timer_fired(my_task)
-        return spiff.timer_fired(my_task)
+        def due(value) -> str:
+            value = value.isoformat() if isinstance(value, datetime) else value
+            timers.parse_date(value)    # refuse garbage before it is stored
+            return value
+        return _fired(self, my_task, due)
 
 
 class ClockedDuration(DurationTimerEventDefinition):
     """timeDuration timer started from the engine clock."""
 
     def has_fired(self, my_task):
-        event_value = spiff.timer_value(my_task)
-        if event_value is None:
-            duration = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            try:
-                event_value = timers.due_after(duration, _now(my_task)).isoformat()
-            except timers.TimerValueError as exc:
-                raise _timer_error(my_task, self.expression, exc) from None
-            spiff.set_timer_value(my_task, event_value)
-        if timers.parse_date(event_value) <= _now(my_task):
-            spiff.mark_timer_fired(my_task)
-        return spiff.timer_fired(my_task)
+        return _fired(self, my_task, lambda duration: timers.due_after(duration, _now(my_task)).isoformat())
+
+
+def _fired(timer, my_task, due) -> bool:
+    """The timer's due time is worked out once, when it starts waiting (`due` of its
+    expression's value, on the engine clock) and stored with the task; it fires once the
+    engine clock reaches it."""
+    event_value = spiff.timer_value(my_task)
+    if event_value is None:
+        value = my_task.workflow.script_engine.evaluate(my_task, timer.expression)
+        try:
+            event_value = due(value)
+        except timers.TimerValueError as exc:
+            raise _timer_error(my_task, timer.expression, exc) from None
+        spiff.set_timer_value(my_task, event_value)
+    if timers.parse_date(event_value) <= _now(my_task):
+        spiff.mark_timer_fired(my_task)
+    return spiff.timer_fired(my_task)
 
 
 _CLOCKED = {TimeDateEventDefinition: ClockedTimeDate, DurationTimerEventDefinition: ClockedDuration}

@@ -23,10 +23,9 @@ ACCOUNTS = {  # role -> (staff id, unit)
 }
 
 
-@pytest.fixture
-def app(system):
-    seed(system)
-    with Session(system.db) as s:
+def add_accounts(engine) -> None:
+    """One log-in account per role (ACCOUNTS), all with PASSWORD."""
+    with Session(engine.db) as s:
         for role, (sid, unit) in ACCOUNTS.items():
             if s.get(Staff, sid) is None:
                 s.add(Staff(id=sid, name=sid, role=role, unit_code=unit))
@@ -34,8 +33,14 @@ def app(system):
                 s.get(Staff, sid).role = role
         s.flush()
         for sid, _ in ACCOUNTS.values():  # one Argon2 hash for all: hashing is slow by design
-            s.merge(Account(staff_id=sid, password_hash=_password_hash(), changed_at=system.clock()))
+            s.merge(Account(staff_id=sid, password_hash=_password_hash(), changed_at=engine.clock()))
         s.commit()
+
+
+@pytest.fixture
+def app(system):
+    seed(system)
+    add_accounts(system)
     return create_app(system, scheduler=False)
 
 

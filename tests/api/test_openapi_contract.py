@@ -24,14 +24,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlmodel import Session
 
 from engine.api.openapi import SPECIFIC, permission_of
-from engine.auth.models import Account
 from engine.auth.policy import PERMISSIONS, STAFF
-from engine.domain.models import Staff
 from engine.system import build
-from tests.api.conftest import ACCOUNTS, PASSWORD, _password_hash, bearer
+from tests.api.conftest import ACCOUNTS, PASSWORD, add_accounts, bearer
 from tests.api.test_route_matrix import api_routes
 from tests.conftest import fresh_database_url
 from tests.district import seed
@@ -145,16 +142,7 @@ def live_server(tmp_path_factory):
     db_url = fresh_database_url(tmp)
     engine = build(db_url)
     seed(engine)
-    with Session(engine.db) as s:
-        for role, (sid, unit) in ACCOUNTS.items():
-            if s.get(Staff, sid) is None:
-                s.add(Staff(id=sid, name=sid, role=role, unit_code=unit))
-            else:
-                s.get(Staff, sid).role = role
-        s.flush()
-        for sid, _ in ACCOUNTS.values():
-            s.merge(Account(staff_id=sid, password_hash=_password_hash(), changed_at=engine.clock()))
-        s.commit()
+    add_accounts(engine)
     engine.db.dispose()
     server = ServerProcess(db_url, tmp / "data").start()
     try:
