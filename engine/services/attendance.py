@@ -18,6 +18,7 @@ from engine.domain import attendance, badges
 from engine.domain.models import Attendance, Badge, Cleaner, Contract, Crew, Shift, Staff, Unit
 from engine.runtime.errors import Actor, Conflict, NotFound, ValidationFailed
 from engine.services.access import Caller, crew_for
+from engine.services.rows import insert_new
 
 __all__ = ["PLAN_AHEAD", "STATUSES", "Planned", "counts", "create_contract", "create_crew", "add_cleaner",
            "register_badge", "deactivate_badge", "plan_shift"]
@@ -61,9 +62,8 @@ def create_contract(engine, who: Caller, *, code: str, contractor: str, unit_cod
             raise Conflict(f"contract {code!r} already exists")
         if s.get(Unit, unit_code) is None:
             raise ValidationFailed({"unit_code": f"no unit {unit_code!r}"})
-        contract = Contract(code=code, contractor=contractor, unit_code=unit_code)
-        s.add(contract)
-        return contract
+        return insert_new(s, Contract(code=code, contractor=contractor, unit_code=unit_code),
+                          f"contract {code!r} already exists")
 
 
 def create_crew(engine, who: Caller, *, code: str, contract_code: str, muster_point: str, shift_start: str,
@@ -79,8 +79,7 @@ def create_crew(engine, who: Caller, *, code: str, contract_code: str, muster_po
             raise ValidationFailed(errors)
         crew = Crew(code=code, contract_code=contract_code, supervisor_id=supervisor_id, muster_point=muster_point,
                     shift_start=shift_start, shift_minutes=shift_minutes, grace_minutes=grace_minutes)
-        s.add(crew)
-        return crew
+        return insert_new(s, crew, f"crew {code!r} already exists")
 
 
 def add_cleaner(engine, who: Caller, *, cleaner_id: str, name: str, crew_code: str,
@@ -97,9 +96,8 @@ def add_cleaner(engine, who: Caller, *, cleaner_id: str, name: str, crew_code: s
                 errors["badge_id"] = f"badge {badge_id!r} is already issued to {holder}"
         if errors:
             raise ValidationFailed(errors)
-        cleaner = Cleaner(id=cleaner_id, name=name, crew_code=crew_code, badge_id=badge_id)
-        s.add(cleaner)
-        return cleaner
+        return insert_new(s, Cleaner(id=cleaner_id, name=name, crew_code=crew_code, badge_id=badge_id),
+                          f"cleaner {cleaner_id!r} already exists, or badge {badge_id!r} was just issued")
 
 
 def register_badge(engine, who: Caller, *, badge_id: str, kind: str = "rotating", secret: str | None = None,
@@ -110,8 +108,11 @@ def register_badge(engine, who: Caller, *, badge_id: str, kind: str = "rotating"
         ident = badges.parse_beacon(beacon) if beacon else None
     except ValueError as exc:
         raise ValidationFailed({"beacon": str(exc)}) from None
-    with engine.transaction() as s:
-        return badges.register(s, badge_id, kind, secret, ident)
+    try:
+        with engine.transaction() as s:
+            return badges.register(s, badge_id, kind, secret, ident)
+    except IntegrityError:   # registered by someone else since the check (PostgreSQL)
+        raise Conflict(f"badge {badge_id!r} already exists (created by someone else just now)") from None
 
 
 def deactivate_badge(engine, who: Caller, badge_id: str) -> tuple[Badge, str | None]:

@@ -11,6 +11,7 @@ from engine.auth.service import ROLES
 from engine.domain.models import Staff, Unit
 from engine.runtime.errors import Conflict, NotFound, ValidationFailed
 from engine.services.access import Caller
+from engine.services.rows import insert_new
 
 __all__ = ["create", "set_password", "disable", "create_device", "revoke_device"]
 
@@ -28,9 +29,8 @@ def create(engine, who: Caller, *, staff_id: str, name: str, role: str, password
             raise ValidationFailed({"unit_code": f"no unit {unit_code!r}"})
         if role in ("unit_worker", "unit_leader") and not unit_code:
             raise ValidationFailed({"unit_code": "unit workers and leaders belong to a unit"})
-        staff = Staff(id=staff_id, name=name, role=role, unit_code=unit_code, phone=phone)
-        s.add(staff)
-        s.flush()
+        staff = insert_new(s, Staff(id=staff_id, name=name, role=role, unit_code=unit_code, phone=phone),
+                           f"staff {staff_id!r} already exists")
         auth.set_password(s, staff.id, password, engine.clock())
         return staff
 
