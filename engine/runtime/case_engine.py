@@ -211,18 +211,12 @@ class CaseEngine:
                     exc: ProcessError) -> None:
         """The first step failed: keep the instance, not run, in state "incident"."""
         log.warning("process %s v%s could not start (instance %s): %s", row.process_key, version, row.id, exc)
-        now = self.clock()
         workflow = serializer.dumps(self._fresh(s, row, data, actor))   # as it stands: started, nothing run
         s.connection().execute(update(Instance).where(Instance.id == row.id)
-                               .values(state="incident", error=str(exc)[:2000], updated_at=to_db(now),
+                               .values(state="incident", error=str(exc)[:2000], updated_at=to_db(self.clock()),
                                        workflow=workflow))
-        row.state, row.error, row.workflow = "incident", str(exc)[:2000], workflow
-        found = incidents.record(s, now, instance_id=row.id, process_key=row.process_key,
-                                 business_key=row.business_key, definition_id=row.definition_id, version=version,
-                                 step="start", element=exc.element, message=exc.detail, actor=actor.id,
-                                 submission={"data": data, "actor": actor.id, "groups": sorted(actor.groups)})
-        exc.incident = found.id
-        self.record_event(s, row, actor.id, "incident", element=exc.element, incident=found.id, step="start")
+        exc.incident = self._open_incident(s, row, actor, "start", exc.element, exc.detail, version=version,
+                                           submission={"data": data})
 
     def run_step(self, s, row, wf, actor, mutate) -> None:
         """Advance a loaded workflow (after `mutate`) and save it; a failure the process
@@ -299,20 +293,11 @@ class CaseEngine:
             row = fetch_instance(s, ot["instance_id"])
             if row is None or fetch_open_task(s, ot["id"], lock=True) is None:
                 return   # someone else moved it on meanwhile: nothing to park
-            now = self.clock()
-            definition = self.definitions.version_of(s, row.definition_id)
-            found = incidents.record(s, now, instance_id=row.id, process_key=row.process_key,
-                                     business_key=row.business_key, definition_id=row.definition_id,
-                                     version=definition.version, step="task", element=exc.element or ot["name"],
-                                     message=exc.detail, actor=actor.id,
-                                     submission={"task": _task_summary(ot), "data": submitted["data"],
-                                                 "actor": actor.id, "groups": sorted(actor.groups),
-                                                 "instance_version": submitted["version"]})
             direct.execute(s.connection(), DELETE_TASK, {"id": ot["id"]})
             s.connection().execute(update(Instance).where(Instance.id == row.id).values(error=str(exc)[:2000]))
-            self.record_event(s, row, actor.id, "incident", element=exc.element or ot["name"], incident=found.id,
-                        step="task", message=str(exc)[:2000])
-            exc.incident = found.id
+            exc.incident = self._open_incident(s, row, actor, "task", exc.element or ot["name"], exc.detail,
+                                               submission={"task": _task_summary(ot), "data": submitted["data"],
+                                                           "instance_version": submitted["version"]})
 
     def _validated(self, s: Session, row: InstanceRow, ot, data: Mapping[str, Any]) -> tuple[dict, Any]:
         """(clean data, the task's form or None)."""
@@ -404,14 +389,21 @@ class CaseEngine:
                 values["next_timer_at"] = to_db(retry_at)
             s.execute(update(Instance).where(Instance.id == instance_id).values(**values)
                       .execution_options(synchronize_session=False))
-            definition = self.definitions.version_of(s, row.definition_id)
-            found = incidents.record(s, self.clock(), instance_id=row.id, process_key=row.process_key,
-                                     business_key=row.business_key, definition_id=row.definition_id,
-                                     version=definition.version, step=step, element=element, message=message,
-                                     submission={"actor": actor.id}, actor=actor.id)
-            self.record_event(s, row, actor.id, "incident", element=element, message=message[:2000], incident=found.id,
-                        step=step)
-            return found.id
+            return self._open_incident(s, row, actor, step, element, message, submission={})
+
+    def _open_incident(self, s: Session, row: InstanceRow, actor: Actor, step: str, element: str | None,
+                       message: str, *, submission: dict, version: int | None = None) -> int:
+        """Record an incident of `row` (with who sent what, for a retry as them) and its audit
+        event; returns its id. `version`: the process version, when the caller knows it."""
+        if version is None:
+            version = self.definitions.version_of(s, row.definition_id).version
+        found = incidents.record(s, self.clock(), instance_id=row.id, process_key=row.process_key,
+                                 business_key=row.business_key, definition_id=row.definition_id, version=version,
+                                 step=step, element=element, message=message, actor=actor.id,
+                                 submission={**submission, "actor": actor.id, "groups": sorted(actor.groups)})
+        self.record_event(s, row, actor.id, "incident", element=element, incident=found.id, step=step,
+                          message=message[:2000])
+        return found.id
 
     # ---- incidents ------------------------------------------------------------------------
     def retry_incident(self, incident_id: int, by: Actor, *, check: Callable | None = None,
@@ -428,7 +420,7 @@ class CaseEngine:
                 raise NotFound(f"instance {incident.instance_id} is gone")
             events = mark(s)
             try:
-                with s.begin_nested():
+                with direct.savepoint(s, "retry"):
                     self._retry(s, incident, row, sub, actor, check, also)
             except ProcessError as exc:
                 forget_since(s, events)   # (the retried step's own events did not happen)
@@ -481,8 +473,8 @@ class CaseEngine:
                     self.tasks.reopen(s, row, wf, task)
             incidents.close(s, incident, self.clock(), by.id, "resolved")
             if row is not None:
-                self.record_event(s, row, by.id, "incident_resolved", element=incident.element, incident=incident.id,
-                            note=note[:500])
+                self.record_event(s, row, by.id, "incident_resolved", element=incident.element,
+                                  incident=incident.id, note=note[:500])
             return incidents.as_dict(incident)
 
     # ---- reading --------------------------------------------------------------------------

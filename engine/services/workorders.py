@@ -22,7 +22,7 @@ from engine.storage import AttachmentStore
 __all__ = ["report", "comment", "link_photo", "link_photos", "upload_photo", "form_photos_to_order"]
 
 
-def report(engine, who: Caller, actor: Actor, *, source: str, category: str, area: str, description: str = "",
+def report(engine, actor: Actor, *, source: str, category: str, area: str, description: str = "",
            address_code: str | None = None, lat: float | None = None, lon: float | None = None,
            reporter: str | None = None) -> workorders.Reported:
     """A problem reported by staff (a patrol finding or a phoned-in report). An address code

@@ -202,8 +202,6 @@ def _no_order(number: str) -> Refused:
 def comment(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
     _may(who, "workorders.comment", "comment on work orders", "评论工单")
     p = CommentPayload.model_validate(op.payload)
-    if not p.text.strip():
-        raise Refused("invalid", "a comment needs some text", "备注不能为空", errors={"payload.text": "empty"})
     done: list[Verdict] = []
 
     def also(s, order, c) -> None:
@@ -212,6 +210,9 @@ def comment(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
 
     try:
         orders.comment(engine, who, p.work_order, p.text, now=timing.server_time, op_id=op.op_id, also=also)
+    except ValidationFailed:   # (the service's only refusal before the order: no text)
+        raise Refused("invalid", "a comment needs some text", "备注不能为空",
+                      errors={"payload.text": "empty"}) from None
     except NotFound:
         raise _no_order(p.work_order) from None
     return done[0]

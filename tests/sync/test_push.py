@@ -76,6 +76,9 @@ def test_applied_then_duplicate_returns_the_stored_result(client, system, store,
     c = op("comment", system.clock(), {"work_order": number, "text": "twice"})
     assert [x["verdict"] for x in push(client, worker, c, c)] == ["applied", "duplicate"]
     assert [x.text for x in rows(system, Comment)] == ["twice"]
+    [blank] = push(client, worker, op("comment", system.clock(), {"work_order": number, "text": "   "}))
+    assert (blank["verdict"], blank["errors"]) == ("invalid", {"payload.text": "empty"}) and blank["message_zh"]
+    assert [x.text for x in rows(system, Comment)] == ["twice"]
 
 
 def test_same_op_id_with_another_body_is_409_and_the_original_stays(client, system, store, worker):  # noqa: F811

@@ -201,7 +201,7 @@ def _detail(request: Request, number: str, principal: Principal) -> OrderDetail:
 @router.post("/work-orders", response_model=OrderDetail, status_code=201,
              summary="Report a problem (patrol finding) / 上报问题（巡查发现）")
 def create_order(body: OrderIn, request: Request, principal: Principal = allow("workorders.create")):
-    reported = orders.report(engine_of(request), principal, actor_of(principal), source=body.source,
+    reported = orders.report(engine_of(request), actor_of(principal), source=body.source,
                              category=body.category, area=body.area, description=body.description,
                              address_code=body.address_code, lat=body.lat, lon=body.lon, reporter=body.reporter)
     return _detail(request, reported.number, principal)
