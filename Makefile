@@ -7,7 +7,7 @@ STAMP := $(VENV)/.cityloop-installed
 PG_TEST_URL := $(or $(CITYLOOP_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-sqlite test-pg lint bench dbus
+.PHONY: setup run test test-sqlite test-pg lint bench dbus fieldlibs
 
 setup: $(STAMP)
 
@@ -17,10 +17,18 @@ dbus:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbus >/dev/null) \
 		|| { echo "dbus-daemon is missing and could not be installed (Debian: apt-get install dbus)" >&2; exit 1; }; }
 
+# The field app's tests draw Chinese (Debian fonts-wqy-microhei: Kivy's Roboto has no CJK glyphs)
+# and Kivy wants libmtdev1 for touch input: install them if missing.
+fieldlibs:
+	@{ test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc && ldconfig -p | grep -q libmtdev.so.1; } || { \
+		echo "== installing fonts-wqy-microhei and libmtdev1 (the field app's Chinese font and touch input)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei libmtdev1 >/dev/null) \
+		|| { echo "could not install fonts-wqy-microhei/libmtdev1 (Debian: apt-get install fonts-wqy-microhei libmtdev1)" >&2; exit 1; }; }
+
 # Re-installs only when pyproject.toml changes (the install is editable).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,field]'
 	@touch $@
 
 run: setup
@@ -40,11 +48,11 @@ test: setup
 	if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: passed"; fi; \
 	exit $$status
 
-test-sqlite: setup dbus
+test-sqlite: setup dbus fieldlibs
 	@echo "== pytest on SQLite"
 	env -u CITYLOOP_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
-test-pg: setup dbus
+test-pg: setup dbus fieldlibs
 	@echo "== pytest on PostgreSQL ($(PG_TEST_URL))"
 	@$(PY) -c 'import sys, psycopg; from psycopg.conninfo import conninfo_to_dict, make_conninfo; \
 	url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://"); db = conninfo_to_dict(url).get("dbname"); \

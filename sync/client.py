@@ -171,6 +171,23 @@ class Outbox(ph.PhotoRecords):
         return {"op": json.loads(row[0]), "state": row[1], "verdict": json.loads(row[2]) if row[2] else None,
                 "attempts": row[3], "photos": self.photos(op_id)}
 
+    def refused(self, since_seq: int = 0, limit: int = 1000) -> list[dict]:
+        """Ops the server settled without applying them (conflict, invalid, mismatch), oldest
+        first: [{seq, op, verdict, outcome}]. The server keeps conflicts for a supervisor; the
+        app shows each with what happened and what to do."""
+        with self._lock:
+            rows = self.db.execute("SELECT seq, body, verdict FROM op WHERE state = 'done' AND seq > ? ORDER BY seq",
+                                   (since_seq,)).fetchall()
+        out = []
+        for seq, body, verdict in rows:
+            v = json.loads(verdict) if verdict else {}
+            what = outcome(v)
+            if what not in ("applied", None):
+                out.append({"seq": seq, "op": json.loads(body), "verdict": v, "outcome": what})
+                if len(out) >= limit:
+                    break
+        return out
+
     def op_ids(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self.db.execute("SELECT op_id FROM op ORDER BY seq")]
