@@ -7,7 +7,7 @@ STAMP := $(VENV)/.cityloop-installed
 PG_TEST_URL := $(or $(CITYLOOP_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-sqlite test-pg lint bench dbus fieldlibs
+.PHONY: setup run field test test-sqlite test-pg lint bench dbus fieldlibs
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(VENV)/bin/cityloop serve --demo
+
+# Try the tablet app on a laptop: demo server, simulated badges, a tablet registered for a demo person.
+ROLE ?= supervisor
+field: setup fieldlibs dbus
+	$(PY) -m fieldapp.tryout --role $(ROLE)
 
 # Lint and types, then the whole suite on SQLite, then on PostgreSQL when configured or a
 # local server answers. Fails if any step fails (including pytest's "no tests collected", exit 5).

@@ -60,7 +60,7 @@ def test_the_staged_copy_runs_from_its_own_files(tmp_path):
              "print(len(ours)); assert not outside, outside\n")
     env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "KIVY_NO_ARGS": "1", "KIVY_LOG_MODE": "PYTHON",
            "KIVY_NO_FILELOG": "1", "KIVY_HOME": str(tmp_path / "kivy"), "PYTHONPATH": str(out)}
-    run = subprocess.run([sys.executable, "-c", check, str(out), *sorted(modules)], cwd=out, env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([sys.executable, "-c", check, str(out), *sorted(modules)], cwd=out, env=env,
+                         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert int(run.stdout.split()[-1]) == len(modules)
