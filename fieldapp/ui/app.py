@@ -147,7 +147,19 @@ class FieldApp(App):
         return names[0]
 
     def on_start(self):
+        self._ask_android_permissions()
         self.syncer.start()
+
+    @staticmethod
+    def _ask_android_permissions() -> None:
+        """Android 6+ grants dangerous permissions at run time (buildozer.spec declares them)."""
+        from kivy.utils import platform
+        if platform != "android":
+            return
+        from android.permissions import Permission, request_permissions  # type: ignore[import-not-found]
+        wanted = ("BLUETOOTH_SCAN", "BLUETOOTH_CONNECT", "ACCESS_FINE_LOCATION", "CAMERA", "READ_MEDIA_IMAGES",
+                  "POST_NOTIFICATIONS")
+        request_permissions([getattr(Permission, name) for name in wanted if hasattr(Permission, name)])
 
     def on_stop(self):
         self.syncer.stop()
