@@ -124,6 +124,11 @@ class Syncer:
         self._set(waiting=self._waiting(), conflicts=self._conflicts(), signed_in=bool(self.store.get("session")),
                   revoked=self.store.get("revoked") is not None)
 
+    @property
+    def busy(self) -> bool:
+        """A sync round is running now (the thread's or one asked for)."""
+        return self._round.locked()
+
     def photo_problems(self) -> list[dict]:
         """Entries held back by a photo (Outbox.photo_problems)."""
         return self.outbox.photo_problems()
@@ -132,7 +137,7 @@ class Syncer:
         with self._lock:
             self._state = replace(self._state, **changes)
             state = self._state
-        if self.on_state is not None:
+        if self.on_state is not None and not self._stop.is_set():   # no news for an app that has stopped
             callback = self.on_state
             self.bg.post(lambda: callback(state))
 
