@@ -37,9 +37,8 @@ i18n.add({
     "syncstatus.photo.changed": ("照片文件已被修改", "the photo file was changed"),
     "syncstatus.photo.refused": ("服务器拒收此照片", "the server refused this photo"),
     "syncstatus.photo.other": ("照片无法发送", "the photo cannot be sent"),
-    "syncstatus.photo.todo": ("相关记录暂不发送。请找回原照片文件，或删除该记录后重新拍照提交。",
-                              "Its entry is held back. Put the original file back, or redo the entry with a new "
-                              "photo."),
+    "syncstatus.photo.todo": ("在此之前相关记录暂存在平板上，不会丢失，也不会发送。",
+                              "Until then its entry waits on the tablet: kept, not sent."),
     "syncstatus.title": ("{what}{task}", "{what}{task}"),
     "syncstatus.task": ("（任务 {task}）", " (task {task})"),
     "syncstatus.invalid": ("服务器认为内容有误", "The server found errors in this entry"),

@@ -100,6 +100,27 @@ def test_sign_out_in_settings_keeps_the_token_and_the_outbox(start_app, field_se
     assert len(d.app.outbox.unsettled()) == 1 and "1 条" in d.app.message
 
 
+def test_a_paired_tablet_opens_on_login_and_signing_in_offline_says_why(start_app, field_server, system,
+                                                                        field_data):
+    config = make_config(field_data)
+    store = LocalStore(config.store_path)
+    device_id, code = register_tablet(system)
+    session.pair(config, store, field_server.url, device_id, code)
+    store.close()
+    field_server.stop()                                    # no network now
+    d = start_app()
+    on_screen(d, "login")
+    assert device_id in d.screen.ids.where.text
+    d.type_into(d.screen.ids.username, TABLET_OWNER)
+    d.type_into(d.screen.ids.password, "a password")
+    d.tap(d.screen.ids.submit)
+    d.until(lambda: "登录需要连接服务器" in d.screen.ids.status.text, timeout=30, what="the offline message")
+    assert "无法连接服务器" in d.screen.ids.status.text and d.app.store.get("session") is None
+    assert not d.screen.ids.submit.disabled and d.screen.ids.password.text == ""
+    d.tap(d.app.root.ids.lang_button)
+    assert d.screen.ids.status.text.startswith("Signing in needs the server. Cannot reach the server")
+
+
 def sync_ops(system, op_id: str) -> list[SyncOp]:
     with Session(system.db) as s:
         return list(s.exec(select(SyncOp).where(SyncOp.op_id == op_id)))

@@ -122,3 +122,31 @@ def test_find_servers_reports_each_server_as_it_answers(tablet):
     mine = [s for s in found if s.server_id == sid]
     assert len(mine) == 1 and mine[0].address == f"http://127.0.0.1:{port}" and mine[0].compatible
     assert [s for s in seen if s.server_id == sid] == mine     # reported through on_found as well
+
+
+def test_the_syncer_reports_photo_upload_progress_and_one_round_at_a_time(field_server, system, tablet):
+    from fieldapp.background import Background
+    from fieldapp.syncer import Syncer
+    from sync.client import Outbox, outcome
+    from tests.sync.syncing import east_order, photo, rectify_task
+    config, store = tablet
+    device_id, code = register_tablet(system)
+    session.pair(config, store, field_server.url, device_id, code)
+    session.sign_in(config, store, TABLET_OWNER, PASSWORD)
+    task = rectify_task(system, east_order(system))
+    outbox = Outbox(str(config.outbox_path), photo_dir=str(config.data_dir / "photos"))
+    bg = Background()
+    states = []
+    syncer = Syncer(config, store, outbox, bg, on_state=states.append)
+    try:
+        pic = photo(7)
+        outbox.add("complete_task", {"action": "fixed"}, task_id=task["id"], based_on_version=task["version"],
+                   photos={"after_photos": [pic]})
+        result = syncer.sync_once()
+        assert [outcome(v) for v in result["verdicts"]] == ["applied"]      # waited for its photo, then applied
+        shown = [s.progress for s in states if s.progress]
+        assert shown and shown[-1] == (len(pic), len(pic)) and shown == sorted(shown)
+        assert syncer.state.progress is None and syncer.state.waiting == 0 and not syncer.busy
+    finally:
+        bg.close()
+        outbox.close()

@@ -11,7 +11,7 @@ from tests.api.conftest import bearer, token_for
 from tests.fieldapp.conftest import PASSWORD, TABLET_OWNER, register_tablet
 from tests.fieldapp.driver import make_config
 from tests.fieldapp.test_pairing_screens import on_screen, settle
-from tests.sync.syncing import PUSH, batch, complete_op, east_order, rectify_task
+from tests.sync.syncing import PUSH, batch, complete_op, east_order, photo, rectify_task
 
 
 def signed_in_tablet(field_server, system, field_data) -> None:
@@ -86,4 +86,29 @@ def test_sync_now_signed_out_and_offline_say_so(start_app, field_server, system,
     d.app.syncer.refresh()
     d.tap(d.screen.ids.sync_now)
     assert d.screen.ids.outcome.text == "未登录，无法同步"
+    settle(d)
+
+
+def test_a_photo_gone_from_the_tablet_holds_its_entry_back_and_the_screen_says_what_to_do(
+        start_app, field_server, system, field_data, tmp_path):
+    signed_in_tablet(field_server, system, field_data)
+    number = east_order(system)
+    task = rectify_task(system, number)
+    d = start_app()
+    d.until(lambda: d.app.syncer.rounds >= 1 and d.app.online, what="the first sync")
+    shot = tmp_path / "after.jpg"
+    shot.write_bytes(photo(1))
+    op_id = d.app.outbox.add("complete_task", {"action": "fixed"}, task_id=task["id"],
+                             based_on_version=task["version"], photos={"after_photos": [str(shot)]})
+    shot.unlink()                                          # the file went away before it was uploaded
+    d.app.go("sync")
+    on_screen(d, "sync")
+    d.tap(d.screen.ids.sync_now)
+    d.until(lambda: "同步完成" in d.screen.ids.outcome.text, timeout=30, what="the sync to finish")
+    texts = [w.text for w in d.screen.ids.photos.children]
+    assert len(texts) == 1 and "完成任务：照片 after.jpg 已不在本机" in texts[0]
+    assert "暂存在平板上，不会丢失" in texts[0]
+    assert [o["op_id"] for o in d.app.outbox.unsettled()] == [op_id] and d.app.waiting == 1
+    d.tap(d.app.root.ids.lang_button)
+    assert "task completed: the photo after.jpg is no longer on this tablet" in d.screen.ids.photos.children[0].text
     settle(d)

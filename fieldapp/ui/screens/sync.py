@@ -28,6 +28,7 @@ i18n.add({
     "syncscreen.todo": ("怎么办：{text}", "What to do: {text}"),
     "syncscreen.seen": ("标为已查看", "Mark as seen"),
     "syncscreen.was_seen": ("已查看", "Seen"),
+    "syncscreen.photo_row": ("{entry}：{problem}", "{entry}: {problem}"),
 })
 
 load_kv(__file__)
@@ -85,7 +86,8 @@ class SyncScreen(FieldScreen):
         box.clear_widgets()
         rows = photo_rows(self.app.syncer.photo_problems(), self.app.lang)
         for row in rows:
-            text = f"{row['entry']}: {row['problem']}" + (f"\n{row['todo']}" if row["todo"] else "")
+            text = i18n.t("syncscreen.photo_row", self.app.lang, entry=row["entry"], problem=row["problem"])
+            text += f"\n{row['todo']}" if row["todo"] else ""
             box.add_widget(Factory.SyncCell(text=text, color=(0.55, 0.1, 0.1, 1)))
         if not rows:
             box.add_widget(Factory.SyncCell(text=i18n.t("syncscreen.no_photos", self.app.lang)))
