@@ -33,7 +33,7 @@ from fieldapp.store import LocalStore
 from sync.discovery import API_PATH, SERVICE_TYPE
 from sync.protocol import PROTOCOL_VERSION
 
-__all__ = ["BadAddress", "CodeRefused", "FoundServer", "LockedOut", "MissingInput", "NotOwner", "NotPaired",
+__all__ = ["BadAddress", "Busy", "CodeRefused", "FoundServer", "LockedOut", "MissingInput", "NotOwner", "NotPaired",
            "Revoked", "ServerTrouble", "SessionError", "Unreachable", "WrongPassword", "find_servers", "forget_token",
            "normalize_address", "pair", "paired", "sign_in", "sign_out"]
 
@@ -107,6 +107,11 @@ class LockedOut(SessionError):
     def __init__(self, retry_after: int, detail: str = ""):
         self.retry_after = retry_after
         super().__init__(detail, minutes=max(1, -(-retry_after // 60)))
+
+
+class Busy(SessionError):
+    """Every password-checking slot of the server was busy (503): try again in a moment."""
+    key = "session.busy"
 
 
 class NotOwner(SessionError):
@@ -278,7 +283,7 @@ def sign_in(config: FieldConfig, store: LocalStore, username: str, password: str
     if r.status_code == 429:
         raise LockedOut(_retry_after(r), _message(r))
     if r.status_code == 503:
-        raise MissingInput("session.busy")
+        raise Busy(_message(r))
     if r.status_code == 422:
         raise WrongPassword(_message(r))
     if r.status_code != 200:
