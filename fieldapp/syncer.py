@@ -21,6 +21,8 @@ from devices.pairing import PairingFailed, load_token
 from fieldapp import i18n
 from fieldapp.background import Background
 from fieldapp.config import FieldConfig
+from fieldapp.presenters.syncstatus import entries_summary
+from fieldapp.session import forget_token
 from fieldapp.store import LocalStore
 from sync.client import Outbox, SyncClient, SyncError
 
@@ -37,9 +39,11 @@ i18n.add({
     "sync.conflicts": ("冲突 {n}", "{n} conflicts"),
     "sync.last": ("上次同步 {time}", "last sync {time}"),
     "sync.never": ("尚未同步", "never synced"),
-    "sync.revoked": ("此平板已被管理员吊销，您已退出登录。未发送的 {n} 条记录仍保存在平板上，重新配对后会自动发送。",
-                     "This tablet was revoked by an administrator and you have been signed out. "
-                     "Its {n} unsent entries are kept on the tablet and will be sent once it is paired again."),
+    "sync.revoked": ("此平板已被管理员吊销，您已退出登录。未发送的 {n} 条记录（{what}）仍保存在平板上，"
+                     "请向管理员申请新的设备编号和配对码，重新配对后会自动发送。",
+                     "This tablet was revoked by an administrator and you have been signed out. Its {n} unsent "
+                     "entries ({what}) are kept on the tablet: ask the administrator for a new device id and "
+                     "pairing code; they are sent once the tablet is paired again."),
 })
 
 
@@ -58,6 +62,7 @@ class SyncState:
     error: str | None = None        # the last failure, as text
     revoked: bool = False
     last_result: dict = field(default_factory=dict)
+    progress: tuple[int, int] | None = None   # photo bytes (sent, total) while a sync uploads
 
     def line(self, lang: str | None = None) -> str:
         def t(key, **kw):
@@ -83,9 +88,10 @@ class Syncer:
         self.config, self.store, self.outbox, self.bg = config, store, outbox, bg
         self.on_state, self.clock, self.retries = on_state, clock, retries
         self._state = SyncState(signed_in=bool(store.get("session")), waiting=self._waiting(),
-                                conflicts=self._conflicts())
+                                conflicts=self._conflicts(), revoked=store.get("revoked") is not None)
         self._poke, self._stop = threading.Event(), threading.Event()
         self._lock = threading.Lock()
+        self._round = threading.Lock()      # one sync at a time (the thread's, or one asked for now)
         self._thread: threading.Thread | None = None
         self.rounds = 0     # finished sync attempts (tests wait on this)
 
@@ -113,14 +119,25 @@ class Syncer:
         self._set(conflicts=self._conflicts())
 
     def refresh(self) -> None:
-        """Recount after a local change (a submission went to the outbox)."""
-        self._set(waiting=self._waiting(), conflicts=self._conflicts(), signed_in=bool(self.store.get("session")))
+        """Recount after a local change (a submission went to the outbox, someone paired,
+        signed in or out)."""
+        self._set(waiting=self._waiting(), conflicts=self._conflicts(), signed_in=bool(self.store.get("session")),
+                  revoked=self.store.get("revoked") is not None)
+
+    @property
+    def busy(self) -> bool:
+        """A sync round is running now (the thread's or one asked for)."""
+        return self._round.locked()
+
+    def photo_problems(self) -> list[dict]:
+        """Entries held back by a photo (Outbox.photo_problems)."""
+        return self.outbox.photo_problems()
 
     def _set(self, **changes) -> None:
         with self._lock:
             self._state = replace(self._state, **changes)
             state = self._state
-        if self.on_state is not None:
+        if self.on_state is not None and not self._stop.is_set():   # no news for an app that has stopped
             callback = self.on_state
             self.bg.post(lambda: callback(state))
 
@@ -148,7 +165,15 @@ class Syncer:
             self._poke.clear()
 
     def sync_once(self) -> dict | None:
-        """One push and pull; returns its result, or None when offline or signed out."""
+        """One push and pull; returns its result, or None when offline or signed out. A sync
+        asked for while one runs waits for it (ops are never sent twice at once)."""
+        with self._round:
+            return self._sync_once()
+
+    def _progress(self, sent: int, total: int) -> None:
+        self._set(progress=(sent, total) if total else None)
+
+    def _sync_once(self) -> dict | None:
         session = self.store.get("session")
         if not session:
             self._set(signed_in=False, running=False)
@@ -162,33 +187,31 @@ class Syncer:
         result = None
         try:
             with SyncClient(session["server"], token, self.outbox, device=session.get("device_id"),
-                            retries=self.retries, timeout=20) as client:
+                            retries=self.retries, timeout=20, on_progress=self._progress) as client:
                 result = client.sync()
             self._set(online=True, running=False, last_sync=self.clock(), error=None, last_result=result,
-                      waiting=self._waiting(), conflicts=self._conflicts())
+                      waiting=self._waiting(), conflicts=self._conflicts(), progress=None)
         except SyncError as exc:
             if exc.status == 401:
                 self._revoked(exc)
             elif exc.status is not None and exc.status < 500:
                 log.warning("sync refused: %s", exc)
-                self._set(online=True, running=False, error=str(exc), waiting=self._waiting())
+                self._set(online=True, running=False, error=str(exc), waiting=self._waiting(), progress=None)
             else:
-                self._set(online=False, running=False, error=str(exc), waiting=self._waiting())
+                self._set(online=False, running=False, error=str(exc), waiting=self._waiting(), progress=None)
         except (httpx.HTTPError, OSError) as exc:
-            self._set(online=False, running=False, error=str(exc), waiting=self._waiting())
+            self._set(online=False, running=False, error=str(exc), waiting=self._waiting(), progress=None)
         finally:
             self.rounds += 1
         return result
 
     def _revoked(self, exc: SyncError) -> None:
         log.warning("the server refused this tablet's token: %s", exc)
-        self.store.put("session", None)
-        try:
-            self.config.token_path.unlink()
-        except FileNotFoundError:
-            pass
+        forget_token(self.config, self.store, (self.store.get("session") or {}).get("device_id"))
         self._set(signed_in=False, online=True, running=False, revoked=True, error=str(exc),
-                  waiting=self._waiting())
+                  waiting=self._waiting(), progress=None)
 
     def revoked_message(self, lang: str | None = None) -> str:
-        return i18n.t("sync.revoked", lang, n=self._waiting())
+        """What the pair screen says after a revocation: the unsent entries kept, by kind."""
+        kept = self.outbox.unsettled()
+        return i18n.t("sync.revoked", lang, n=len(kept), what=entries_summary(kept, lang))

@@ -42,3 +42,36 @@ def start_app(field_data):
     yield start
     for d in drivers:
         d.stop()
+
+
+# ---- a real server for the connecting tests (additions for pair / sign-in / sync) ------------------
+from datetime import datetime, timezone  # noqa: E402
+
+from tests.api.conftest import PASSWORD, app  # noqa: E402,F401  (fixture: the seeded app with one account per role)
+from tests.devices.conftest import LiveServer  # noqa: E402
+
+TABLET_OWNER = "worker.clean-east.1"      # the unit_worker account of tests.api.conftest
+
+
+@pytest.fixture
+def field_server(app, clock):  # noqa: F811
+    """The real app served over HTTP on 127.0.0.1 (uvicorn in a thread), its clock at the real
+    time (the tablet stamps its entries with the real clock)."""
+    clock.set(datetime.now(timezone.utc).replace(microsecond=0))
+    live = LiveServer(app).start()
+    yield live
+    live.stop()
+
+
+def register_tablet(system, owner: str = TABLET_OWNER, name: str = "tablet") -> tuple[str, str]:
+    """What an administrator does (the server's own service): (device id, one-time code)."""
+    from engine.auth import service
+    with system.transaction() as s:
+        device, code = service.create_device(s, name, "tablet", owner, "admin1", system.clock())
+        return device.id, code
+
+
+def revoke_tablet(system, device_id: str) -> None:
+    from engine.auth import service
+    with system.transaction() as s:
+        service.revoke(s, device_id, system.clock())

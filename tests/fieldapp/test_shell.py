@@ -31,7 +31,8 @@ def test_the_cjk_font_draws_real_glyphs_not_boxes(start_app):
 
 def test_the_language_switches_with_a_touch_and_screens_follow(start_app):
     d = start_app()
-    d.until(lambda: d.app.sm.current == "settings", what="the first screen")
+    d.until(lambda: d.app.sm.current == "pair", what="the first screen (not paired yet)")
+    d.app.go("settings")
     assert d.app.lang == "zh" and d.by_text("设置")
     d.screenshot("settings-zh")
     d.tap(d.app.root.ids.lang_button)
@@ -48,4 +49,4 @@ def test_the_language_chosen_is_kept_across_restarts(start_app, field_data):
     assert d.app.lang == "en"
     d.stop()
     again = start_app()
-    assert again.app.lang == "en" and again.by_text("Settings")
+    assert again.app.lang == "en" and again.by_text("Pair this tablet")
