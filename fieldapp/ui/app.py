@@ -80,6 +80,7 @@ class FieldApp(App):
     waiting = NumericProperty(0)
     conflicts = NumericProperty(0)
     message = StringProperty("")
+    signed_in = BooleanProperty(False)
     font_path = StringProperty("")
 
     def __init__(self, config: FieldConfig, platform: Platform | None = None, **kwargs):
@@ -90,6 +91,8 @@ class FieldApp(App):
         self.title = i18n.t("app.title")
         self._platform = platform
         self.history: list[str] = []
+        self.stopped = False
+        self._message_key: tuple[str, dict] | None = None
 
     # ---- text ---------------------------------------------------------------------------------
     def t(self, key: str, lang: str | None = None, **values) -> str:
@@ -100,6 +103,9 @@ class FieldApp(App):
         self.lang = lang
         self.store.put("lang", lang)
         self.title = i18n.t("app.title")
+        if self._message_key is not None and self.message:
+            key, values = self._message_key
+            self.message = i18n.t(key, **values)
         for screen in self.sm.screens:
             screen.language_changed()
         self.sync_state_changed(self.syncer.state)
@@ -132,7 +138,7 @@ class FieldApp(App):
             self.sm.add_widget(screen_cls(name=name))
         self.sync_state_changed(self.syncer.state)
         if not self.font_path:
-            self.show_message(i18n.t("app.no_font"))
+            self.say("app.no_font", 0)
         Clock.schedule_once(lambda dt: self.go(self.first_screen()), 0)
         return root
 
@@ -165,6 +171,7 @@ class FieldApp(App):
         request_permissions([getattr(Permission, name) for name in wanted if hasattr(Permission, name)])
 
     def on_stop(self):
+        self.stopped = True
         self.syncer.stop()
         self.bg.close()
 
@@ -189,7 +196,13 @@ class FieldApp(App):
                 self.screen.show()
                 return
 
+    def say(self, key: str, seconds: float = 6.0, **values) -> None:
+        """Show a message by its i18n key: it follows a language switch while shown."""
+        self.show_message(i18n.t(key, **values), seconds)
+        self._message_key = (key, values)
+
     def show_message(self, text: str, seconds: float = 6.0) -> None:
+        self._message_key = None
         self.message = text
         Clock.unschedule(self._clear_message)
         if seconds:
@@ -197,6 +210,7 @@ class FieldApp(App):
 
     def _clear_message(self, *_):
         self.message = ""
+        self._message_key = None
 
     def show_error(self, exc: BaseException) -> None:
         log.error("field app error", exc_info=exc)
@@ -204,6 +218,9 @@ class FieldApp(App):
 
     # ---- sync -----------------------------------------------------------------------------------------
     def sync_state_changed(self, state: SyncState) -> None:
+        if self.stopped:
+            return      # a state posted just before the app stopped
+        self.signed_in = state.signed_in
         self.online, self.waiting, self.conflicts = state.online, state.waiting, state.conflicts
         self.sync_text = state.line(self.lang)
         for screen in self.sm.screens if hasattr(self, "sm") else ():
