@@ -20,8 +20,10 @@ AFTER_KINDS = ("after",)
 AFTER_FIELD = "after_photos"
 
 i18n.add({
-    "review.before": ("整改前（上报证据）", "Before (the report's evidence)"),
-    "review.after": ("整改后（责任单位照片）", "After (the unit's rectification photos)"),
+    "review.before": ("整改前", "Before"),
+    "review.after": ("整改后", "After"),
+    "review.before_hint": ("上报时的证据照片", "the report's evidence"),
+    "review.after_hint": ("责任单位的整改照片", "the unit's rectification photos"),
     "review.none_before": ("没有上报照片", "No photos with the report"),
     "review.none_after": ("责任单位尚未上传整改后照片", "The unit has sent no after-photos yet"),
     "review.offline_no_cache": ("当前离线，联网后即可查看照片。", "Offline: photos available once online."),
@@ -36,6 +38,7 @@ i18n.add({
     "review.kind.snapshot": ("摄像头截图", "Camera snapshot"),
     "review.kind.after": ("整改后", "After"),
     "review.count": ("{n} 张", "{n} photos"),
+    "review.count_one": ("1 张", "1 photo"),
 })
 
 
@@ -61,11 +64,16 @@ def compare(view: Any, task: Mapping | None = None, lang: str | None = None) -> 
     state = getattr(view, "state", "offline_no_cache")
     message = {"ok": "", "cached": i18n.t("review.cached", lang),
                "offline_no_cache": i18n.t("review.offline_no_cache", lang)}.get(state, "")
-    unknown = state == "offline_no_cache"    # never seen: "none" would be a guess
+    unknown = state == "offline_no_cache"    # never seen: "none" or "0 photos" would be a guess; `message` says it
     return {"number": getattr(view, "number", ""), "state": state, "message": message,
             "before": before, "after": after,
             "before_title": i18n.t("review.before", lang), "after_title": i18n.t("review.after", lang),
-            "before_empty": "" if before else (message if unknown else i18n.t("review.none_before", lang)),
-            "after_empty": "" if after else (message if unknown else i18n.t("review.none_after", lang)),
-            "before_count": i18n.t("review.count", lang, n=len(before)),
-            "after_count": i18n.t("review.count", lang, n=len(after))}
+            "before_hint": i18n.t("review.before_hint", lang), "after_hint": i18n.t("review.after_hint", lang),
+            "before_empty": "" if before or unknown else i18n.t("review.none_before", lang),
+            "after_empty": "" if after or unknown else i18n.t("review.none_after", lang),
+            "before_count": "" if unknown else _count(len(before), lang),
+            "after_count": "" if unknown else _count(len(after), lang)}
+
+
+def _count(n: int, lang: str | None) -> str:
+    return i18n.t("review.count_one", lang) if n == 1 else i18n.t("review.count", lang, n=n)

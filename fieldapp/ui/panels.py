@@ -9,7 +9,9 @@
   the cached copies when offline.
 
 `attach_hazard_panel(form, table, evaluate)` and `attach_photo_compare(form, number, task)` put
-them in a form screen's side panel (replacing an earlier one of the same kind)."""
+them at the top of a form screen's side panel (replacing an earlier one of the same kind). The
+HazardPanel is as tall as its text: a side panel that ends with a stretching spacer keeps it at
+the top."""
 from __future__ import annotations
 
 import logging
@@ -169,7 +171,9 @@ class PhotoCompare(BoxLayout):
             for item in shown[side]:
                 grid.add_widget(PhotoThumb(source=item["path"] or "", caption=item["caption"],
                                            problem=item["problem"], sha256=item["sha256"]))
-            self.ids[f"{side}_title"].text = f"{shown[f'{side}_title']} · {shown[f'{side}_count']}"
+            count = shown[f"{side}_count"]
+            self.ids[f"{side}_title"].text = f"{shown[f'{side}_title']} · {count}" if count else shown[f"{side}_title"]
+            self.ids[f"{side}_hint"].text = shown[f"{side}_hint"]
             self.ids[f"{side}_empty"].text = shown[f"{side}_empty"]
 
     def _present(self) -> None:
@@ -181,7 +185,7 @@ def _replace(form, widget) -> None:
     side = form.ids.side
     for old in [w for w in side.children if isinstance(w, type(widget))]:
         side.remove_widget(old)
-    side.add_widget(widget)
+    side.add_widget(widget, index=len(side.children))     # at the top of the side panel
 
 
 def attach_hazard_panel(form, table: Any, evaluate: Evaluate | None, today: Callable[[], date] | None = None,

@@ -29,6 +29,8 @@ Builder.load_string("""
             orientation: 'vertical'
             size_hint_x: 0.5
             spacing: dp(8)
+            Widget:
+                size_hint_y: 0.001      # keeps fixed-height panels at the top, gives stretching ones the room
 """)
 
 

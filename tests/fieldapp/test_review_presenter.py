@@ -21,10 +21,11 @@ def test_before_and_after_photos_from_the_server_side_by_side(order_server, tmp_
     assert [p["sha256"] for p in shown["after"]] == o.after
     for p in shown["before"] + shown["after"]:
         assert hashlib.sha256(Path(p["path"]).read_bytes()).hexdigest() == p["sha256"], "cached bytes verified"
-    assert shown["message"] == "" and shown["before_count"] == "2 photos" and shown["after_count"] == "1 photos"
+    assert shown["message"] == "" and shown["before_count"] == "2 photos" and shown["after_count"] == "1 photo"
     assert shown["before"][0]["caption"] == "Evidence" and shown["after"][0]["caption"] == "After"
     zh = review.compare(view, None, "zh")
-    assert zh["before_title"] == "整改前（上报证据）" and zh["after"][0]["caption"] == "整改后"
+    assert (zh["before_title"], zh["before_hint"]) == ("整改前", "上报时的证据照片")
+    assert zh["after_hint"] == "责任单位的整改照片" and zh["after"][0]["caption"] == "整改后"
 
 
 def test_after_photos_in_the_tasks_form_data_join_the_after_side(order_server, tmp_path):  # noqa: F811
@@ -62,7 +63,8 @@ def test_offline_without_a_cache_says_photos_come_once_online(order_server, tmp_
     assert view.state == "offline_no_cache" and view.order is None
     for lang, text in (("en", "Offline: photos available once online."), ("zh", "当前离线，联网后即可查看照片。")):
         shown = review.compare(view, None, lang)
-        assert shown["message"] == text and shown["before_empty"] == text and shown["after_empty"] == text
+        assert shown["message"] == text and shown["before"] == shown["after"] == []
+        assert shown["before_empty"] == shown["after_empty"] == shown["before_count"] == "", "no guess of 'none'"
     not_paired = OrderPhotos(None, None, tmp_path / "empty").fetch(o.number)
     assert not_paired.state == "offline_no_cache"
 
