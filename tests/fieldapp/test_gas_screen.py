@@ -60,6 +60,14 @@ def gas_app(start_app, field_data, monkeypatch):
     return start
 
 
+def back_to_gas(d) -> None:
+    """Back from the form, once the screen manager shows only the household list (the form
+    screen leaves the window a frame later) and no scan is running."""
+    d.app.back()
+    d.until(lambda: d.app.sm.children == [d.screen] and d.screen.name == "gas" and not d.screen.scanning
+            and rows(d), what="the household list back on its own")
+
+
 def rows(d) -> list[HouseholdRow]:
     return [w for w in d.screen.ids.rv.walk(restrict=True) if isinstance(w, HouseholdRow) and w.address_code]
 
@@ -95,8 +103,7 @@ def test_a_touch_on_a_household_opens_its_inspection_with_the_hazard_preview(gas
     assert panel.level == "severe" and "阀门检漏不合格" in panel.reason and "停止向该住户供气" in panel.follows_text
     form.edit({"valve_leak_test": "ok", "hose_ok": "aged"})
     assert panel.level == "minor" and "停止" not in panel.follows_text and "整改工单" in panel.follows_text
-    d.app.back()
-    d.until(lambda: d.screen.name == "gas" and rows(d))
+    back_to_gas(d)
     d.tap(row(d, "DC01-000-05"))
     assert d.app.sm.current == "form" and d.screen.opened[-1] == {"task": task}, "its open task, as pulled"
 
@@ -156,6 +163,29 @@ def test_an_unknown_code_or_no_code_says_so_and_opens_nothing(gas_app, tmp_path)
     d.screenshot("gas-unknown-code-en")
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_on_a_tablet_the_scan_button_takes_a_picture_in_the_background(gas_app, tmp_path, monkeypatch, lang):
+    """Where there is a camera (Android), the scan goes through the platform layer off the UI
+    thread. Here plyer has no camera, so devices.platform falls back to its file chooser, which
+    gives the picture, as it does on a desktop without the in-app chooser."""
+    from devices.platform import Platform
+    from fieldapp.ui.screens import gas as gas_screen
+    monkeypatch.setattr(gas_screen, "kivy_platform", "android")
+    d = gas_app([household(i) for i in range(1, 5)], lang=lang)
+    picture = qrpics.photo(tmp_path / "door.jpg", "DC01-000-02", angle=-12)
+    chosen = [str(picture)]
+    d.app.platform = Platform(tmp_path / "device", choose_file=lambda: chosen.pop() if chosen else None)
+    d.tap(d.screen.ids.scan)
+    d.until(lambda: d.app.sm.current == "form", what="the household's form")
+    assert d.screen.opened[-1]["draft_key"] == "household:2" and not choosers(d)
+    back_to_gas(d)
+    d.tap(d.screen.ids.scan)                       # now nothing is chosen: no picture at all
+    expected = {"zh": "没有拍到照片：无相机，也未选择文件",
+                "en": "No picture was taken: no camera and no file chosen"}[lang]
+    d.until(lambda: d.app.message == expected, what=f"the no-picture message, not {d.app.message!r}")
+    assert d.app.sm.current == "gas"
+
+
 def test_two_thousand_households_scroll_in_a_recycling_list(gas_app):
     d = gas_app([household(i) for i in range(1, 2001)], lang="en")
     rv = d.screen.ids.rv
@@ -165,8 +195,7 @@ def test_two_thousand_households_scroll_in_a_recycling_list(gas_app):
     d.until(lambda: any(r.address_code == "DC01-020-00" for r in rows(d)), what="the last household")
     d.tap(row(d, "DC01-020-00"))
     assert d.app.sm.current == "form" and d.screen.opened[-1]["draft_key"] == "household:2000"
-    d.app.back()
-    d.until(lambda: d.screen.name == "gas" and rows(d))
+    back_to_gas(d)
     rv.scroll_y = 0.5
     d.screenshot("gas-2000-en")
 

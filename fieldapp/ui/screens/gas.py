@@ -199,7 +199,8 @@ class GasScreen(FieldScreen):
         self.scanning = False
         lang = self.app.lang
         if not isinstance(result, qr.ScanResult):          # the camera gave no picture
-            self.app.show_message(i18n.t("gasui.no_photo", lang, why=getattr(result, "message", "")), 10)
+            why = gas.split_reason(getattr(result, "message", ""), lang)     # "english / 中文"
+            self.app.show_message(i18n.t("gasui.no_photo", lang, why=why), 10)
             return
         if result.household is None:
             self.app.show_message(result.message(lang), 12)
