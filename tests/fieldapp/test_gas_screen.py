@@ -97,6 +97,8 @@ def test_a_touch_on_a_household_opens_its_inspection_with_the_hazard_preview(gas
     form = d.screen
     opened = form.opened[-1]
     assert opened["draft_key"] == "household:3" and opened["form"] == GAS_FORM["form"] and callable(opened["submit"])
+    op_id = opened["submit"]({"valve_leak_test": "ok"}, None)     # as the form screen submits
+    assert d.app.outbox.op(op_id)["op"]["payload"] == {"household_id": 3, "data": {"valve_leak_test": "ok"}}
     panel = next(w for w in form.ids.side.children if isinstance(w, HazardPanel))
     assert panel.level == "unknown"
     form.edit({"valve_leak_test": "leak"})
