@@ -49,6 +49,7 @@ SCREENS: list[tuple[str, str]] = [
     ("pair", "fieldapp.ui.screens.pair:PairScreen"),
     ("login", "fieldapp.ui.screens.login:LoginScreen"),
     ("sync", "fieldapp.ui.screens.sync:SyncScreen"),
+    ("gas", "fieldapp.ui.screens.gas:GasScreen"),
 ]
 
 

@@ -1,0 +1,145 @@
+"""The side panels in the real app: the hazard preview follows the form's edits (severe, minor,
+none, and no table), and the before/after photos of a work order come from a real server with
+the tablet's token, enlarge with a tap, and stay viewable offline; screenshots in zh and en."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from devices.pairing import save_token
+from fieldapp.ui import app as app_module
+from fieldapp.ui.panels import HazardPanel, PhotoBig, PhotoThumb, attach_hazard_panel, attach_photo_compare
+from tests.fieldapp.driver import make_config
+from tests.fieldapp.orderserver import app, order_server  # noqa: F401  (fixtures)
+from tests.fieldapp.standin import SCREEN
+from tests.fieldapp.test_gas_screen import TABLE, evaluate
+
+
+@pytest.fixture
+def host(start_app, monkeypatch):
+    """The app with the stand-in form screen shown: start(lang, session) -> (driver, form)."""
+    monkeypatch.setattr(app_module, "SCREENS", app_module.SCREENS + [SCREEN])
+
+    def start(lang="zh", **kw):
+        d = start_app(lang=lang, **kw)
+        form = d.app.go("form", title="燃气安全检查 · DC01-001-03 Holder 3" if lang == "zh"
+                        else "Gas safety inspection · DC01-001-03 Holder 3")
+        d.until(lambda: d.screen is form)
+        return d, form
+    return start
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_hazard_preview_follows_the_form(host, lang):
+    d, form = host(lang)
+    panel = attach_hazard_panel(form, TABLE, evaluate, today=lambda: date(2026, 12, 4))
+    assert panel.level == "unknown" and panel in form.ids.side.children
+    form.edit({"valve_leak_test": "leak", "cylinder_inspection_date": "2027-01-01"})
+    d.pump(2)
+    assert panel.level == "severe"
+    expected = {"zh": ("严重隐患", "阀门检漏不合格", "将停止向该住户供气，直至复查合格。"),
+                "en": ("Severe hazard", "Valve leak test failed",
+                       "Gas supply to this household will be suspended until a re-inspection passes.")}[lang]
+    shown = d.texts(panel)
+    assert expected[0] in shown and expected[1] in shown and expected[2] in panel.follows_text
+    assert panel.ids.follows.texture_size[1] <= panel.ids.follows.height + 1, "the follow-ups are not cut off"
+    d.screenshot(f"hazard-severe-{lang}")
+    form.edit({"valve_leak_test": "ok", "hose_ok": "aged"})
+    assert panel.level == "minor" and "suspend" not in panel.follows_text and "停止" not in panel.follows_text
+    form.edit({"valve_leak_test": "ok", "hose_ok": "ok"})
+    assert panel.level == "none"
+    d.tap(d.app.root.ids.lang_button)
+    assert panel.level_text == {"zh": "No hazard", "en": "无隐患"}[lang], "the panel follows a language switch"
+
+
+def test_the_cylinder_date_is_judged_on_the_tablet_as_the_server_does(host):
+    d, form = host("en")
+
+    def by_date(table, data):
+        if data.get("cylinder_expired"):
+            return {"hazard_level": "severe", "hazard_reason": "Cylinder past its inspection date / 气瓶超期未检"}
+        return {"hazard_level": "none", "hazard_reason": "No hazard found / 未发现隐患"}
+    panel = attach_hazard_panel(form, {"t": 1}, by_date, today=lambda: date(2026, 12, 4))
+    form.edit({"cylinder_inspection_date": "2026-12-01"})
+    assert panel.level == "severe" and panel.reason == "Cylinder past its inspection date"
+    form.edit({"cylinder_inspection_date": "2027-06-01"})
+    assert panel.level == "none"
+
+
+def test_without_a_table_or_with_one_it_cannot_read_the_panel_says_so(host):
+    d, form = host("en")
+    panel = attach_hazard_panel(form, None, evaluate)
+    form.edit({"valve_leak_test": "leak"})
+    assert panel.level == "unknown" and "server will judge" in panel.follows_text
+
+    def broken(table, data):
+        raise TypeError("unsupported operand in rule 3")
+    panel = attach_hazard_panel(form, TABLE, broken)
+    assert [w for w in form.ids.side.children if isinstance(w, HazardPanel)] == [panel], "one panel at a time"
+    form.edit({"valve_leak_test": "leak"})
+    assert panel.level == "unknown" and "Cannot preview: unsupported operand in rule 3" in panel.follows_text
+
+
+def paired(field_data, o):
+    """The tablet paired to the reviewer and signed in, as the pairing screen leaves it."""
+    config = make_config(field_data)
+    field_data.mkdir(parents=True, exist_ok=True)
+    save_token(config.token_path, o.device_token)
+    return {"server": o.url, "device_id": "review-tablet", "person": "reviewer1"}
+
+
+def thumbs(panel, side) -> list[PhotoThumb]:
+    return [w for w in panel.ids[f"{side}_grid"].children if isinstance(w, PhotoThumb)]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_before_and_after_photos_side_by_side_from_the_server(host, order_server, field_data, lang):  # noqa: F811
+    o = order_server
+    session = paired(field_data, o)
+    d, form = host(lang)
+    d.app.store.put("session", session)
+    panel = attach_photo_compare(form, o.number, {"id": "t1", "data": {"after_photos": o.after}})
+    d.until(lambda: not panel.loading and len(thumbs(panel, "before")) == 2, what="the photos")
+    assert len(thumbs(panel, "after")) == 1 and panel.message == ""
+    assert all(t.source and t.children for t in thumbs(panel, "before") + thumbs(panel, "after"))
+    title = {"zh": ("整改前 · 2 张", "上报时的证据照片"), "en": ("Before · 2 photos", "the report's evidence")}[lang]
+    assert (panel.ids.before_title.text, panel.ids.before_hint.text) == title
+    d.screenshot(f"photo-compare-{lang}")
+    d.tap(thumbs(panel, "after")[0])
+    big = d.until(lambda: next((w for w in d.app.root_window.children if isinstance(w, PhotoBig)), None),
+                  what="the enlarged photo")
+    assert big.source == thumbs(panel, "after")[0].source
+    d.until(lambda: big.ids.image.texture is not None)
+    d.screenshot(f"photo-compare-big-{lang}")
+    d.tap(big.ids.close)
+    d.until(lambda: big.parent is None, what="the enlarged photo closed")
+
+    o.live.stop()                                   # offline now: the cached copies are shown
+    again = attach_photo_compare(form, o.number)
+    d.until(lambda: not again.loading and len(thumbs(again, "before")) == 2, what="the cached photos")
+    assert all(t.source for t in thumbs(again, "before")) and again.message == {
+        "zh": "当前离线，显示的是上次保存的照片。", "en": "Offline: showing the photos saved last time."}[lang]
+
+
+def test_offline_without_a_cache_the_panel_says_photos_come_once_online(host, order_server, field_data):  # noqa: F811
+    o = order_server
+    session = paired(field_data, o)
+    o.live.stop()
+    d, form = host("zh")
+    d.app.store.put("session", session)
+    panel = attach_photo_compare(form, o.number)
+    d.until(lambda: not panel.loading, what="the fetch to give up")
+    assert panel.message == "当前离线，联网后即可查看照片。" and not thumbs(panel, "before")
+    assert panel.ids.before_title.text == "整改前" and panel.ids.before_empty.text == ""
+    d.screenshot("photo-compare-offline-zh")
+
+
+def test_an_order_this_person_may_not_see_is_a_message_not_a_crash(host, order_server, field_data):  # noqa: F811
+    o = order_server
+    session = paired(field_data, o)
+    d, form = host("en")
+    d.app.store.put("session", session)
+    panel = attach_photo_compare(form, "WO-NOT-HERE")
+    d.until(lambda: not panel.loading, what="the refusal")
+    assert panel.message.startswith("Cannot fetch work order WO-NOT-HERE: HTTP 404")
