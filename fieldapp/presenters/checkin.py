@@ -53,6 +53,12 @@ i18n.add({
                                 "Cloned: the same token was heard again {distance} m away"),
     "checkin.flag.legacy": ("静态信标工牌：无法与名单对应，未验证", "Static iBeacon badge: not matched to the roster, "
                                                       "unverified"),
+    "checkin.status.flagged_why": ("可疑：{why}", "Flagged: {why}"),
+    "checkin.short.forged": ("伪造", "forged"),
+    "checkin.short.replayed": ("重放", "replayed"),
+    "checkin.short.counter_back": ("重放", "replayed"),
+    "checkin.short.cloned": ("克隆", "cloned"),
+    "checkin.short.cloned_far": ("克隆", "cloned"),
     "checkin.no_badge": ("无工牌", "no badge"),
     "checkin.never": ("—", "—"),
     "checkin.confirmed": ("已确认", "confirmed"),
@@ -208,6 +214,13 @@ class CheckinRoster:
             return "flagged"
         return h.status
 
+    @staticmethod
+    def _status_text(h: _Heard | None, status: str, lang: str | None) -> str:
+        if status != "flagged" or h is None:
+            return i18n.t(f"checkin.status.{status}", lang)
+        why = dict.fromkeys(i18n.t(f"checkin.short.{r}", lang) for r in h.flags if r not in ("unknown", "legacy"))
+        return i18n.t("checkin.status.flagged_why", lang, why="、".join(why) if lang == "zh" else ", ".join(why))
+
     def _flag_texts(self, h: _Heard, lang: str | None) -> list[str]:
         return [i18n.t(f"checkin.flag.{r}", lang, **h.flag_values.get(r, {})) for r in h.flags]
 
@@ -223,7 +236,7 @@ class CheckinRoster:
             out.append({
                 "cleaner_id": c["id"], "cleaner": c.get("name") or c["id"],
                 "badge": badge or i18n.t("checkin.no_badge", lang), "status": status,
-                "status_text": i18n.t(f"checkin.status.{status}", lang),
+                "status_text": self._status_text(h, status, lang),
                 "rssi": rssi, "rssi_text": f"{rssi} dBm" if rssi is not None else i18n.t("checkin.never", lang),
                 "signal": signal_level(rssi),
                 "last_seen": h.last_seen.astimezone().strftime("%H:%M:%S") if h and h.last_seen else "",
@@ -286,11 +299,17 @@ class CheckinRoster:
                 "frame": {"company_id": s.company_id, "data": s.data.hex(), "rssi": int(s.rssi), "lat": lat,
                           "lon": lon}}
 
-    def confirm(self, outbox, gps: dict | None = None) -> list[str]:
-        """One check_in op per counted, not yet confirmed cleaner; returns the op ids (empty
-        if there is nothing new). Each op is on disk before the cleaner is marked confirmed."""
+    def confirm(self, outbox, gps: dict | None = None, items: list[tuple[str, Sighting, str]] | None = None
+                ) -> list[str]:
+        """One check_in op per counted, not yet confirmed cleaner (or per one of `items`, taken
+        from to_confirm() earlier); returns the op ids (empty if there is nothing new). Each op
+        is on disk before the cleaner is marked confirmed, so a crash in between can at worst
+        send one again (the server keeps the best status, so that is harmless)."""
         ops = []
-        for badge, s, status in self.to_confirm():
+        done_before = self.confirmed()
+        for badge, s, status in (self.to_confirm() if items is None else items):
+            if done_before.get(badge, -1) >= _RANK[status]:
+                continue
             ops.append(outbox.add("check_in", self.payload(badge, s, status), gps=gps))
             done = self.confirmed()
             done[badge] = _RANK[status]

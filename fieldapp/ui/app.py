@@ -46,6 +46,7 @@ i18n.add({
 # (screen name, "module:Class"); the first screen shown is chosen in `first_screen`.
 SCREENS: list[tuple[str, str]] = [
     ("settings", "fieldapp.ui.screens.settings:SettingsScreen"),
+    ("checkin", "fieldapp.ui.screens.checkin:CheckinScreen"),
 ]
 
 

@@ -91,6 +91,7 @@ def test_forged_replayed_and_unknown_badges_are_flagged_with_a_reason_in_both_la
     rows = by_badge(r)
     assert rows["A1"]["status"] == rows["B2"]["status"] == "flagged"
     assert "Forged" in rows["A1"]["reason"] and "Replayed" in rows["B2"]["reason"]
+    assert rows["A1"]["status_text"] == "Flagged: forged" and by_badge(r, "zh")["B2"]["status_text"] == "可疑：重放"
     flags = {f["badge"]: f for f in r.flags()}
     assert flags["A1"]["reasons"] == ["forged"] and flags["B2"]["reasons"] == ["replayed"]
     assert flags["Z9"]["reasons"] == ["unknown"] and flags["Z9"]["cleaner"] == ""

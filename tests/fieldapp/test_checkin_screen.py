@@ -1,0 +1,176 @@
+"""The supervisor's check-in screen in the real app: unmodified bleak on the fake BlueZ
+(a private dbus-daemon, DBUS_SYSTEM_BUS_ADDRESS set before the app's loop opens its bus)
+hears a crew with a clone among them; the roster fills in live, the clone is flagged,
+confirm puts check_in ops with their frames in the outbox for the genuine ones only. With
+no Bluetooth at all the screen says so and keeps working."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from devices import token
+from devices.sim import address_for, relay, rotating
+from fieldapp.badgekeys import BadgeKeys
+from fieldapp.store import LocalStore
+from sync.client import Outbox
+from tests.devices.conftest import bus, fake  # noqa: F401  (fixtures: private bus, fake BlueZ)
+
+MASTERS = {f"B000{i}": bytes([i]) * 16 for i in range(1, 6)}
+NAMES = {"B0001": "张伟", "B0002": "王芳", "B0003": "李娜", "B0004": "刘洋", "B0005": "陈静"}
+
+
+def crews(now: datetime) -> list[dict]:
+    start = now + timedelta(minutes=10)
+    return [
+        {"code": "crew-a", "contract_code": "C-1", "muster_point": "East depot", "shift_start": "06:00",
+         "grace_minutes": 15,
+         "roster": [{"id": f"cl{b[-1]}", "name": NAMES[b], "badge_id": b} for b in MASTERS],
+         "shifts": [{"id": 41, "starts_at": start.isoformat(),
+                     "grace_ends_at": (start + timedelta(minutes=15)).isoformat()}]},
+        {"code": "crew-b", "contract_code": "C-1", "muster_point": "West depot", "shift_start": "07:00",
+         "grace_minutes": 15, "roster": [{"id": "cl9", "name": "周杰", "badge_id": "B0009"}],
+         "shifts": [{"id": 42, "starts_at": (start + timedelta(hours=1)).isoformat(),
+                     "grace_ends_at": (start + timedelta(hours=1, minutes=15)).isoformat()}]},
+    ]
+
+
+def tablet_with_crews(data_dir, keys: bool = True) -> datetime:
+    """The tablet's files as a sync and a key fetch would have left them."""
+    now = datetime.now(timezone.utc)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    box = Outbox(str(data_dir / "outbox.db"))
+    box.apply_pull({"cursor": "c1", "crews": crews(now), "tasks": [], "removed": []})
+    box.close()
+    if keys:
+        store = LocalStore(data_dir / "field.db")
+        e = token.epoch_at(now)
+        BadgeKeys(store).keep("crew-a", {"skew_steps": token.SKEW_STEPS, "keys": [
+            {"badge_id": b, "epoch": ep, "key": token.derive_epoch_key(k, ep).hex()}
+            for b, k in MASTERS.items() for ep in (e, e + 1)]})
+        store.close()
+    return now
+
+
+def rows(screen) -> dict[str, dict]:
+    return {r["badge"]: r for r in screen.ids.roster.data}
+
+
+def visible_rows(d) -> dict[str, str]:
+    """badge -> status text, read off the row widgets the RecycleView shows."""
+    from fieldapp.ui.screens.checkin import CheckinRow
+    return {w.badge: w.status_text for w in d.walk(d.screen.ids.roster) if isinstance(w, CheckinRow)}
+
+
+def test_a_crew_with_a_clone_fills_the_roster_live_and_only_genuine_badges_are_confirmed(fake, start_app,  # noqa: F811
+                                                                                        field_data):
+    tablet_with_crews(field_data)
+    for i, b in enumerate(("B0001", "B0002", "B0003")):
+        fake.add_badge(address_for(b), rotating(b, MASTERS[b]), rssi=-52 - 9 * i)
+    genuine = rotating("B0004", MASTERS["B0004"])
+    fake.add_badge(address_for("B0004"), genuine, rssi=-70)                  # the badge ...
+    fake.add_badge(address_for("B0004", "relay"), relay(genuine), rssi=-64)  # ... and a relay re-broadcasting it
+    fake.add_badge(address_for("Z0099"), rotating("Z0099", b"\x07" * 16), rssi=-80)   # not this crew's
+
+    d = start_app()
+    screen = d.app.go("checkin")
+    d.pump(2)
+    assert screen.crew["code"] == "crew-a" and screen.shift["id"] == 41
+    assert set(rows(screen)) == set(MASTERS) and all(r["status"] == "expected" for r in rows(screen).values())
+    assert "已有今日工牌密钥" in screen.keys_text
+    d.tap(screen.ids.scan)
+    assert screen.scanning and d.by_text("停止扫描")
+    d.until(lambda: screen.bt_state is not None and screen.bt_state.value == "available", what="scanning")
+    assert screen.bt_text == "蓝牙：正在扫描"
+
+    d.until(lambda: all(rows(screen)[b]["status"] == "present" for b in ("B0001", "B0002", "B0003")),
+            what="the present badges")
+    d.until(lambda: rows(screen)["B0004"]["status"] == "flagged", what="the clone flagged")
+    d.until(lambda: {f["badge"] for f in screen.ids.flags.data} == {"B0004", "Z0099"}, what="both flags")
+    assert rows(screen)["B0005"]["status"] == "expected"
+    flags = {f["badge"]: f for f in screen.ids.flags.data}
+    assert "克隆工牌" in flags["B0004"]["text"] and address_for("B0004", "relay") in flags["B0004"]["text"]
+    assert "未知工牌" in flags["Z0099"]["text"] and flags["Z0099"]["cleaner"] == "名单外"
+    assert rows(screen)["B0001"]["rssi_text"].endswith("dBm") and rows(screen)["B0001"]["signal"] > 0
+
+    # a cleaner walking in now: from advertisement to the row turning present
+    t0 = time.monotonic()
+    fake.add_badge(address_for("B0005"), rotating("B0005", MASTERS["B0005"]), rssi=-58)
+    d.until(lambda: rows(screen)["B0005"]["status"] == "present", what="B0005 present")
+    seen_on_screen = time.monotonic() - t0
+    processed = screen.row_changed_at["B0005"] - t0
+    print(f"\nadvertisement -> roster row present: {seen_on_screen * 1000:.0f} ms on screen "
+          f"({processed * 1000:.0f} ms to the UI thread's roster)")
+    assert seen_on_screen < 5, "far slower than the 1 s target"
+    d.pump(3)
+    shown = visible_rows(d)
+    assert shown["B0005"] == "已到（已验证）" and shown["B0004"] == "可疑：克隆", shown
+    assert screen.counts_text == "已到 4/5"
+    d.screenshot("checkin-zh")
+    d.tap(d.app.root.ids.lang_button)
+    assert screen.counts_text == "Here 4/5" and screen.bt_text == "Bluetooth: scanning"
+    d.pump(3)
+    assert visible_rows(d)["B0004"] == "Flagged: cloned"
+    assert "Cloned" in {f["badge"]: f for f in screen.ids.flags.data}["B0004"]["text"]
+    d.screenshot("checkin-en")
+
+    # confirm: a check_in op with its frame per genuine cleaner, none for the clone
+    d.tap(screen.ids.confirm)
+    d.until(lambda: len(d.app.outbox.unsettled()) == 4 and not screen.confirming, what="four check-ins saved")
+    ops = d.app.outbox.unsettled()
+    by = {op["payload"]["badge_id"]: op["payload"] for op in ops}
+    assert set(by) == {"B0001", "B0002", "B0003", "B0005"} and all(op["kind"] == "check_in" for op in ops)
+    for badge, p in by.items():
+        assert p["shift_id"] == 41 and p["verified"] is True and p["source"] == "tablet"
+        assert p["frame"]["company_id"] == token.COMPANY_ID and isinstance(p["frame"]["rssi"], int)
+        seen_at = datetime.fromisoformat(p["seen_at"])
+        assert token.verify(bytes.fromhex(p["frame"]["data"]), seen_at, key=MASTERS[badge]).ok, badge
+    assert "4 check-ins saved" in d.app.message
+    d.until(lambda: d.app.waiting == 4, what="the top bar counts them")
+    d.pump(2)
+    assert rows(screen)["B0001"]["confirmed"]
+    d.tap(screen.ids.confirm)        # pressed twice: nothing new
+    assert len(d.app.outbox.unsettled()) == 4 and d.app.message == "No new check-ins to confirm"
+
+    d.tap(screen.ids.scan)
+    assert not screen.scanning and screen.bt_text == "Bluetooth: not scanning"
+
+
+def test_without_bluetooth_the_screen_says_so_and_keeps_working(start_app, field_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-such-bus")
+    tablet_with_crews(field_data, keys=False)
+    d = start_app()
+    screen = d.app.go("checkin")
+    d.pump(2)
+    assert "没有此班组的工牌密钥" in screen.keys_text
+    d.tap(screen.ids.scan)
+    d.until(lambda: "蓝牙不可用" in screen.bt_text, what="the Bluetooth state")
+    assert screen.bt_text == "蓝牙不可用：没有系统 D-Bus（自动重试中）" and not screen.bt_ok
+    assert d.by_text(screen.bt_text) and screen.scanning
+    d.screenshot("checkin-nobt-zh")
+    # the rest of the screen still works: choose the other crew with touches
+    d.tap(screen.ids.crew)
+    options = d.until(lambda: [w for w in screen.ids.crew._dropdown.container.children if w.text == "crew-b"],
+                      what="the crew list")
+    d.tap(options[0])
+    assert screen.crew["code"] == "crew-b" and set(rows(screen)) == {"B0009"} and not screen.scanning
+    d.tap(screen.ids.confirm)
+    assert d.app.message == "没有新的打卡需要确认" and d.app.outbox.unsettled() == []
+    d.tap(d.app.root.ids.lang_button)
+    assert d.app.message == "No new check-ins to confirm", "the message follows the language"
+    d.tap(screen.ids.scan)
+    d.until(lambda: "Bluetooth unavailable" in screen.bt_text, what="the state in English")
+    assert screen.bt_text == "Bluetooth unavailable: no system D-Bus (retrying)"
+    d.screenshot("checkin-nobt-en")
+    d.tap(screen.ids.back)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_no_crews_pulled_yet_is_explained(start_app, lang):
+    d = start_app(lang=lang)
+    screen = d.app.go("checkin")
+    d.pump(2)
+    assert screen.keys_text == {"zh": "没有班组：请先联网同步，下载您的班组和班次",
+                                "en": "No crews: sync once online to get your crews and shifts"}[lang]
+    assert screen.ids.scan.disabled and screen.ids.confirm.disabled and screen.ids.roster.data == []
