@@ -15,7 +15,8 @@ from devices.sim import address_for, relay, rotating
 from fieldapp.badgekeys import BadgeKeys
 from fieldapp.store import LocalStore
 from sync.client import Outbox
-from tests.devices.conftest import bus, fake  # noqa: F401  (fixtures: private bus, fake BlueZ)
+from tests.api.conftest import app, tokens  # noqa: F401  (fixtures: the server app)
+from tests.devices.conftest import KEY, bearer, bus, fake, live_tokens, now_clock, plan_shift, server  # noqa: F401
 
 MASTERS = {f"B000{i}": bytes([i]) * 16 for i in range(1, 6)}
 NAMES = {"B0001": "张伟", "B0002": "王芳", "B0003": "李娜", "B0004": "刘洋", "B0005": "陈静"}
@@ -174,3 +175,49 @@ def test_no_crews_pulled_yet_is_explained(start_app, lang):
     assert screen.keys_text == {"zh": "没有班组：请先联网同步，下载您的班组和班次",
                                 "en": "No crews: sync once online to get your crews and shifts"}[lang]
     assert screen.ids.scan.disabled and screen.ids.confirm.disabled and screen.ids.roster.data == []
+
+
+def test_a_signed_in_tablet_pulls_its_crews_fetches_the_keys_and_verifies_badges_with_them(
+        fake, server, live_tokens, start_app, field_data, monkeypatch):  # noqa: F811
+    """Against the real server over HTTP: the sync pulls the supervisor's crews and shifts, the
+    screen fetches the crew's keys with the device token, and badges are verified with them."""
+    import httpx
+
+    from devices.pairing import pair, save_token
+    server.start()
+    dev = httpx.post(f"{server.url}/api/v1/devices", json={"name": "Tab", "kind": "tablet", "owner_id": "super1"},
+                     headers=bearer(live_tokens["admin"]), timeout=30).json()
+    shift = plan_shift(server.url, live_tokens["supervisor"], datetime.now(timezone.utc) + timedelta(minutes=10))
+    save_token(field_data / "device.token", pair(server.url, dev["id"], dev["pairing_code"]))
+    store = LocalStore(field_data / "field.db")
+    store.put("session", {"server": server.url, "device_id": dev["id"]})
+    store.close()
+    fake.add_badge(address_for("B0001"), rotating("B0001", KEY), rssi=-55)
+    fake.add_badge(address_for("B0002"), rotating("B0002", KEY), rssi=-60)
+    fake.add_badge(address_for("B0003"), rotating("B0003", b"\x05" * 16), rssi=-65)     # wrong key: forged
+
+    d = start_app()
+    d.until(lambda: d.app.outbox.value("crews"), what="the crews pulled")
+    screen = d.app.go("checkin")
+    assert screen.crew["code"] == "crew-e1" and screen.shift["id"] == shift["id"]
+    d.until(lambda: screen.keys_text.startswith("已有今日工牌密钥"), what="the keys fetched")
+    assert BadgeKeys(d.app.store).state("crew-e1").usable
+    d.tap(screen.ids.scan)
+    d.until(lambda: rows(screen)["B0001"]["status"] == rows(screen)["B0002"]["status"] == "present",
+            what="verified with the fetched keys")
+    d.until(lambda: rows(screen)["B0003"]["status"] == "flagged", what="the forgery flagged")
+    assert "伪造" in {f["badge"]: f for f in screen.ids.flags.data}["B0003"]["text"]
+    d.tap(screen.ids.scan)
+
+    # keys lost and the server unreachable: told so; once a sync finds the server, fetched again
+    from fieldapp.ui.screens import checkin
+    monkeypatch.setattr(checkin, "KEY_RETRY_SECONDS", 0.0)
+    d.app.store.put("badgekeys.crew-e1", None)
+    server.stop()
+    d.app.go("settings")
+    d.app.go("checkin")
+    d.until(lambda: d.app.message.startswith("无法下载工牌密钥"), what="the fetch failing")
+    assert screen.keys_text.startswith("没有此班组的工牌密钥") and not screen.keys.state("crew-e1").usable
+    server.start()
+    d.app.syncer.sync_soon()
+    d.until(lambda: screen.keys_text.startswith("已有今日工牌密钥"), what="the keys fetched after the sync")

@@ -75,6 +75,8 @@ STATUS_COLOURS = {   # text colour of the status, on the light background
     "unverified": (0.15, 0.35, 0.7, 1), "flagged": (0.75, 0.1, 0.1, 1),
 }
 
+KEY_RETRY_SECONDS = 120.0     # after a failed key fetch, a sync going online retries only this much later
+
 load_kv(__file__)
 
 
@@ -122,8 +124,15 @@ class CheckinScreen(FieldScreen):
         self.place: tuple[float, float] | None = None
         self._stop: asyncio.Event | None = None
         self._scan = None
-        self._redraw = Clock.create_trigger(lambda dt: self.refresh())
+        self._fetching, self._fetch_failed_at = False, float("-inf")
+        self._redraw = Clock.create_trigger(lambda dt: self.refresh() if self.live else None)
         self.row_changed_at: dict[str, float] = {}     # badge -> monotonic time its row last changed status
+
+    @property
+    def live(self) -> bool:
+        """False once the app has stopped: a sighting or state posted late is dropped."""
+        app = self.app
+        return app is not None and not app.bg.closed
 
     @property
     def keys(self) -> BadgeKeys:
@@ -137,12 +146,17 @@ class CheckinScreen(FieldScreen):
         chosen = next((c for c in self.crews if c["code"] == code), self.crews[0] if self.crews else None)
         self.choose_crew(chosen["code"] if chosen else None, shift)
         if self.app.platform is not None:
-            self.app.bg.call(self.app.platform.location, done=self._located, failed=lambda exc: None)
+            self.app.bg.call(self.app.platform.location, done=self._located, failed=self._not_located)
 
     def _located(self, where: Location) -> None:
         self.place = (where.lat, where.lon) if where.known else None
         if self.roster is not None:
             self.roster.place = self.place
+
+    def _not_located(self, exc: BaseException) -> None:
+        """No place: the far-away clone check is off; the others work without one."""
+        log.warning("no location for the check-in (the far-away clone check is off): %r", exc)
+        self.place = None
 
     def choose_crew(self, code: str | None, shift: int | None = None) -> None:
         self.crew = next((c for c in self.crews if c["code"] == code), None)
@@ -197,15 +211,30 @@ class CheckinScreen(FieldScreen):
     def fetch_keys(self) -> None:
         """Renew the crew's keys in a worker thread when signed in (offline: keep what we have)."""
         session = self.app.store.get("session") or {}
-        if not session.get("server") or self.crew is None:
+        if not session.get("server") or self.crew is None or self._fetching:
             return
         code, config = self.crew["code"], self.app.field_config
 
         def fetch() -> int:
             return self.keys.fetch(session["server"], load_token(config.token_path), code)
-        self.app.bg.call(fetch, done=lambda n: self.refresh(), failed=self._keys_failed)
+        self._fetching = True
+        self.app.bg.call(fetch, done=self._keys_fetched, failed=self._keys_failed)
+
+    def _keys_fetched(self, n: int) -> None:
+        self._fetching = False
+        self.refresh()
+
+    def sync_changed(self, state) -> None:
+        """Back online with keys missing or out of date: fetch them again."""
+        if (state.online and self.crew is not None and self.app.sm.current == self.name
+                and time.monotonic() - self._fetch_failed_at > KEY_RETRY_SECONDS
+                and not self.keys.state(self.crew["code"]).usable):
+            self.fetch_keys()
 
     def _keys_failed(self, exc: BaseException) -> None:
+        self._fetching, self._fetch_failed_at = False, time.monotonic()
+        if not self.live:
+            return
         if isinstance(exc, KeysUnavailable):
             log.info("badge keys: %s", exc)
             self.say(exc.key, **exc.values)
@@ -243,23 +272,25 @@ class CheckinScreen(FieldScreen):
         self.refresh()
 
     def _scan_ended(self) -> None:
-        if self._stop is None:
+        if self._stop is None and self.live:
             self.scanning = False
             self.refresh()
 
     def _scan_failed(self, exc: BaseException) -> None:
         self.scanning, self._stop = False, None
+        if not self.live:
+            return
         self.bt_state, self.bt_detail = BluetoothState.ERROR, f"{type(exc).__name__}: {exc}"[:160]
         log.error("badge scan failed", exc_info=exc)
         self.refresh()
 
     def _bt(self, state: BluetoothState, detail: str) -> None:
-        if self.scanning:
+        if self.scanning and self.live:
             self.bt_state, self.bt_detail = state, detail
             self.refresh()
 
     def _sighting(self, s: Sighting) -> None:
-        if self.roster is None or not self.scanning:
+        if self.roster is None or not self.scanning or not self.live:
             return
         before = self.roster.status_of(s.badge_id)
         if self.roster.add(s) is not None:
@@ -286,6 +317,8 @@ class CheckinScreen(FieldScreen):
 
     def _confirmed(self, ops: list[str]) -> None:
         self.confirming = False
+        if not self.live:
+            return
         self.app.syncer.refresh()
         self.app.request_sync()
         self.say("checkin.saved", n=len(ops))
@@ -321,6 +354,8 @@ class CheckinScreen(FieldScreen):
         return text
 
     def refresh(self) -> None:
+        if not self.live:
+            return
         lang = self.app.lang
         ids = self.ids
         self.bt_text = self.bt_line()
