@@ -190,6 +190,8 @@ class FieldApp(App):
 
     # ---- sync -----------------------------------------------------------------------------------------
     def sync_state_changed(self, state: SyncState) -> None:
+        if hasattr(self, "bg") and self.bg.closed:   # posted by the sync thread after the app stopped
+            return
         self.online, self.waiting, self.conflicts = state.online, state.waiting, state.conflicts
         self.sync_text = state.line(self.lang)
         for screen in self.sm.screens if hasattr(self, "sm") else ():
