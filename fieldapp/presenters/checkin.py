@@ -22,20 +22,21 @@ then verified, does send again: the server only ever raises a status). Plain Pyt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
 from devices import token
 from devices.scanner import Sighting
 from fieldapp import i18n
 
-__all__ = ["CONFIRMED_PREFIX", "CheckinRoster", "FLAG_REASONS", "STATUSES", "crew_choices", "shift_label",
-           "signal_level"]
+__all__ = ["CONFIRMED_PREFIX", "CheckinRoster", "FLAG_REASONS", "OPENS_BEFORE", "STATUSES", "crew_choices",
+           "shift_label", "signal_level"]
 
 STATUSES = ("expected", "unverified", "late", "present", "flagged")
 _RANK = {"expected": 0, "unverified": 1, "late": 2, "present": 3}
 FLAG_REASONS = ("unknown", "forged", "replayed", "cloned", "legacy")
 CONFIRMED_PREFIX = "checkin.confirmed."
+OPENS_BEFORE = timedelta(hours=2)   # as the server's check-in window (engine.domain.attendance.OPENS_BEFORE)
 
 i18n.add({
     "checkin.status.expected": ("未到", "Expected"),
@@ -62,6 +63,10 @@ i18n.add({
     "checkin.no_badge": ("无工牌", "no badge"),
     "checkin.never": ("—", "—"),
     "checkin.confirmed": ("已确认", "confirmed"),
+    "checkin.window.before": ("此班次 {opens} 起才能打卡：现在听到的工牌不计入",
+                              "Check-in for this shift opens at {opens}: badges heard now are not counted"),
+    "checkin.window.closed": ("此班次的打卡已于 {closes} 截止：之后听到的工牌不计入",
+                              "Check-in for this shift closed at {closes}: badges heard since are not counted"),
     "checkin.shift": ("{date} {start} 开始（{grace} 截止）", "{date} starts {start} (until {grace})"),
 })
 
@@ -120,6 +125,8 @@ class CheckinRoster:
         self.crew, self.shift, self.keys_for, self.skew_steps = crew, shift, keys_for, skew_steps
         self.place, self.store = place, store
         self.starts_at = _time(shift["starts_at"])
+        self.opens_at, self.closes_at = self.starts_at - OPENS_BEFORE, _time(shift["grace_ends_at"])
+        self.outside = 0                        # sightings outside the shift's check-in window (not counted)
         self.by_badge = {c["badge_id"]: c for c in crew.get("roster", []) if c.get("badge_id")}
         self.heard: dict[str, _Heard] = {}
         self.clones = token.CloneWatch(clone_distance_m)
@@ -129,8 +136,13 @@ class CheckinRoster:
 
     # ---- feeding ---------------------------------------------------------------------------------
     def add(self, s: Sighting) -> str | None:
-        """Take one sighting; returns the badge id whose row changed (None if nothing did)."""
+        """Take one sighting; returns the badge id whose row changed (None if nothing did).
+        Outside the shift's check-in window a sighting is only counted in `outside` (the server
+        would refuse it)."""
         self.sightings += 1
+        if self.window(s.seen_at) != "open":
+            self.outside += 1
+            return None
         if s.company_id == token.IBEACON_COMPANY_ID or s.legacy:
             h = self._heard(s)
             if s.badge_id not in self.by_badge:
@@ -206,6 +218,18 @@ class CheckinRoster:
             h.best = s
 
     # ---- display ------------------------------------------------------------------------------------
+    def window(self, at: datetime) -> str:
+        """"before", "open" or "closed": the shift's check-in window at `at`."""
+        return "before" if at < self.opens_at else ("closed" if at > self.closes_at else "open")
+
+    def window_text(self, at: datetime, lang: str | None = None) -> str:
+        """Why badges heard at `at` do not count ("" while check-in is open)."""
+        state = self.window(at)
+        if state == "open":
+            return ""
+        return i18n.t(f"checkin.window.{state}", lang, opens=self.opens_at.astimezone().strftime("%m-%d %H:%M"),
+                      closes=self.closes_at.astimezone().strftime("%m-%d %H:%M"))
+
     def status_of(self, badge_id: str) -> str:
         h = self.heard.get(badge_id)
         if h is None:

@@ -220,3 +220,15 @@ def test_badge_keys_are_fetched_with_the_device_token_kept_and_go_stale(app, tok
         keys.fetch(live.url, device_token, "crew-e1", timeout=2)
     assert "Cannot fetch" in offline.value.text("en")
     assert keys.state("crew-e1", server_day).status == "ok"
+
+
+def test_badges_heard_outside_the_shifts_check_in_window_are_not_counted(outbox):
+    r = roster()
+    assert r.window(START) == "open" and r.window_text(START) == ""
+    assert r.add(seen("A1", START - timedelta(hours=3))) is None                 # before it opens
+    assert r.add(seen("B2", START + timedelta(minutes=16))) is None              # after the grace period
+    assert r.outside == 2 and r.counts()["here"] == 0 and r.confirm(outbox) == []
+    assert "opens at" in r.window_text(START - timedelta(hours=3), "en")
+    assert "已于" in r.window_text(START + timedelta(minutes=16), "zh")
+    r.add(seen("B2", START + timedelta(minutes=15)))                             # the last moment: late
+    assert by_badge(r)["B2"]["status"] == "late"

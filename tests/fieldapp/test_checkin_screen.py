@@ -32,8 +32,8 @@ def crews(now: datetime) -> list[dict]:
                      "grace_ends_at": (start + timedelta(minutes=15)).isoformat()}]},
         {"code": "crew-b", "contract_code": "C-1", "muster_point": "West depot", "shift_start": "07:00",
          "grace_minutes": 15, "roster": [{"id": "cl9", "name": "周杰", "badge_id": "B0009"}],
-         "shifts": [{"id": 42, "starts_at": (start + timedelta(hours=1)).isoformat(),
-                     "grace_ends_at": (start + timedelta(hours=1, minutes=15)).isoformat()}]},
+         "shifts": [{"id": 42, "starts_at": (start + timedelta(hours=3)).isoformat(),    # not open yet
+                     "grace_ends_at": (start + timedelta(hours=3, minutes=15)).isoformat()}]},
     ]
 
 
@@ -144,7 +144,7 @@ def test_without_bluetooth_the_screen_says_so_and_keeps_working(start_app, field
     d = start_app()
     screen = d.app.go("checkin")
     d.pump(2)
-    assert "没有此班组的工牌密钥" in screen.keys_text
+    assert "没有此班组的工牌密钥" in screen.keys_text and screen.window_text == ""
     d.tap(screen.ids.scan)
     d.until(lambda: "蓝牙不可用" in screen.bt_text, what="the Bluetooth state")
     assert screen.bt_text == "蓝牙不可用：没有系统 D-Bus（自动重试中）" and not screen.bt_ok
@@ -156,6 +156,8 @@ def test_without_bluetooth_the_screen_says_so_and_keeps_working(start_app, field
                       what="the crew list")
     d.tap(options[0])
     assert screen.crew["code"] == "crew-b" and set(rows(screen)) == {"B0009"} and not screen.scanning
+    assert screen.window_text.startswith("此班次") and "起才能打卡" in screen.window_text
+    assert screen.ids.window_line.opacity == 1
     d.tap(screen.ids.confirm)
     assert d.app.message == "没有新的打卡需要确认" and d.app.outbox.unsettled() == []
     d.tap(d.app.root.ids.lang_button)

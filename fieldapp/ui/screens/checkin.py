@@ -108,6 +108,7 @@ class CheckinScreen(FieldScreen):
     confirming = BooleanProperty(False)
     bt_text = StringProperty("")
     keys_text = StringProperty("")
+    window_text = StringProperty("")
     counts_text = StringProperty("")
     detail_text = StringProperty("")
     crew_values = ListProperty([])
@@ -298,7 +299,14 @@ class CheckinScreen(FieldScreen):
                 self.row_changed_at[s.badge_id] = time.monotonic()
             self._redraw()
 
+    def on_enter(self, *args) -> None:
+        Clock.schedule_interval(self._tick, 15)     # the check-in window opens and closes with time
+
+    def _tick(self, dt) -> None:
+        self.refresh()
+
     def on_leave(self, *args) -> None:
+        Clock.unschedule(self._tick)
         self.stop_scan()
 
     # ---- confirming ------------------------------------------------------------------------------------------
@@ -368,6 +376,7 @@ class CheckinScreen(FieldScreen):
             self.keys_text = i18n.t("checkin.no_shifts", lang)
         else:
             self.keys_text = self.keys.state(self.crew["code"]).text(lang)
+        self.window_text = self.roster.window_text(datetime.now(timezone.utc), lang) if self.roster else ""
         if self.roster is None:
             ids.roster.data, ids.flags.data = [], []
             self.counts_text, self.detail_text = "", ""
