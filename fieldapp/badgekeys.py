@@ -125,9 +125,12 @@ class BadgeKeys:
 
     def epoch_keys(self, crew: str, badge_id: str) -> dict[int, bytes]:
         """{epoch: key} of one badge (empty when the tablet has none)."""
+        return self.crew_keys(crew).get(badge_id, {})
+
+    def crew_keys(self, crew: str) -> dict[str, dict[int, bytes]]:
+        """{badge_id: {epoch: key}} of the crew, read once (a screen keeps it while it scans)."""
         kept = self._load(crew)
-        by = (kept or {}).get("keys", {}).get(badge_id, {})
-        return {int(e): bytes.fromhex(k) for e, k in by.items()}
+        return {b: {int(e): bytes.fromhex(k) for e, k in by.items()} for b, by in (kept or {}).get("keys", {}).items()}
 
     def state(self, crew: str, at: datetime | None = None) -> KeyState:
         kept = self._load(crew)

@@ -125,6 +125,7 @@ class CheckinScreen(FieldScreen):
         self.place: tuple[float, float] | None = None
         self._stop: asyncio.Event | None = None
         self._scan = None
+        self._crew_keys: dict[str, dict[int, bytes]] = {}
         self._fetching, self._fetch_failed_at = False, float("-inf")
         self._redraw = Clock.create_trigger(lambda dt: self.refresh() if self.live else None)
         self.row_changed_at: dict[str, float] = {}     # badge -> monotonic time its row last changed status
@@ -198,10 +199,10 @@ class CheckinScreen(FieldScreen):
         shifts = (self.crew or {}).get("shifts") or []
         self.shift = next((s for s in shifts if s["id"] == shift_id), None)
         if self.crew is not None and self.shift is not None:
-            keys = self.keys
             code = self.crew["code"]
-            self.roster = CheckinRoster(self.crew, self.shift, lambda badge: keys.epoch_keys(code, badge),
-                                        skew_steps=keys.state(code).skew_steps, place=self.place,
+            self._crew_keys = self.keys.crew_keys(code)     # read once, not at every sighting
+            self.roster = CheckinRoster(self.crew, self.shift, lambda badge: self._crew_keys.get(badge, {}),
+                                        skew_steps=self.keys.state(code).skew_steps, place=self.place,
                                         store=self.app.store)
         else:
             self.roster = None
@@ -223,6 +224,8 @@ class CheckinScreen(FieldScreen):
 
     def _keys_fetched(self, n: int) -> None:
         self._fetching = False
+        if self.crew is not None:
+            self._crew_keys = self.keys.crew_keys(self.crew["code"])
         self.refresh()
 
     def sync_changed(self, state) -> None:
