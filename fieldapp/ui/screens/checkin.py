@@ -151,6 +151,8 @@ class CheckinScreen(FieldScreen):
             self.app.bg.call(self.app.platform.location, done=self._located, failed=self._not_located)
 
     def _located(self, where: Location) -> None:
+        if not self.live:
+            return
         self.place = (where.lat, where.lon) if where.known else None
         if self.roster is not None:
             self.roster.place = self.place
@@ -242,8 +244,9 @@ class CheckinScreen(FieldScreen):
         if isinstance(exc, KeysUnavailable):
             log.info("badge keys: %s", exc)
             self.say(exc.key, **exc.values)
-        elif isinstance(exc, PairingFailed):
+        elif isinstance(exc, PairingFailed):       # no device token: the message says so (both languages)
             log.info("badge keys: %s", exc)
+            self.app.show_message(str(exc)[:300])
         else:
             self.app.show_error(exc)
         self.refresh()
@@ -281,9 +284,9 @@ class CheckinScreen(FieldScreen):
             self.refresh()
 
     def _scan_failed(self, exc: BaseException) -> None:
-        self.scanning, self._stop = False, None
-        if not self.live:
+        if not self.live:       # (a property change re-runs kv rules that need the running app)
             return
+        self.scanning, self._stop = False, None
         self.bt_state, self.bt_detail = BluetoothState.ERROR, f"{type(exc).__name__}: {exc}"[:160]
         log.error("badge scan failed", exc_info=exc)
         self.refresh()
@@ -327,15 +330,18 @@ class CheckinScreen(FieldScreen):
                          failed=self._confirm_failed)
 
     def _confirmed(self, ops: list[str]) -> None:
-        self.confirming = False
         if not self.live:
             return
+        self.confirming = False
         self.app.syncer.refresh()
         self.app.request_sync()
         self.say("checkin.saved", n=len(ops))
         self.refresh()
 
     def _confirm_failed(self, exc: BaseException) -> None:
+        if not self.live:
+            log.error("check-ins not saved (the app had stopped)", exc_info=exc)
+            return
         self.confirming = False
         log.error("check-ins not saved", exc_info=exc)
         self.say("checkin.save_failed", 10, error=str(exc)[:200])
