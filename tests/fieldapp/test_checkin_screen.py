@@ -136,6 +136,12 @@ def test_a_crew_with_a_clone_fills_the_roster_live_and_only_genuine_badges_are_c
 
     d.tap(screen.ids.scan)
     assert not screen.scanning and screen.bt_text == "Bluetooth: not scanning"
+    # away to another screen and back: what was heard is still there
+    d.app.go("settings")
+    d.pump(2)
+    d.tap(d.app.sm.get_screen("settings").ids.back)
+    assert d.app.sm.current == "checkin" and rows(screen)["B0005"]["status"] == "present"
+    assert rows(screen)["B0004"]["status"] == "flagged" and screen.counts_text == "Here 4/5"
 
 
 def test_without_bluetooth_the_screen_says_so_and_keeps_working(start_app, field_data, monkeypatch, tmp_path):

@@ -200,7 +200,10 @@ class CheckinScreen(FieldScreen):
     def choose_shift(self, shift_id: int | None) -> None:
         shifts = (self.crew or {}).get("shifts") or []
         self.shift = next((s for s in shifts if s["id"] == shift_id), None)
-        if self.crew is not None and self.shift is not None:
+        same = self.roster is not None and (self.roster.crew, self.roster.shift) == (self.crew, self.shift)
+        if same:
+            pass    # back on the screen for the same crew and shift: keep what was heard
+        elif self.crew is not None and self.shift is not None:
             code = self.crew["code"]
             self._crew_keys = self.keys.crew_keys(code)     # read once, not at every sighting
             self.roster = CheckinRoster(self.crew, self.shift, lambda badge: self._crew_keys.get(badge, {}),
@@ -208,7 +211,8 @@ class CheckinScreen(FieldScreen):
                                         store=self.app.store)
         else:
             self.roster = None
-        self.row_changed_at = {}
+        if not same:
+            self.row_changed_at = {}
         self.refresh()
 
     # ---- keys ----------------------------------------------------------------------------------------
