@@ -50,6 +50,7 @@ SCREENS: list[tuple[str, str]] = [
     ("login", "fieldapp.ui.screens.login:LoginScreen"),
     ("sync", "fieldapp.ui.screens.sync:SyncScreen"),
     ("gas", "fieldapp.ui.screens.gas:GasScreen"),
+    ("checkin", "fieldapp.ui.screens.checkin:CheckinScreen"),
 ]
 
 
@@ -210,11 +211,15 @@ class FieldApp(App):
             Clock.schedule_once(self._clear_message, seconds)
 
     def _clear_message(self, *_):
+        if self.stopped:
+            return
         self.message = ""
         self._message_key = None
 
     def show_error(self, exc: BaseException) -> None:
         log.error("field app error", exc_info=exc)
+        if self.stopped:
+            return
         self.show_message(i18n.t("app.error", error=str(exc)[:200]), 10)
 
     # ---- sync -----------------------------------------------------------------------------------------
