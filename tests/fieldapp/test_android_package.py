@@ -14,7 +14,7 @@ from fieldapp.android import stage as staging
 SPEC = Path(staging.__file__).with_name("buildozer.spec")
 PURE_SERVER_MODULES = {"engine", "engine.forms", "engine.forms_feel", "engine.bpmn", "engine.bpmn.expressions",
                        "engine.bpmn.expr_ops", "engine.bpmn.decision_table"}
-REQUIREMENT_OF = {"PIL": "pillow", "kivy": "kivy==2.3.1"}
+REQUIREMENT_OF = {"PIL": "pillow", "kivy": "kivy==2.3.1", "dbus_fast": "dbus-fast"}
 
 
 def spec() -> configparser.ConfigParser:
