@@ -20,8 +20,12 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.lang import Builder
-from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.metrics import dp
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
 from kivy.uix.screenmanager import NoTransition, Screen
+from kivy.uix.widget import Widget
 
 from devices.platform import Platform, parse_location
 from fieldapp import i18n
@@ -32,7 +36,7 @@ from fieldapp.syncer import Syncer, SyncState
 from fieldapp.ui.fonts import register_cjk_font
 from sync.client import Outbox
 
-__all__ = ["FieldApp", "FieldScreen", "SCREENS", "load_kv"]
+__all__ = ["FieldApp", "FieldScreen", "NavBar", "NavButton", "SCREENS", "load_kv"]
 
 log = logging.getLogger("cityloop.fieldapp")
 
@@ -41,6 +45,10 @@ i18n.add({
     "app.no_font": ("未找到中文字体，中文将无法显示", "No Chinese font found: Chinese text cannot be shown"),
     "app.error": ("出错了：{error}", "Something went wrong: {error}"),
     "app.lang_button": ("English", "中文"),
+    "app.nav.tasks": ("我的待办", "My work"),
+    "app.nav.gas": ("住户", "Households"),
+    "app.nav.checkin": ("打卡", "Check-in"),
+    "app.nav.settings": ("设置", "Settings"),
 })
 
 # (screen name, "module:Class"); the first screen shown is chosen in `first_screen`.
@@ -83,6 +91,7 @@ class FieldApp(App):
     conflicts = NumericProperty(0)
     message = StringProperty("")
     signed_in = BooleanProperty(False)
+    role = StringProperty("")              # the signed-in person's role: which work screens the bar offers
     font_path = StringProperty("")
 
     def __init__(self, config: FieldConfig, platform: Platform | None = None, **kwargs):
@@ -111,6 +120,14 @@ class FieldApp(App):
         for screen in self.sm.screens:
             screen.language_changed()
         self.sync_state_changed(self.syncer.state)
+
+    def nav_items(self, role: str, signed_in: bool) -> list[tuple[str, str]]:
+        """(screen, label key) of the work screens this person has, for the top bar."""
+        if not signed_in:
+            return []
+        wanted = ["tasks"] + (["gas"] if role == "deliverer" else []) \
+            + (["checkin"] if role in ("supervisor", "unit_leader") else []) + ["settings"]
+        return [(name, f"app.nav.{name}") for name in wanted if self.sm.has_screen(name)]
 
     def toggle_language(self) -> None:
         self.set_language("en" if self.lang == "zh" else "zh")
@@ -227,6 +244,7 @@ class FieldApp(App):
         if self.stopped:
             return      # a state posted just before the app stopped
         self.signed_in = state.signed_in
+        self.role = ((self.store.get("session") or {}).get("user") or {}).get("role") or "" if state.signed_in else ""
         self.online, self.waiting, self.conflicts = state.online, state.waiting, state.conflicts
         self.sync_text = state.line(self.lang)
         for screen in self.sm.screens if hasattr(self, "sm") else ():
@@ -237,3 +255,41 @@ class FieldApp(App):
     def request_sync(self) -> None:
         """After a submission: sync now in the background (nothing happens offline)."""
         self.syncer.sync_soon()
+
+
+class NavButton(Button):
+    screen_name = StringProperty("")
+    current = BooleanProperty(False)
+
+
+class NavBar(BoxLayout):
+    """The work screens of the signed-in person, one button each (highlighted: the current one)."""
+    items = ListProperty([])
+    lang = StringProperty("zh")
+
+    def __init__(self, **kwargs):
+        super().__init__(spacing=dp(6), **kwargs)
+        self.bind(items=self._build, lang=self._build)
+        Clock.schedule_once(lambda dt: self._follow(), 0)
+
+    def _follow(self) -> None:
+        app = App.get_running_app()
+        if app is not None and hasattr(app, "sm"):
+            app.sm.bind(current=lambda *_: self._mark())
+
+    def _build(self, *_) -> None:
+        self.clear_widgets()
+        app = App.get_running_app()
+        for name, key in self.items:
+            button = NavButton(text=i18n.t(key, self.lang), screen_name=name)
+            button.bind(on_release=lambda b: app.go(b.screen_name))
+            self.add_widget(button)
+        self.add_widget(Widget())
+        self._mark()
+
+    def _mark(self) -> None:
+        app = App.get_running_app()
+        current = app.sm.current if app is not None and hasattr(app, "sm") else ""
+        for child in self.children:
+            if isinstance(child, NavButton):
+                child.current = child.screen_name == current
