@@ -24,11 +24,11 @@ from typing import Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["AttachPayload", "CODES", "CheckInPayload", "CommentPayload", "Gps", "InvalidOp", "KINDS",
-           "MAX_ATTACHMENTS", "MAX_DEPTH", "MAX_OPS", "MAX_PAYLOAD_BYTES", "MAX_PULL_BYTES", "MAX_PUSH_BYTES", "Op",
-           "PAYLOADS", "PROTOCOL_VERSION", "ProtocolError", "PullRequest", "PushBatch", "PushResponse", "SHA256",
-           "TEXT_ID", "VERDICTS", "Verdict", "body_hash", "canonical_json", "decode_cursor", "decode_json",
-           "decode_op", "decode_pull", "decode_push", "encode_cursor", "field_errors", "now_utc"]
+__all__ = ["AttachPayload", "BadgeFramePayload", "CODES", "CheckInPayload", "CommentPayload", "Gps", "InvalidOp",
+           "KINDS", "MAX_ATTACHMENTS", "MAX_DEPTH", "MAX_FRAME_BYTES", "MAX_OPS", "MAX_PAYLOAD_BYTES", "MAX_PULL_BYTES",
+           "MAX_PUSH_BYTES", "Op", "PAYLOADS", "PROTOCOL_VERSION", "ProtocolError", "PullRequest", "PushBatch",
+           "PushResponse", "SHA256", "TEXT_ID", "VERDICTS", "Verdict", "body_hash", "canonical_json", "decode_cursor",
+           "decode_json", "decode_op", "decode_pull", "decode_push", "encode_cursor", "field_errors", "now_utc"]
 
 PROTOCOL_VERSION = 1
 MAX_PUSH_BYTES = 4 * 1024 * 1024
@@ -37,6 +37,7 @@ MAX_OPS = 200
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 12
 MAX_ATTACHMENTS = 20
+MAX_FRAME_BYTES = 32        # a badge advertisement's manufacturer data (devices.token frames are 24 at most)
 Kind = Literal["complete_task", "check_in", "comment", "attach"]
 VerdictName = Literal["applied", "duplicate", "mismatch", "conflict", "invalid", "waiting"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -120,12 +121,33 @@ class Op(_Strict):
         return self.model_dump(mode="json")
 
 
+class BadgeFramePayload(_Strict):
+    """The badge's advertisement as the tablet heard it: with it the server verifies the
+    check-in as it does a gateway's (engine.services.checkins.Frame)."""
+    company_id: int = Field(ge=0, le=0xFFFF, description="the Bluetooth company id of the manufacturer data")
+    data: str = Field(pattern=rf"^(?:[0-9a-f]{{2}}){{1,{MAX_FRAME_BYTES}}}$",
+                      description="the manufacturer data (without the company id), lowercase hex")
+    rssi: int | None = Field(default=None, ge=-127, le=20, description="dBm")
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _place(self) -> "BadgeFramePayload":
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
+
+    def raw(self) -> bytes:
+        return bytes.fromhex(self.data)
+
+
 class CheckInPayload(_Strict):
     shift_id: int = Field(ge=1, le=2**31)
     badge_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
     seen_at: datetime
-    verified: bool
+    verified: bool = Field(description="the tablet's own judgement; with a frame the server decides instead")
     source: str = Field(default="", max_length=32)
+    frame: BadgeFramePayload | None = None
 
     @field_validator("seen_at")
     @classmethod
@@ -187,7 +209,7 @@ class Verdict(BaseModel):
     result: dict[str, Any] | None = None
     errors: dict[str, str] | None = None
     reason: str | None = Field(default=None, description="why a conflict: completed | reassigned | cancelled | "
-                                                         "version | shift_closed | process_error")
+                                                         "version | shift_closed | process_error | badge_flagged")
     message: str | None = None
     message_zh: str | None = None
     original: str | None = Field(default=None, description="for a duplicate: the verdict it first got")

@@ -136,22 +136,31 @@ def _delivered(s, who: Pusher, task_id: str) -> tuple[int, str] | None:
 
 # ---- check_in -------------------------------------------------------------------------------------
 def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
-    """One check-in through engine.services.checkins, as the batch route's are. A sync op
-    carries no badge frame (yet): the supervisor's word, recorded as such. A badge the shift
-    does not count (unknown, not on the roster, no better than before) is applied with a note,
-    as the process ignored it before; refusals keep their sync verdicts."""
+    """One check-in through engine.services.checkins, as the batch route's are. With the
+    badge's frame the server verifies it as it does a gateway's (the tablet's `verified` is
+    not believed): a clone, replay or forgery is flagged, kept for the shift and never counted
+    present (a "badge_flagged" conflict, kept for a supervisor); a frame that is not this
+    badge's is invalid. Without a frame it is the supervisor's word, recorded as such. A badge
+    the shift does not count (unknown, not on the roster, no better than before) is applied
+    with a note, as the process ignored it before; refusals keep their sync verdicts."""
     _may(who, "attendance.checkin", "check badges in", "打卡")
     p = CheckInPayload.model_validate(op.payload)
     # A device clock known to be off (the batch's sent_at) has its sighting time corrected.
     seen = p.seen_at - timedelta(seconds=timing.skew) if timing.flagged else p.seen_at
-    item = checkins.Checkin(p.badge_id, seen, p.verified, p.source or "tablet")
+    f = p.frame
+    frame = None if f is None else checkins.Frame(f.company_id, f.raw(), f.rssi, f.lat, f.lon)
+    source = p.source or "tablet"
+    if frame is not None and who.device:   # the frame's hearer: the same token heard by two tablets apart is a clone
+        source = f"tablet:{who.device}"[:32]
+    item = checkins.Checkin(p.badge_id, seen, p.verified, source, frame)
     done: list[Verdict] = []
 
     def also(s, batch: checkins.Batch) -> None:
         r = batch.results[0]
         if r.verdict not in ("applied", "ignored"):
             return
-        result = {"shift_id": batch.shift_id, "badge_id": p.badge_id, "seen_at": seen.isoformat(), "status": r.status}
+        result = {"shift_id": batch.shift_id, "badge_id": p.badge_id, "seen_at": seen.isoformat(), "status": r.status,
+                  "frame": "verified by the server" if frame is not None else None}
         if r.verdict == "ignored":
             result["ignored"] = r.message
         done.append(_applied(op, timing, result))
@@ -186,11 +195,42 @@ def _check_in_refused(batch: checkins.Batch) -> Refused:
     if r.reason == "busy":
         return Refused("conflict", "the shift was busy; the op is kept for a supervisor",
                        "班次繁忙；操作已保留，待主管处理", reason="process_error")
+    if r.verdict == "flagged":
+        return _flagged(shift_id, r)
+    if r.verdict == "invalid" and r.reason not in ("invalid", "refused"):   # the frame did not pass
+        en, zh = FRAME_INVALID.get(r.reason or "", FRAME_INVALID["invalid_frame"])
+        return Refused("invalid", f"{en} ({r.message})", zh, errors={"payload.frame": (r.message or en)[:300]})
     if r.verdict == "conflict":   # the shift's process could not take it: the server's problem, kept
         return Refused("conflict", *REASONS["process_error"], reason="process_error",
                        server_side={"shift_id": shift_id, "element": r.element})
     return Refused("invalid", r.message or "the check-in was refused", "打卡未被接受",
                    errors={"payload": (r.message or r.reason or "refused")[:300]})
+
+
+FLAGS = {  # the server's flag on a badge frame -> (English, Chinese) for the supervisor
+    "clone": ("badge {badge} was flagged as cloned: the same signal was heard at two places",
+              "工牌 {badge} 被标记为克隆：同一信号同时出现在两处"),
+    "replay": ("badge {badge} was flagged as a replayed signal: an old or repeated token",
+               "工牌 {badge} 被标记为重放信号：信号已过期或重复"),
+    "forged": ("badge {badge} was flagged as forged: its signal failed verification",
+               "工牌 {badge} 被标记为伪造：信号验证失败"),
+}
+FLAG_TAIL = ("It is not counted present; the flag is kept for the shift. Check the person in by hand if they are "
+             "really here.", "不计为到岗；该标记已记录在班次中。如本人确实在场，请手动打卡。")
+FRAME_INVALID = {  # why a frame was not accepted -> (English, Chinese)
+    "invalid_frame": ("the badge signal cannot be read", "工牌信号无法识别"),
+    "not_this_badge": ("the badge signal belongs to another badge than badge_id", "工牌信号与所报工牌编号不符"),
+}
+
+
+def _flagged(shift_id: int, r: checkins.Result) -> Refused:
+    badge = r.badge_id or "?"
+    en, zh = FLAGS.get(r.reason or "", ("badge {badge} was flagged: {reason}", "工牌 {badge} 被标记：{reason}"))
+    en, zh = en.format(badge=badge, reason=r.reason), zh.format(badge=badge, reason=r.reason)
+    detail = (r.message or "").removeprefix(f"{r.reason}: ")
+    return Refused("conflict", f"{en} ({detail}). {FLAG_TAIL[0]}"[:500], f"{zh}。{FLAG_TAIL[1]}",
+                   reason="badge_flagged",
+                   server_side={"shift_id": shift_id, "badge_id": r.badge_id, "flag": r.reason, "message": r.message})
 
 
 # ---- comment and attach -------------------------------------------------------------------------
