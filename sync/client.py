@@ -44,9 +44,10 @@ from sync import photos as ph
 from sync.protocol import PROTOCOL_VERSION
 from sync.uploads_client import UploadFailed, upload
 
-__all__ = ["Outbox", "RETRY_STATUS", "SyncClient", "SyncError", "is_final", "outcome"]
+__all__ = ["Outbox", "PULLED", "RETRY_STATUS", "SyncClient", "SyncError", "is_final", "outcome"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+PULLED = ("crews", "households", "reference")   # pulled data sent whole, only when changed (Outbox.value)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS op (seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending', verdict TEXT, attempts INTEGER NOT NULL DEFAULT 0,
@@ -203,7 +204,7 @@ class Outbox(ph.PhotoRecords):
         return row[0] if row else None
 
     def apply_pull(self, answer: dict) -> None:
-        """Tasks, removals, crews, reference data and the new cursor: all or nothing."""
+        """Tasks, removals, crews, households, reference data and the new cursor: all or nothing."""
         with self._tx() as db:
             if answer.get("reset"):
                 db.execute("DELETE FROM task")
@@ -214,7 +215,7 @@ class Outbox(ph.PhotoRecords):
                 db.execute("DELETE FROM task WHERE id = ?", (r["task_id"],))
                 db.execute("INSERT OR REPLACE INTO removed (task_id, body) VALUES (?, ?)",
                            (r["task_id"], json.dumps(r)))
-            for key in ("crews", "reference"):
+            for key in PULLED:
                 if answer.get(key) is not None:
                     db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(answer[key])))
             db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('cursor', ?)", (answer["cursor"],))
@@ -228,8 +229,9 @@ class Outbox(ph.PhotoRecords):
             return {t: json.loads(b) for t, b in self.db.execute("SELECT task_id, body FROM removed")}
 
     def value(self, key: str) -> Any:
-        """Pulled data kept as a whole: 'crews' or 'reference' (None until first pulled)."""
-        if key not in ("crews", "reference"):
+        """Pulled data kept as a whole: 'crews', 'households' or 'reference' (None until first
+        pulled)."""
+        if key not in PULLED:
             raise KeyError(key)
         with self._lock:
             row = self.db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
