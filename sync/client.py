@@ -127,11 +127,17 @@ class Outbox(ph.PhotoRecords):
 
         `photos`: a list of photos (file paths, bytes, or (either, content_type)) that become
         the op's attachments, or {payload field: [photos]} to also set form file fields such as
-        after_photos to their sha256s. Raises sync.photos.PhotoError (nothing recorded) for a
-        photo that cannot be read or is not an image."""
+        after_photos to their sha256s (an inspect_household op's form fields are in its payload's
+        "data"). Raises sync.photos.PhotoError (nothing recorded) for a photo that cannot be read
+        or is not an image."""
         shots, fields = ph.prepare_all(photos, self.photo_dir)
+        body = dict(payload or {})
+        if kind == "inspect_household" and fields:
+            body["data"] = {**(body.get("data") or {}), **fields}
+        else:
+            body.update(fields)
         op = {"op_id": op_id or str(uuid.uuid4()), "kind": kind, "task_id": task_id,
-              "based_on_version": based_on_version, "payload": {**(payload or {}), **fields},
+              "based_on_version": based_on_version, "payload": body,
               "device_time": (device_time or self.clock()).isoformat(), "gps": gps,
               "attachments": list(dict.fromkeys([*attachments, *(p.sha256 for p in shots)]))}
         now = self.clock().isoformat()

@@ -13,12 +13,14 @@ from engine.db.models import AuditEvent
 from engine.runtime.errors import Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
 from engine.runtime.rows import fetch_instance, fetch_open_task
 from engine.services import checkins, tasks
+from engine.services import gas as gas_service
 from engine.services import workorders as orders
-from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, Op, Verdict
+from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, InspectHouseholdPayload, Op, Verdict
 from sync.server.models import SyncCursor, SyncOp
 from sync.server.ops import Pusher, Refused, Timing
 
-__all__ = ["HANDLERS", "REASONS", "attach", "check_in", "comment", "complete_task"]
+__all__ = ["FLAGS", "FRAME_INVALID", "HANDLERS", "REASONS", "attach", "check_in", "comment", "complete_task",
+           "inspect_household"]
 
 REASONS = {  # conflict reason -> (English, Chinese); the op itself is kept for a supervisor
     "completed": ("This task was already completed by {by}; your entry is kept for a supervisor.",
@@ -33,6 +35,8 @@ REASONS = {  # conflict reason -> (English, Chinese); the op itself is kept for 
                      "该班次的打卡时间已过；您提交的内容已保留，待主管处理。"),
     "process_error": ("The server could not take the next step; your entry is kept for a supervisor.",
                       "服务器无法执行下一步；您提交的内容已保留，待主管处理。"),
+    "inspection_open": ("This household's inspection is open with someone else; your entry is kept for a supervisor.",
+                        "该户已有他人进行中的安检；您提交的内容已保留，待主管处理。"),
 }
 
 
@@ -274,4 +278,52 @@ def attach(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
     return done[0]
 
 
-HANDLERS = {"complete_task": complete_task, "check_in": check_in, "comment": comment, "attach": attach}
+# ---- inspect_household ------------------------------------------------------------------------------
+def inspect_household(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
+    """A deliverer's inspection at a delivery, made offline: engine.services.gas completes the
+    household's open inspection task of theirs, or starts one and completes its first task.
+    Form errors are "invalid" per field; another's household is refused; an inspection open
+    with someone else, or a process that cannot go on, is a conflict kept for a supervisor."""
+    _may(who, "gas.inspect", "inspect gas households", "入户安检")
+    p = InspectHouseholdPayload.model_validate(op.payload)
+    done: list[Verdict] = []
+
+    def also(s, found: gas_service.Inspected) -> None:
+        done.append(_applied(op, timing, {
+            "household_id": found.household_id, "instance_id": found.instance_id, "business_key": found.business_key,
+            "task_id": found.task_id, "started": found.started, "hazard_level": found.hazard_level,
+            "hazard_reason": found.hazard_reason, "rectification_order": found.rectification_order}))
+        record(s, done[0])
+
+    server = {"household_id": p.household_id}
+    try:
+        gas_service.inspect_household(engine, who, who.actor, p.household_id, p.data, now=timing.server_time,
+                                      photos=list(op.attachments), also=also)
+    except NotFound:
+        raise Refused("invalid", f"household {p.household_id} is not one of yours (or does not exist); "
+                      "only its own deliverer inspects it",
+                      f"住户 {p.household_id} 不属于您或不存在；仅该户送气员可安检", code=404,
+                      errors={"payload.household_id": "not one of your households"}) from None
+    except Forbidden as exc:
+        raise Refused("invalid", f"you may not inspect household {p.household_id}: {exc}",
+                      f"您无权对住户 {p.household_id} 安检", code=403,
+                      errors={"payload.household_id": str(exc)[:300]}) from None
+    except ValidationFailed as exc:
+        errors = _flat(exc.errors)            # (by form field, as complete_task's: the form screen shows them)
+        raise Refused("invalid", "the inspection form has errors: "
+                      + "; ".join(f"{k}: {v}" for k, v in errors.items())[:500],
+                      "安检表单有误，请修改后重新提交", errors=errors) from None
+    except gas_service.InspectionOpen as exc:
+        raise Refused("conflict", *REASONS["inspection_open"], reason="inspection_open",
+                      server_side={**server, "message": str(exc)[:500]}) from None
+    except Conflict as exc:
+        raise Refused("conflict", *REASONS["version"], reason="version",
+                      server_side={**server, "message": str(exc)[:500]}) from None
+    except ProcessError as exc:
+        raise Refused("conflict", *REASONS["process_error"], reason="process_error",
+                      server_side={**server, "message": str(exc)[:500], "element": exc.element}) from None
+    return done[0]
+
+
+HANDLERS = {"complete_task": complete_task, "check_in": check_in, "comment": comment, "attach": attach,
+            "inspect_household": inspect_household}

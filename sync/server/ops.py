@@ -225,9 +225,12 @@ def read_op(engine, op_id: str):
 
 def needed_photos(op: Op) -> list[str]:
     """Photos an op depends on: its `attachments`, and any sha256 in the payload's lists
-    (form file fields such as after_photos)."""
+    (form file fields such as after_photos; an inspect_household op's are in its `data`)."""
     found = list(op.attachments)
-    for value in op.payload.values():
+    values = list(op.payload.values())
+    if op.kind == "inspect_household" and isinstance(op.payload.get("data"), dict):
+        values += list(op.payload["data"].values())
+    for value in values:
         if isinstance(value, list):
             found.extend(v for v in value if isinstance(v, str) and _SHA.fullmatch(v))
     return list(dict.fromkeys(found))
