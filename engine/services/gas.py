@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine import forms
 from engine.auth.policy import PERMISSIONS
@@ -112,7 +112,7 @@ def inspect_household(engine, who: Caller, actor: Actor, household_id: int, data
     def after(s: Session, ot: dict, row) -> None:
         s.flush()
         found = s.exec(select(Inspection).where(Inspection.instance_id == row.id)
-                       .order_by(Inspection.id.desc())).first()   # (the one this step recorded)
+                       .order_by(col(Inspection.id).desc())).first()   # (the one this step recorded)
         result = Inspected(household_id, row.id, row.business_key or key, ot["id"], started,
                            found.hazard_level if found else None, found.hazard_reason if found else None,
                            found.work_order_number if found else None)
