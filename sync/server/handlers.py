@@ -164,7 +164,7 @@ def check_in(engine, who: Pusher, op: Op, timing: Timing, record) -> Verdict:
         if r.verdict not in ("applied", "ignored"):
             return
         result = {"shift_id": batch.shift_id, "badge_id": p.badge_id, "seen_at": seen.isoformat(), "status": r.status,
-                  "frame": "verified by the server" if frame is not None else None}
+                  "frame": "checked by the server" if frame is not None else None}
         if r.verdict == "ignored":
             result["ignored"] = r.message
         done.append(_applied(op, timing, result))

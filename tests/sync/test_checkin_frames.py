@@ -64,7 +64,7 @@ def test_a_genuine_frame_is_verified_by_the_server_and_counts_present(client, sy
     o = check_in(shift, "B0001", now, verified=False)     # the tablet's own word does not matter with a frame
     [v] = push(client, sup, o)
     assert (v["verdict"], v["result"]["status"]) == ("applied", "present"), v
-    assert v["result"]["frame"] == "verified by the server"
+    assert v["result"]["frame"] == "checked by the server"
     assert status(system, shift, "cl001") == ("present", "tablet:tab-depot"), "not the supervisor's word ('manual')"
     [again] = push(client, sup, o)
     assert (again["verdict"], again["original"]) == ("duplicate", "applied")
