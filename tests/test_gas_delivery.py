@@ -8,6 +8,7 @@ bad form data is invalid per field; photos are waited for as with complete_task 
 in-process app, and once end to end: the tablet's outbox against a real server process."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -174,6 +175,34 @@ def test_an_inspection_open_with_someone_else_is_a_conflict_kept(client, system,
     assert count(system, SyncConflict, SyncConflict.op_id == o["op_id"]) == 1
     assert count(system, Instance, Instance.business_key == "household:2") == 1
     assert count(system, SyncOp, SyncOp.op_id == o["op_id"], SyncOp.verdict == "conflict") == 1
+
+
+def test_ten_copies_of_one_inspection_at_once_start_one_inspection_and_apply_once(system, store):  # noqa: F811
+    # (the store fixture seeds the district through the app)
+    """Ten threads push the same op at once straight into the server logic (real database):
+    one inspection is started and completed; the other nine hear the stored result."""
+    import threading
+
+    from sync.protocol import decode_op
+    pic = store_photo(system, store, photo(17), by="deliverer1")
+    o = decode_op(inspect(system, 1, GOOD, [pic]))
+    who = ops.Pusher("deliverer1", "deliverer", None, "tab-gas")
+    gate, out = threading.Barrier(10), []
+
+    def go():
+        gate.wait()
+        out.append(ops.push_one(system, who, o))
+
+    threads = [threading.Thread(target=go) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v.verdict for v in out) == ["applied"] + ["duplicate"] * 9, [v.message for v in out]
+    assert len({json.dumps(v.result, sort_keys=True) for v in out}) == 1
+    assert count(system, Instance, Instance.business_key == "household:1") == 1
+    assert count(system, Inspection, Inspection.household_id == 1) == 1
+    assert count(system, SyncConflict) == 0
 
 
 # ---- end to end: the tablet's outbox, offline, then a real server process --------------------------

@@ -84,13 +84,18 @@ class InspectionOpen(Conflict):
 
 def inspect_household(engine, who: Caller, actor: Actor, household_id: int, data: Mapping[str, Any], *,
                       now: datetime | None = None, photos: Sequence[str] = (),
-                      also: Callable[[Session, Inspected], None] | None = None) -> Inspected:
+                      also: Callable[[Session, Inspected], None] | None = None,
+                      guard: Callable[[Session], None] | None = None) -> Inspected:
     """A deliverer inspects one of their households at a delivery: the household's open
     inspection task of theirs is completed with `data`; without one, an inspection is
     started (trigger "delivery") and its first task completed. The form is the deployed
     one's (ValidationFailed per field, checked before anything is started); the photos its
     file fields name must be stored uploads. `also(session, inspected)` runs in the
-    completion's transaction (a caller's record of it commits with it).
+    completion's transaction (a caller's record of it commits with it). `guard(session)`
+    runs, holding the household's lock, before an inspection would be started: it raises to
+    start nothing (e.g. the caller's record shows a copy of this submission was applied
+    meanwhile). Starting and completing are two steps; the completion takes the same lock,
+    so a copy never starts a second inspection.
 
     Forbidden: not a deliverer (gas.inspect) or not the household's; NotFound: no such
     household among theirs; InspectionOpen: an inspection of it is open with someone else."""
@@ -106,10 +111,11 @@ def inspect_household(engine, who: Caller, actor: Actor, household_id: int, data
     started = False
     if task_id is None:
         _check_form(engine, who, data, now)
-        task_id, started = _start(engine, who, actor, household_id, key)
+        task_id, started = _start(engine, who, actor, household_id, key, guard)
     done: list[Inspected] = []
 
     def after(s: Session, ot: dict, row) -> None:
+        exclusive(s, _lock_name(key))
         s.flush()
         found = s.exec(select(Inspection).where(Inspection.instance_id == row.id)
                        .order_by(col(Inspection.id).desc())).first()   # (the one this step recorded)
@@ -146,14 +152,21 @@ def _check_form(engine, who: Caller, data: Mapping[str, Any], now: datetime) -> 
         tasks.FormPhotos(who.id, now).check(s, {}, found[1], clean)
 
 
-def _start(engine, who: Caller, actor: Actor, household_id: int, key: str) -> tuple[str, bool]:
+def _lock_name(key: str) -> str:
+    return f"gas-inspect:{key}"
+
+
+def _start(engine, who: Caller, actor: Actor, household_id: int, key: str,
+           guard: Callable[[Session], None] | None) -> tuple[str, bool]:
     """(the deliverer's first task, started) of a new inspection; one household at a time,
     so that two copies of one submission never start two inspections."""
     with engine.transaction() as s:
-        exclusive(s, f"gas-inspect:{key}")
+        exclusive(s, _lock_name(key))
         task_id = _open_task(s, who, key)          # another copy of the same submission was first
         if task_id is not None:
             return task_id, False
+        if guard is not None:
+            guard(s)
         running = s.exec(select(Instance.id).where(Instance.process_key == gas.PROCESS, Instance.state == "running",
                                                    Instance.business_key == key)).first()
         if running is not None:

@@ -17,7 +17,7 @@ from engine.services import gas as gas_service
 from engine.services import workorders as orders
 from sync.protocol import AttachPayload, CheckInPayload, CommentPayload, InspectHouseholdPayload, Op, Verdict
 from sync.server.models import SyncCursor, SyncOp
-from sync.server.ops import Pusher, Refused, Timing
+from sync.server.ops import Pusher, Refused, Taken, Timing, settled_elsewhere
 
 __all__ = ["FLAGS", "FRAME_INVALID", "HANDLERS", "REASONS", "attach", "check_in", "comment", "complete_task",
            "inspect_household"]
@@ -295,10 +295,14 @@ def inspect_household(engine, who: Pusher, op: Op, timing: Timing, record) -> Ve
             "hazard_reason": found.hazard_reason, "rectification_order": found.rectification_order}))
         record(s, done[0])
 
+    def not_done_yet(s) -> None:   # (a copy of this op applied meanwhile: start no second inspection)
+        if settled_elsewhere(s, op.op_id):
+            raise Taken()
+
     server = {"household_id": p.household_id}
     try:
         gas_service.inspect_household(engine, who, who.actor, p.household_id, p.data, now=timing.server_time,
-                                      photos=list(op.attachments), also=also)
+                                      photos=list(op.attachments), also=also, guard=not_done_yet)
     except NotFound:
         raise Refused("invalid", f"household {p.household_id} is not one of yours (or does not exist); "
                       "only its own deliverer inspects it",
