@@ -44,11 +44,10 @@ from sync import photos as ph
 from sync.protocol import PROTOCOL_VERSION
 from sync.uploads_client import UploadFailed, upload
 
-__all__ = ["Outbox", "PULLED_VALUES", "RETRY_STATUS", "SyncClient", "SyncError", "is_final", "outcome"]
+__all__ = ["Outbox", "PULLED", "RETRY_STATUS", "SyncClient", "SyncError", "is_final", "outcome"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-# Pull answer keys kept whole (the whole list each time it changed, null when unchanged).
-PULLED_VALUES = ("crews", "reference", "households")
+PULLED = ("crews", "households", "reference")   # pulled data sent whole, only when changed (Outbox.value)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS op (seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending', verdict TEXT, attempts INTEGER NOT NULL DEFAULT 0,
@@ -128,11 +127,17 @@ class Outbox(ph.PhotoRecords):
 
         `photos`: a list of photos (file paths, bytes, or (either, content_type)) that become
         the op's attachments, or {payload field: [photos]} to also set form file fields such as
-        after_photos to their sha256s. Raises sync.photos.PhotoError (nothing recorded) for a
-        photo that cannot be read or is not an image."""
+        after_photos to their sha256s (an inspect_household op's form fields are in its payload's
+        "data"). Raises sync.photos.PhotoError (nothing recorded) for a photo that cannot be read
+        or is not an image."""
         shots, fields = ph.prepare_all(photos, self.photo_dir)
+        body = dict(payload or {})
+        if kind == "inspect_household" and fields:
+            body["data"] = {**(body.get("data") or {}), **fields}
+        else:
+            body.update(fields)
         op = {"op_id": op_id or str(uuid.uuid4()), "kind": kind, "task_id": task_id,
-              "based_on_version": based_on_version, "payload": {**(payload or {}), **fields},
+              "based_on_version": based_on_version, "payload": body,
               "device_time": (device_time or self.clock()).isoformat(), "gps": gps,
               "attachments": list(dict.fromkeys([*attachments, *(p.sha256 for p in shots)]))}
         now = self.clock().isoformat()
@@ -205,7 +210,7 @@ class Outbox(ph.PhotoRecords):
         return row[0] if row else None
 
     def apply_pull(self, answer: dict) -> None:
-        """Tasks, removals, crews, reference data and the new cursor: all or nothing."""
+        """Tasks, removals, crews, households, reference data and the new cursor: all or nothing."""
         with self._tx() as db:
             if answer.get("reset"):
                 db.execute("DELETE FROM task")
@@ -216,7 +221,7 @@ class Outbox(ph.PhotoRecords):
                 db.execute("DELETE FROM task WHERE id = ?", (r["task_id"],))
                 db.execute("INSERT OR REPLACE INTO removed (task_id, body) VALUES (?, ?)",
                            (r["task_id"], json.dumps(r)))
-            for key in PULLED_VALUES:
+            for key in PULLED:
                 if answer.get(key) is not None:
                     db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(answer[key])))
             db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('cursor', ?)", (answer["cursor"],))
@@ -230,8 +235,9 @@ class Outbox(ph.PhotoRecords):
             return {t: json.loads(b) for t, b in self.db.execute("SELECT task_id, body FROM removed")}
 
     def value(self, key: str) -> Any:
-        """Pulled data kept as a whole: 'crews', 'reference' or 'households' (None until first pulled)."""
-        if key not in PULLED_VALUES:
+        """Pulled data kept as a whole: 'crews', 'households' or 'reference' (None until first
+        pulled)."""
+        if key not in PULLED:
             raise KeyError(key)
         with self._lock:
             row = self.db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

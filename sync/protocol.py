@@ -9,7 +9,7 @@ InvalidOp and gets its own "invalid" verdict, so one bad op never sinks the othe
     POST /sync/v1/pull  {"protocol": 1, "cursor": null | "c1....", "device": "...", "page_size": 100}
     POST /sync/v1/push  {"protocol": 1, "device": "...", "ops": [Op, ...]}
 
-Op: {"op_id": UUID made by the device, "kind": complete_task | check_in | comment | attach,
+Op: {"op_id": UUID made by the device, "kind": complete_task | check_in | comment | attach | inspect_household,
 "task_id", "based_on_version", "payload": {...}, "device_time": ISO 8601 with offset,
 "gps": {"lat", "lon", "accuracy"} | null, "attachments": [sha256, ...]}.
 The same op_id with the same canonical body (body_hash) is a duplicate; with another body a
@@ -24,11 +24,12 @@ from typing import Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["AttachPayload", "CODES", "CheckInPayload", "CommentPayload", "Gps", "InvalidOp", "KINDS",
-           "MAX_ATTACHMENTS", "MAX_DEPTH", "MAX_OPS", "MAX_PAYLOAD_BYTES", "MAX_PULL_BYTES", "MAX_PUSH_BYTES", "Op",
-           "PAYLOADS", "PROTOCOL_VERSION", "ProtocolError", "PullRequest", "PushBatch", "PushResponse", "SHA256",
-           "TEXT_ID", "VERDICTS", "Verdict", "body_hash", "canonical_json", "decode_cursor", "decode_json",
-           "decode_op", "decode_pull", "decode_push", "encode_cursor", "field_errors", "now_utc"]
+__all__ = ["AttachPayload", "BadgeFramePayload", "CODES", "CheckInPayload", "CommentPayload", "Gps",
+           "InspectHouseholdPayload", "InvalidOp", "KINDS", "MAX_ATTACHMENTS", "MAX_DEPTH", "MAX_FORM_FIELDS",
+           "MAX_FRAME_BYTES", "MAX_OPS", "MAX_PAYLOAD_BYTES", "MAX_PULL_BYTES", "MAX_PUSH_BYTES", "Op", "PAYLOADS",
+           "PROTOCOL_VERSION", "ProtocolError", "PullRequest", "PushBatch", "PushResponse", "SHA256", "TEXT_ID",
+           "VERDICTS", "Verdict", "body_hash", "canonical_json", "decode_cursor", "decode_json", "decode_op",
+           "decode_pull", "decode_push", "encode_cursor", "field_errors", "now_utc"]
 
 PROTOCOL_VERSION = 1
 MAX_PUSH_BYTES = 4 * 1024 * 1024
@@ -37,7 +38,9 @@ MAX_OPS = 200
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 12
 MAX_ATTACHMENTS = 20
-Kind = Literal["complete_task", "check_in", "comment", "attach"]
+MAX_FRAME_BYTES = 32        # a badge advertisement's manufacturer data (devices.token frames are 24 at most)
+MAX_FORM_FIELDS = 200
+Kind = Literal["complete_task", "check_in", "comment", "attach", "inspect_household"]
 VerdictName = Literal["applied", "duplicate", "mismatch", "conflict", "invalid", "waiting"]
 KINDS: tuple[str, ...] = get_args(Kind)
 VERDICTS: tuple[str, ...] = get_args(VerdictName)
@@ -120,12 +123,33 @@ class Op(_Strict):
         return self.model_dump(mode="json")
 
 
+class BadgeFramePayload(_Strict):
+    """The badge's advertisement as the tablet heard it: with it the server verifies the
+    check-in as it does a gateway's (engine.services.checkins.Frame)."""
+    company_id: int = Field(ge=0, le=0xFFFF, description="the Bluetooth company id of the manufacturer data")
+    data: str = Field(pattern=rf"^(?:[0-9a-f]{{2}}){{1,{MAX_FRAME_BYTES}}}$",
+                      description="the manufacturer data (without the company id), lowercase hex")
+    rssi: int | None = Field(default=None, ge=-127, le=20, description="dBm")
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _place(self) -> "BadgeFramePayload":
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
+
+    def raw(self) -> bytes:
+        return bytes.fromhex(self.data)
+
+
 class CheckInPayload(_Strict):
     shift_id: int = Field(ge=1, le=2**31)
     badge_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
     seen_at: datetime
-    verified: bool
+    verified: bool = Field(description="the tablet's own judgement; with a frame the server decides instead")
     source: str = Field(default="", max_length=32)
+    frame: BadgeFramePayload | None = None
 
     @field_validator("seen_at")
     @classmethod
@@ -143,8 +167,15 @@ class AttachPayload(_Strict):
     kind: Literal["evidence", "after"] = "evidence"
 
 
+class InspectHouseholdPayload(_Strict):
+    """A deliverer inspects a household at a delivery (offline): the gas inspection form's
+    data; photos are sha256 values in its file fields (and the op's attachments)."""
+    household_id: int = Field(ge=1, le=2**31)
+    data: dict[str, Any] = Field(max_length=MAX_FORM_FIELDS, description="the gas inspection form's fields")
+
+
 PAYLOADS: dict[str, type[BaseModel]] = {"check_in": CheckInPayload, "comment": CommentPayload,
-                                        "attach": AttachPayload}
+                                        "attach": AttachPayload, "inspect_household": InspectHouseholdPayload}
 
 
 class InvalidOp(BaseModel):
@@ -187,7 +218,8 @@ class Verdict(BaseModel):
     result: dict[str, Any] | None = None
     errors: dict[str, str] | None = None
     reason: str | None = Field(default=None, description="why a conflict: completed | reassigned | cancelled | "
-                                                         "version | shift_closed | process_error")
+                                                         "version | shift_closed | process_error | badge_flagged | "
+                                                         "inspection_open")
     message: str | None = None
     message_zh: str | None = None
     original: str | None = Field(default=None, description="for a duplicate: the verdict it first got")

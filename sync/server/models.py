@@ -22,7 +22,7 @@ class SyncOp(SQLModel, table=True):
     op_id: str = Field(primary_key=True, max_length=36)
     actor: str = Field(max_length=64)
     device: Optional[str] = Field(default=None, max_length=64)
-    kind: str = Field(max_length=16)
+    kind: str = Field(max_length=32)
     task_id: Optional[str] = Field(default=None, max_length=36, index=True)
     body_hash: str = Field(max_length=64)
     body: str = Field(sa_column=Column(Text, nullable=False))          # canonical JSON of the op
@@ -52,7 +52,7 @@ class SyncConflict(SQLModel, table=True):
     op_id: str = Field(foreign_key="sync_op.op_id", max_length=36, unique=True)
     actor: str = Field(max_length=64, index=True)
     unit_code: Optional[str] = Field(default=None, max_length=40)
-    kind: str = Field(max_length=16)
+    kind: str = Field(max_length=32)
     task_id: Optional[str] = Field(default=None, max_length=36)
     reason: str = Field(max_length=32)
     device_side: str = Field(sa_column=Column(Text, nullable=False))    # the op as the device sent it

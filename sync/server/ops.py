@@ -32,8 +32,8 @@ from engine.runtime.errors import Actor
 from sync.protocol import CODES, SHA256, InvalidOp, Op, PushBatch, Verdict, body_hash
 from sync.server.models import SyncConflict, SyncOp, SyncOpWait
 
-__all__ = ["Pusher", "Refused", "Timing", "apply", "missing_photos", "needed_photos", "push", "push_one", "read_op",
-           "release_stranded", "release_waiting", "skew_limit", "timing_of"]
+__all__ = ["Pusher", "Refused", "Taken", "Timing", "apply", "missing_photos", "needed_photos", "push", "push_one",
+           "read_op", "release_stranded", "release_waiting", "settled_elsewhere", "skew_limit", "timing_of"]
 
 
 def skew_limit() -> timedelta:
@@ -77,8 +77,10 @@ class Refused(Exception):
         super().__init__(message)
 
 
-class _Taken(Exception):
-    """Another copy of this op was recorded first."""
+class Taken(Exception):
+    """Another copy of this op was recorded first. A handler raises it too when it finds so
+    (settled_elsewhere) before an effect it could not take back: the op is then answered
+    with the stored verdict."""
 
 
 Recorder = Callable[[object, Verdict], None]
@@ -203,7 +205,7 @@ def push_one(engine, who: Pusher, item: Op | InvalidOp, *, exists=None, sent_at:
                     return (_settle_stored(engine, row, exists) if row.verdict == "waiting" else None) or waiting
                 return waiting
             return apply(engine, who, op, digest, timing, stored=False)
-        except _Taken:
+        except Taken:
             continue
     raise RuntimeError(f"op {op.op_id} kept colliding with itself")
 
@@ -217,6 +219,12 @@ def release_waiting(engine, sha256: str, exists: Callable[[str], bool] | None = 
 
 
 # ---- reading --------------------------------------------------------------------------------------
+def settled_elsewhere(s, op_id: str) -> bool:
+    """Whether a copy of this op already has its final verdict, as the session `s` sees it."""
+    row = direct.execute(s.connection(), _OP_BY_ID, {"id": op_id}).first()
+    return row is not None and row.verdict != "waiting"
+
+
 def read_op(engine, op_id: str):
     """The op's sync_op row (columns as attributes), or None."""
     with engine.reading() as conn:
@@ -225,9 +233,12 @@ def read_op(engine, op_id: str):
 
 def needed_photos(op: Op) -> list[str]:
     """Photos an op depends on: its `attachments`, and any sha256 in the payload's lists
-    (form file fields such as after_photos)."""
+    (form file fields such as after_photos; an inspect_household op's are in its `data`)."""
     found = list(op.attachments)
-    for value in op.payload.values():
+    values = list(op.payload.values())
+    if op.kind == "inspect_household" and isinstance(op.payload.get("data"), dict):
+        values += list(op.payload["data"].values())
+    for value in values:
         if isinstance(value, list):
             found.extend(v for v in value if isinstance(v, str) and _SHA.fullmatch(v))
     return list(dict.fromkeys(found))
@@ -304,9 +315,9 @@ def _settle_stored(engine, row: SyncOp, exists) -> Verdict | None:
     except Refused as refusal:
         try:
             return _refuse(engine, who, op, row.body_hash, timing, refusal, stored=True)
-        except _Taken:
+        except Taken:
             return None
-    except _Taken:
+    except Taken:
         return None
 
 
@@ -332,7 +343,7 @@ def apply(engine, who: Pusher, op: Op, digest: str, timing: Timing, stored: bool
 def _raise_if_taken(engine, op_id: str, stored: bool) -> None:
     row = read_op(engine, op_id)
     if row is not None and (not stored or row.verdict != "waiting"):
-        raise _Taken()
+        raise Taken()
 
 
 def _refuse(engine, who: Pusher, op: Op, digest: str, timing: Timing, refusal: Refused, stored: bool) -> Verdict:
@@ -365,7 +376,7 @@ def _recorder(who: Pusher, op: Op, digest: str, timing: Timing, stored: bool) ->
                                                   "new_code": verdict.code, "new_result": json.dumps(result),
                                                   "at": to_db(timing.server_time)})
             if done.rowcount != 1:
-                raise _Taken()  # settled by someone else meanwhile: roll this effect back
+                raise Taken()  # settled by someone else meanwhile: roll this effect back
             direct.execute(conn, _UNWAIT, {"id": op.op_id})
             return
         direct.execute(conn, _INSERT_OP, _row(who, op, digest, timing, verdict, result))

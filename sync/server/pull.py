@@ -10,8 +10,11 @@ mid-pull or a retry never loses a change, and an answer holds at most `page_size
 
 Items: open tasks (assigned to the person, claimed by them or open in their groups) with
 their form and instance version, tasks gone since (with the reason: completed, reassigned,
-cancelled), crews with rosters and coming shifts (supervisors and unit leaders), and
-reference data (units, work-order categories, gas checklist items)."""
+cancelled), crews with rosters and coming shifts (supervisors and unit leaders), a
+deliverer's households (with the open inspection task of each), and reference data (units,
+work-order categories, gas checklist items, the gas inspection form and the hazard decision
+table the tablet evaluates itself, engine.bpmn.decision_table). Crews, households and
+reference data are sent whole, and only when their digest changed."""
 from __future__ import annotations
 
 import hashlib
@@ -20,22 +23,27 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 
+from engine.bpmn.decision_table import table_of
 from engine.clock import from_db, to_db
-from engine.db.models import AuditEvent, Instance
+from engine.db.models import AuditEvent, Instance, OpenTask
 from engine.db.upsert import insert_if_new
 from engine.domain import gas, workorders
-from engine.domain.models import Cleaner, Contract, Crew, Shift, Unit
+from engine.domain.models import AddressCode, Cleaner, Contract, Crew, Household, Shift, Unit
+from engine.forms import form_to_dict
 from engine.runtime.rows import fetch_open_task
 from engine.runtime.tasks import FormsOf
 from sync.protocol import PROTOCOL_VERSION, PullRequest, canonical_json, decode_cursor, encode_cursor
 from sync.server.models import SyncCursor
 from sync.server.ops import Pusher
 
-__all__ = ["CREW_ROLES", "MAX_TASKS", "SHIFTS_AHEAD", "pull"]
+__all__ = ["CREW_ROLES", "GAS_FORM", "HAZARD_DECISION", "HOUSEHOLD_ROLES", "MAX_TASKS", "SHIFTS_AHEAD", "pull"]
 
 MAX_TASKS = 1000
 SHIFTS_AHEAD = timedelta(days=2)
 CREW_ROLES = ("supervisor", "unit_leader")
+HOUSEHOLD_ROLES = ("deliverer",)
+GAS_FORM = "gas_inspection"           # the form of the gas process's inspection tasks
+HAZARD_DECISION = "gas_hazard"        # the decision it classifies hazards with
 _CURSOR = SyncCursor.__table__
 _VERSIONS = select(Instance.id, Instance.version).where(Instance.id.in_(bindparam("ids", expanding=True)))
 
@@ -54,6 +62,7 @@ def pull(engine, who: Pusher, request: PullRequest) -> dict:
             base = json.loads(row["acked"])
     tasks = _current_tasks(engine, who)
     crews = _crews(engine, who, now) if who.role in CREW_ROLES else None
+    households = _households(engine, who, now) if who.role in HOUSEHOLD_ROLES else None
     reference = _reference(engine)
     known = (base or {}).get("tasks", {})
     changed = sorted(t for t in tasks if known.get(t) != tasks[t]["entry"])
@@ -64,17 +73,21 @@ def pull(engine, who: Pusher, request: PullRequest) -> dict:
     out_changed = changed[:max(room, 0)]
     new_known = {t: e for t, e in known.items() if t not in set(removed[:page])}
     new_known.update({t: tasks[t]["entry"] for t in out_changed})
-    state = {"tasks": new_known, "reference": (base or {}).get("reference"), "crews": (base or {}).get("crews")}
+    state = {"tasks": new_known, "reference": (base or {}).get("reference"), "crews": (base or {}).get("crews"),
+             "households": (base or {}).get("households")}
     send_reference = state["reference"] != _digest(reference)
     send_crews = crews is not None and state["crews"] != _digest(crews)
+    send_households = households is not None and state["households"] != _digest(households)
     state["reference"], state["crews"] = _digest(reference), _digest(crews) if crews is not None else None
+    state["households"] = _digest(households)
     has_more = len(removed) + len(changed) > len(out_removed) + len(out_changed)
     new_gen = _save(engine, key, who.id, row, base, generation, state, now)
     form_of = FormsOf(engine)
     return {"protocol": PROTOCOL_VERSION, "cursor": encode_cursor(new_gen), "reset": base is None,
             "has_more": has_more, "server_time": now.isoformat(),
             "tasks": [_task_out(tasks[t], form_of) for t in out_changed], "removed": out_removed,
-            "crews": crews if send_crews else None, "reference": reference if send_reference else None}
+            "crews": crews if send_crews else None, "households": households if send_households else None,
+            "reference": reference if send_reference else None}
 
 
 def _save(engine, key: str, actor: str, row, base, generation, state: dict, now) -> int:
@@ -176,9 +189,63 @@ def _crews(engine, who: Pusher, now) -> list[dict]:
         return out
 
 
+_HOUSEHOLDS = (select(Household.id, Household.address_code, Household.holder, AddressCode.label, AddressCode.lat,
+                      AddressCode.lon, Household.last_inspected_at, Household.next_due_at, Household.supply_suspended)
+               .select_from(Household).outerjoin(AddressCode, AddressCode.code == Household.address_code)
+               .where(Household.deliverer_id == bindparam("who")).order_by(Household.id))
+_INSPECTION_TASKS = (select(OpenTask.business_key, OpenTask.id)
+                     .where(OpenTask.process_key == gas.PROCESS,
+                            (OpenTask.assignee == bindparam("who")) | (OpenTask.claimed_by == bindparam("who")))
+                     .order_by(OpenTask.id))
+
+
+def _households(engine, who: Pusher, now) -> list[dict]:
+    """The deliverer's own households, each with its open inspection task of theirs (if
+    any): two queries whatever their number."""
+    with engine.transaction(write=False) as s:
+        conn = s.connection()
+        rows = conn.execute(_HOUSEHOLDS, {"who": who.id}).all()
+        open_tasks: dict[str, str] = {}
+        for key, task_id in conn.execute(_INSPECTION_TASKS, {"who": who.id}).all():
+            open_tasks.setdefault(key or "", task_id)
+    limit = to_db(now)
+    return [{"id": hid, "address_code": code, "holder": holder, "address": label or code, "lat": lat, "lon": lon,
+             "last_inspected_at": _iso(last), "next_due_at": _iso(due),
+             "due": due is None or due <= limit, "supply_suspended": bool(suspended),
+             "task_id": open_tasks.get(f"household:{hid}")}
+            for hid, code, holder, label, lat, lon, last, due, suspended in rows]
+
+
+_TABLES: dict[str, dict] = {}         # sha256 of a decision's XML -> its table
+
+
+def _gas_reference(s, engine) -> dict:
+    """The gas inspection form and hazard table a new inspection would use now (the latest
+    gas process's pins), for inspecting at a delivery when the household has no open task."""
+    try:
+        process_id, _ = engine.definitions.latest_process(s, gas.PROCESS)
+    except KeyError:
+        return {"gas_form": None, "hazard_table": None}
+    found = engine.definitions.form_for(s, process_id, GAS_FORM)
+    gas_form = None
+    if found is not None:
+        form_id, form = found
+        gas_form = {"form_ref": GAS_FORM, "definition_id": form_id, "form": form_to_dict(form)}
+    table = None
+    dmn_id = engine.definitions.pinned(s, process_id, "dmn", HAZARD_DECISION)
+    if dmn_id is not None:
+        xml = engine.definitions.version_of(s, dmn_id).content.encode()
+        digest = hashlib.sha256(xml).hexdigest()
+        if digest not in _TABLES:
+            _TABLES[digest] = table_of(xml)
+        table = _TABLES[digest]
+    return {"gas_form": gas_form, "hazard_table": table}
+
+
 def _reference(engine) -> dict:
     with engine.transaction(write=False) as s:
         units = s.execute(select(Unit.code, Unit.name, Unit.name_zh, Unit.kind).order_by(Unit.code)).all()
+        gas_reference = _gas_reference(s, engine)
     return {"units": [{"code": c, "name": n, "name_zh": z, "kind": k} for c, n, z, k in units],
-            "categories": list(workorders.CATEGORIES), "checklist": list(gas.CHECKLIST)}
+            "categories": list(workorders.CATEGORIES), "checklist": list(gas.CHECKLIST), **gas_reference}
 

@@ -23,6 +23,7 @@ from sync.protocol import (
     decode_push,
     encode_cursor,
 )
+from sync.server.ops import needed_photos
 from tests.api.conftest import app, bearer, client, tokens  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
@@ -175,3 +176,31 @@ def test_skew_threshold_is_a_setting(setenv):
     assert timing_of(o, None, T0 + timedelta(minutes=6), timedelta(minutes=10)).flagged is False
     setenv(CITYLOOP_SYNC_SKEW_SECONDS="600")
     assert timing_of(o, None, T0 + timedelta(minutes=6)).flagged is False
+
+
+def test_inspect_household_and_badge_frame_payloads_are_checked_strictly():
+    def ops(kind, payload):
+        return protocol.decode_op({"op_id": str(uuid.uuid4()), "kind": kind, "payload": payload,
+                                   "device_time": "2026-03-02T08:00:00+08:00"})
+
+    good = ops("inspect_household", {"household_id": 7, "data": {"hose_ok": "ok", "photos": ["ab" * 32]}})
+    assert isinstance(good, protocol.Op)
+    assert needed_photos(good) == ["ab" * 32], "photos in the form's file fields are waited for"
+    for payload, field in [({"household_id": 0, "data": {}}, "payload.household_id"),
+                           ({"household_id": 7}, "payload.data"),
+                           ({"household_id": 7, "data": []}, "payload.data"),
+                           ({"household_id": 7, "data": {f"f{i}": i for i in range(protocol.MAX_FORM_FIELDS + 1)}},
+                            "payload.data"),
+                           ({"household_id": 7, "data": {}, "task_id": "x"}, "payload.task_id")]:
+        bad = ops("inspect_household", payload)
+        assert isinstance(bad, protocol.InvalidOp) and field in bad.errors, (payload, bad)
+    check = {"shift_id": 1, "badge_id": "B0001", "seen_at": "2026-03-02T08:00:00+08:00", "verified": False}
+    frame = {"company_id": 0xFFFF, "data": "0a" * 24, "rssi": -70, "lat": 31.2, "lon": 121.4}
+    assert isinstance(ops("check_in", {**check, "frame": frame}), protocol.Op)
+    assert isinstance(ops("check_in", check), protocol.Op), "the frame is optional"
+    for change, field in [({"company_id": -1}, "company_id"), ({"data": ""}, "data"), ({"data": "0a" * 33}, "data"),
+                          ({"data": "0A"}, "data"), ({"data": "0g"}, "data"), ({"data": "abc"}, "data"),
+                          ({"rssi": 30}, "rssi"), ({"lat": None}, "frame"), ({"extra": 1}, "extra")]:
+        bad = ops("check_in", {**check, "frame": {**frame, **change}})
+        assert isinstance(bad, protocol.InvalidOp), change
+        assert f"payload.frame.{field}" in bad.errors or field == "frame" and "payload.frame" in bad.errors, bad

@@ -63,13 +63,19 @@ class ResolveIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-@router.post("/pull", summary="Changes since my cursor: tasks with forms, removals, crews, reference data / 拉取",
+@router.post("/pull", summary="Changes since my cursor: tasks with forms, removals, crews, households, reference "
+                              "data / 拉取",
              responses={400: {"description": "not a pull request, bad cursor, or another protocol version"}})
 async def pull(request: Request, principal: Principal = allow("sync.pull")):
     """Body: {"protocol": 1, "cursor": the last answer's cursor or null, "device": an id for
     this installation (device tokens have their own), "page_size": 1-500}. Answer: the new
     cursor, reset (start from scratch), has_more, tasks, removed [{task_id, reason}],
-    crews (supervisors, unit leaders; null if unchanged) and reference (null if unchanged)."""
+    crews (supervisors, unit leaders; null if unchanged), households (deliverers: their own,
+    [{id, address_code, holder, address, lat, lon, last_inspected_at, next_due_at, due,
+    supply_suspended, task_id (their open inspection task of it, or null)}]; null if
+    unchanged) and reference (null if unchanged: units, categories, checklist, gas_form
+    {form_ref, definition_id, form} and hazard_table, the gas_hazard decision as a table for
+    engine.bpmn.decision_table.evaluate)."""
     raw = await request.body()
     try:
         body = protocol.decode_pull(raw)
@@ -88,7 +94,17 @@ async def push(request: Request, principal: Principal = allow("sync.push")):
     """Each op is applied once, in its own transaction, with its verdict stored alongside:
     the same op_id and body again gets the stored result ("duplicate"); the same op_id with
     another body is a "mismatch" (409) and the original stands. An op whose photos are not
-    uploaded yet is "waiting" (kept; applied when they arrive)."""
+    uploaded yet is "waiting" (kept; applied when they arrive).
+
+    Kinds: complete_task (payload: the form's data); check_in ({shift_id, badge_id, seen_at,
+    verified, source, frame?}: with frame {company_id, data (lowercase hex), rssi, lat, lon}
+    the server verifies the badge as a gateway's; a clone, replay or forgery is a
+    "badge_flagged" conflict, never counted present); comment; attach; inspect_household
+    ({household_id, data}: the deliverer's open inspection task of the household is
+    completed, or an inspection started at delivery and its first task completed; result
+    {household_id, instance_id, business_key, task_id, started, hazard_level, hazard_reason,
+    rectification_order}; form errors are "invalid" per field; an inspection open with someone
+    else is an "inspection_open" conflict)."""
     raw = await request.body()
     try:
         batch = protocol.decode_push(raw)
