@@ -25,6 +25,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.modalview import ModalView
 
 from devices.pairing import PairingFailed, load_token
+from engine.bpmn.decision_table import DecisionError
 from fieldapp import i18n
 from fieldapp.orders import OrderError, OrderPhotos
 from fieldapp.presenters import gas, review
@@ -91,6 +92,8 @@ class HazardPanel(BoxLayout):
             inputs = gas.hazard_inputs(self.data, self.today() if self.today else None)
             try:
                 self._outputs = self.evaluate(self.table, inputs)
+            except DecisionError:           # an answer the table needs is not given yet: not known yet
+                self._outputs = None
             except (ValueError, TypeError, KeyError, LookupError) as exc:   # a table or value it cannot judge
                 log.warning("hazard preview failed: %r", exc)
                 self.error = str(exc)[:120]

@@ -4,9 +4,9 @@ address code (the camera where there is one, an image file chosen in the app on 
 A tap or a scan opens the household's inspection on the form screen, with a hazard preview in
 its side panel.
 
-Wiring the app provides: `GasScreen.evaluate = engine.bpmn.decision_table.evaluate` (the tablet
-evaluates the pulled gas_hazard table with it; fieldapp may not import engine.bpmn itself, so the
-app's start-up sets it). Without it the preview says the server will judge."""
+The preview evaluates the pulled gas_hazard table with `engine.bpmn.decision_table.evaluate`, the
+pure twin of the server's DMN evaluation (`GasScreen.evaluate`; None makes the preview say the
+server will judge)."""
 from __future__ import annotations
 
 import logging
@@ -21,6 +21,7 @@ from kivy.uix.modalview import ModalView
 from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.utils import platform as kivy_platform
 
+from engine.bpmn import decision_table
 from fieldapp import i18n, qr
 from fieldapp.presenters import gas
 from fieldapp.ui.app import FieldScreen, load_kv
@@ -88,7 +89,7 @@ class ScanChooser(ModalView):
 
 class GasScreen(FieldScreen):
     # engine.bpmn.decision_table.evaluate(table, data) -> dict | None, set by the app's wiring
-    evaluate: ClassVar[Callable[[Any, dict], Any] | None] = None
+    evaluate: ClassVar[Callable[[Any, dict], Any] | None] = staticmethod(decision_table.evaluate)
     count_text = StringProperty("")
     empty_text = StringProperty("")
     scanning = BooleanProperty(False)
