@@ -46,6 +46,8 @@ i18n.add({
 # (screen name, "module:Class"); the first screen shown is chosen in `first_screen`.
 SCREENS: list[tuple[str, str]] = [
     ("settings", "fieldapp.ui.screens.settings:SettingsScreen"),
+    ("tasks", "fieldapp.ui.screens.tasks:TasksScreen"),
+    ("form", "fieldapp.ui.screens.form:FormScreen"),
 ]
 
 
