@@ -111,6 +111,7 @@ class FormScreen(FieldScreen):
         self.focus_key: str | None = None
         self.popup: AskPopup | PhotoPathPopup | None = None
         self.last_op_id: str | None = None
+        self.saved_at = ""
 
     # ---- opening ---------------------------------------------------------------------------------
     def show(self, **params) -> None:
@@ -120,7 +121,7 @@ class FormScreen(FieldScreen):
         self.listeners = []
         self.busy = False
         self.summary = ""
-        self.saved_text = ""
+        self.saved_text = self.saved_at = ""
         task = params.get("task")
         if task is not None:
             self.task = task
@@ -184,7 +185,8 @@ class FormScreen(FieldScreen):
         self.popup = None
         if self._open(draft.data):
             self.focus_key = draft.focus
-            self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=_when(draft.updated_at))
+            self.saved_at = _when(draft.updated_at)
+            self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=self.saved_at)
             if draft.focus in self.views:
                 Clock.schedule_once(lambda dt: self.focus_field(draft.focus), 0)
 
@@ -242,6 +244,8 @@ class FormScreen(FieldScreen):
             self.summary = i18n.t("form.fix", lang, n=n) if n else ""
 
     def language_changed(self) -> None:
+        if self.saved_at:
+            self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=self.saved_at)
         self.refresh()
 
     # ---- editing ---------------------------------------------------------------------------------------
@@ -283,7 +287,8 @@ class FormScreen(FieldScreen):
         self.app.store.save_draft(self.draft_key, title=self.title, form_id=self.form_ref, digest=self.digest,
                                   based_on_version=self.version, data=self.presenter.raw(), focus=self.focus_key,
                                   extra=extra)
-        self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=datetime.now().strftime("%H:%M:%S"))
+        self.saved_at = datetime.now().strftime("%H:%M:%S")
+        self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=self.saved_at)
 
     def add_listener(self, fn: Callable[[dict], None]) -> None:
         self.listeners.append(fn)
@@ -348,6 +353,8 @@ class FormScreen(FieldScreen):
                                    photos=photos or None, gps=gps)
 
     def _submitted(self, op_id: str) -> None:
+        if self.app is None:            # the app stopped meanwhile; the op is on disk
+            return
         self.busy = False
         self.editable = False
         self.app.store.drop_draft(self.draft_key)
@@ -358,6 +365,9 @@ class FormScreen(FieldScreen):
         self.app.back()
 
     def _failed(self, exc: BaseException) -> None:
+        if self.app is None:
+            log.error("form submit failed after the app stopped", exc_info=exc)
+            return
         self.busy = False
         if isinstance(exc, PhotoError):
             msg = exc.message_zh if self.app.lang == "zh" else str(exc)

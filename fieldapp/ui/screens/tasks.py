@@ -96,6 +96,8 @@ class TasksScreen(FieldScreen):
         app.bg.call(load, done=self._loaded)
 
     def _loaded(self, result) -> None:
+        if self.app is None:            # the app stopped while loading
+            return
         tasks, drafts = result
         self.tasks = {t["id"]: t for t in tasks}
         self.draft_rows = drafts
