@@ -27,7 +27,7 @@ from fieldapp.ui.app import load_kv
 from sync.photos import sniff
 
 __all__ = ["AskPopup", "Choice", "ChoiceFlow", "DarkLabel", "FieldError", "FieldView", "FormButton", "FormInput",
-           "FormSpinner", "GroupTitle", "PhotoPathPopup", "PhotoThumb", "check_photo"]
+           "FormSpinner", "FormSpinnerOption", "GroupTitle", "PhotoPathPopup", "PhotoThumb", "check_photo"]
 
 i18n.add({
     "widgets.required": ("（必填）", "(required)"),
