@@ -82,12 +82,15 @@ def _child(mode: str, data_dir: str, photo: str) -> None:
                                 and w.row == "task"), None), what="the row of task 1")
     d.tap(row)
     form_screen = d.until(lambda: app.sm.current == "form" and d.screen, what="the form")
+    d.pump(3)
     out: dict = {}
     if mode == "fill":
         views = form_screen.views
         d.tap(views["hose_ok"].choices["aged"])
         d.tap(views["valve_leak_test"].choices["pass"])
+        d.scroll_to(views["remarks"])
         d.type_into(views["remarks"].input, "软管老化，已告知住户")
+        d.scroll_to(views["cylinder_inspection_date"])
         d.type_into(views["cylinder_inspection_date"].input, "2027-05-01")
         out = {"draft": app.store.draft("task:t-00001").data, "focus": form_screen.focus_key}
         print("RESULT " + json.dumps(out, ensure_ascii=False), flush=True)
@@ -111,6 +114,7 @@ def _child(mode: str, data_dir: str, photo: str) -> None:
     form_screen.add_photo("photos", photo)
     d.tap(form_screen.ids.submit)
     d.until(lambda: app.sm.current == "tasks", what="back on the list after submitting")
+    d.until(lambda: app.waiting == 1, what="the top bar counting the op")
     ops = app.outbox.unsettled()
     out["ops"] = ops
     out["draft_left"] = app.store.draft("task:t-00001") is not None
