@@ -125,7 +125,8 @@ class FieldView(BoxLayout):
     """A field: its label, its input and its error message. `edited(key, kind, value)` is
     called with kind "text" (value: the text), "set" (a value), "toggle" (a checklist
     option), "add_photo" (None: the screen asks for one) or "remove_photo" (a path);
-    `focused(key)` when a text box takes the focus."""
+    `focused(key)` when a text box takes the focus. Its buttons act on press: inside a
+    ScrollView the press comes once the touch is known to be a tap, the release 0.2 s later."""
     key = StringProperty("")
     shown = BooleanProperty(True)
 
@@ -164,13 +165,13 @@ class FieldView(BoxLayout):
             flow = ChoiceFlow()
             if t == "checkbox":
                 c = Choice(value="true", round=False)
-                c.bind(on_release=lambda w: self._emit("set", not w.selected))
+                c.bind(on_press=lambda w: self._emit("set", not w.selected))
                 self.choices["true"] = c
                 flow.add_widget(c)
                 return flow
             for opt in item["options"]:
                 c = Choice(value=opt["value"], round=t == "radio")
-                c.bind(on_release=self._chose)
+                c.bind(on_press=self._chose)
                 self.choices[opt["value"]] = c
                 flow.add_widget(c)
             return flow
@@ -179,12 +180,23 @@ class FieldView(BoxLayout):
             self.photos_box = StackLayout(size_hint_y=None, spacing=dp(10))
             self.photos_box.bind(minimum_height=self.photos_box.setter("height"))
             self.add_button = FormButton()
-            self.add_button.bind(on_release=lambda w: self._emit("add_photo", None))
+            self.add_button.bind(on_press=lambda w: self._emit("add_photo", None))
             box.add_widget(self.photos_box)
             box.add_widget(self.add_button)
             box.bind(minimum_height=box.setter("height"))
             return box
         return DarkLabel(text=f"{t}?")     # parse_form refuses other types; never reached
+
+    # A hidden field has no height, but its children keep their last places and, disabled,
+    # would swallow touches meant for the fields now drawn there: a hidden field takes none.
+    def on_touch_down(self, touch):
+        return super().on_touch_down(touch) if self.shown else False
+
+    def on_touch_move(self, touch):
+        return super().on_touch_move(touch) if self.shown else False
+
+    def on_touch_up(self, touch):
+        return super().on_touch_up(touch) if self.shown else False
 
     def _fit(self, *_):
         self.height = self.minimum_height if self.shown else 0

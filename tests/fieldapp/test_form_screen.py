@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from kivy.uix.label import Label
 
 from fieldapp.ui.widgets import FormSpinnerOption, PhotoPathPopup
@@ -245,3 +246,55 @@ def test_other_screens_use_the_side_panel_and_hear_every_edit(start_app):
     # opening another form clears the panel and the listeners
     d.app.go("form", task=task(3))
     assert list(screen.ids.side.children) == [] and screen.listeners == []
+
+
+@pytest.mark.slow
+def test_a_task_pulled_from_a_real_server_is_completed_on_the_form_and_applied(start_app, system, db_url, tmp_path,
+                                                                               field_data):
+    from devices.pairing import save_token
+    from engine.runtime.errors import Actor
+    from fieldapp.store import LocalStore
+    from sync.client import outcome
+    from tests.fieldapp.driver import make_config
+    from tests.sync.servers import ServerProcess
+    from tests.sync.syncing import WORKER, east_order, paired_tablet, rectify_task
+
+    token = paired_tablet(system, "tablet forms")
+    number = east_order(system)
+    open_task = rectify_task(system, number)
+    server = ServerProcess(db_url, tmp_path / "server").start()
+    try:
+        config = make_config(field_data)
+        field_data.mkdir(parents=True, exist_ok=True)
+        save_token(config.token_path, token)
+        store = LocalStore(config.store_path)
+        store.put("session", {"server": server.base_url, "person": WORKER})
+        store.close()
+        d = start_app()                                    # signed in: it syncs at once and starts on my work
+        screen = d.until(lambda: d.app.sm.current == "tasks" and d.screen, what="my work")
+        d.until(lambda: screen.ids.rv.data, timeout=60, what="the pulled task listed")
+        d.pump(2)
+        [row] = [w for w in screen.ids.rv.walk(restrict=True) if getattr(w, "title", "") and hasattr(w, "row")]
+        assert row.subtitle.startswith(number)
+        d.tap(row)
+        form_screen = d.until(lambda: d.app.sm.current == "form" and d.screen, what="the form")
+        opened(d, form_screen)
+        assert form_screen.task["id"] == open_task["id"]
+        v = form_screen.views
+        d.tap(v["action"].choices["fixed"])          # hidden fields laid out over it must not take the touch
+        assert v["action"].choices["fixed"].selected and v["after_photos"].shown
+        form_screen.add_photo("after_photos", str(png(tmp_path / "after.png", rgb=(10, 200, 10))))
+        d.scroll_to(v["note"])
+        d.type_into(v["note"].input, "已清理 / bins emptied")
+        d.tap(form_screen.ids.submit)
+        d.until(lambda: d.app.sm.current == "tasks", what="saved")
+        d.until(lambda: d.app.outbox.counts().get("done") == 1, timeout=60, what="the op applied by the server")
+        [op_id] = d.app.outbox.op_ids()
+        assert outcome(d.app.outbox.op(op_id)["verdict"]) == "applied"
+        d.until(lambda: d.app.waiting == 0 and not screen.ids.rv.data, timeout=60, what="the done task gone")
+        remaining = system.tasks.for_actor(Actor(WORKER, {"unit:clean-east"}), business_key=number)
+        assert all(t["id"] != open_task["id"] for t in remaining)
+        d.stop()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_tail(100_000), server.log_tail()
