@@ -81,8 +81,9 @@ def test_a_draft_of_another_task_version_is_shown_read_only_and_never_applied(st
     screen = open_task(d, t)
     popup = d.until(lambda: screen.popup, what="the warning")
     assert "不能套用到新表单" in popup.text
-    assert "软管状况: cracked" in popup.answers and "备注: 旧版本的草稿" in popup.answers
+    assert "软管状况: 开裂" in popup.answers and "备注: 旧版本的草稿" in popup.answers
     assert screen.views["remarks"].input.text == "" and not screen.editable
+    d.screenshot("draft-stale-zh")
     d.tap(popup.buttons["keep"])                      # keep it: back, the draft is untouched
     d.until(lambda: d.app.sm.current == "tasks", what="back to the list")
     assert d.app.store.draft("task:t-00003").based_on_version == 4

@@ -120,6 +120,10 @@ def test_every_field_type_takes_real_touches_and_the_custom_submit_gets_clean_va
     d.until(lambda: popup.parent is None, what="the chooser closed")
     d.until(lambda: v["pics"].photos_box.children, what="the photo thumbnail")
     assert v["pics"].photos_box.children[0].path == str(picture)
+    d.scroll_to(v["agree"])
+    d.screenshot("form-fields-zh")
+    d.scroll_to(v["pics"])
+    d.screenshot("form-photo-zh")
 
     draft = d.app.store.draft("custom:1")                  # every change was saved at once
     assert draft.data["name"] == "李明" and draft.data["pics"] == [str(picture)] and draft.focus == "pics"

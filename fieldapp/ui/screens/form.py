@@ -63,20 +63,24 @@ load_kv(__file__)
 
 
 def draft_answers(draft: Draft, lang: str | None = None) -> str:
-    """A draft's saved answers as read-only text, labelled from the form it was made on if known."""
+    """A draft's saved answers as read-only text, with labels (and option labels) from the form
+    it was made on, when the draft kept it."""
     labels: dict[str, str] = {}
+    options: dict[str, dict[str, str]] = {}
     form = draft.extra.get("form") if isinstance(draft.extra, dict) else None
     if isinstance(form, dict):
         try:
             for item in FormPresenter(form).items(lang):
                 if item["kind"] == "field":
                     labels[item["key"]] = item["label"]
+                    options[item["key"]] = {o["value"]: o["label"] for o in item["options"]}
         except FormProblem:
             pass
     lines = []
     for key, value in draft.data.items():
-        shown = ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
-        lines.append(f"{labels.get(key, key)}: {shown}")
+        named = options.get(key, {})
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        lines.append(f"{labels.get(key, key)}: " + ", ".join(named.get(str(v), str(v)) for v in values))
     return "\n".join(lines)
 
 
