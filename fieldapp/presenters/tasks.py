@@ -15,7 +15,7 @@ from fieldapp import i18n
 from fieldapp.store import Draft, form_digest
 
 __all__ = ["KINDS", "counts", "due_text", "parse_time", "present_drafts", "present_task", "present_tasks",
-           "task_kind"]
+           "search_rows", "task_kind"]
 
 KINDS = ("gas_inspection", "rectify", "review", "reroute", "other")
 
@@ -112,11 +112,18 @@ def present_tasks(tasks: Iterable[dict], query: str = "", now: datetime | None =
     """Rows for the list: searched (every word in title, business key or address), of one kind
     if asked, sorted by due time (no due time last, then by title)."""
     now = now or _now()
-    words = query.lower().split()
     rows = [present_task(t, now, lang) for t in tasks]
-    rows = [r for r in rows if (not words or _matches(r, words)) and (kind is None or r["kind"] == kind)]
     rows.sort(key=lambda r: (r["due_ts"] is None, r["due_ts"] or 0.0, r["title"], r["id"]))
-    return rows
+    return search_rows(rows, query, kind)
+
+
+def search_rows(rows: list[dict], query: str = "", kind: str | None = None) -> list[dict]:
+    """Rows already presented, narrowed by a search (and a kind), in their order: what the list
+    does at each keystroke without presenting every task again."""
+    words = query.lower().split()
+    if not words and kind is None:
+        return list(rows)
+    return [r for r in rows if (not words or _matches(r, words)) and (kind is None or r["kind"] == kind)]
 
 
 def counts(rows: Iterable[dict]) -> dict[str, int]:

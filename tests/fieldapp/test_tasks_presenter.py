@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta, timezone
 
-from fieldapp.presenters.tasks import counts, present_drafts, present_task, present_tasks, task_kind
+from fieldapp.presenters.tasks import counts, present_drafts, present_task, present_tasks, search_rows, task_kind
 from fieldapp.store import LocalStore, form_digest
 
 NOW = datetime(2026, 12, 4, 8, 0, tzinfo=timezone.utc)
@@ -87,3 +87,11 @@ def test_the_presenters_do_not_import_kivy():
     code = ("import sys, fieldapp.presenters.tasks, fieldapp.presenters.form; "
             "assert not any(m == 'kivy' or m.startswith('kivy.') for m in sys.modules), 'kivy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_search_rows_narrows_presented_rows_and_keeps_their_order():
+    rows = present_tasks([task(1, due=3, title="光明街 1"), task(2, "wo_rectify", due=1, title="光明街 2"),
+                          task(3, due=2, title="幸福路 3")], now=NOW)
+    assert [r["id"] for r in search_rows(rows, "光明街")] == ["t2", "t1"]
+    assert [r["id"] for r in search_rows(rows, "", "gas_inspection")] == ["t3", "t1"]
+    assert search_rows(rows) == rows and search_rows(rows) is not rows

@@ -10,7 +10,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.recycleview.views import RecycleDataViewBehavior
 
 from fieldapp import i18n
-from fieldapp.presenters.tasks import KINDS, counts, present_drafts, present_tasks
+from fieldapp.presenters.tasks import KINDS, counts, present_drafts, present_tasks, search_rows
 from fieldapp.ui.app import FieldScreen, load_kv
 from fieldapp.ui.screens.form import draft_answers
 from fieldapp.ui.widgets import AskPopup
@@ -64,6 +64,7 @@ class TasksScreen(FieldScreen):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.tasks: dict[str, dict] = {}
+        self.rows: list[dict] = []           # every task presented and sorted (in the background)
         self.draft_rows: list[dict] = []
         self.query = ""
         self.loads = 0               # finished loads (tests wait on this)
@@ -92,14 +93,15 @@ class TasksScreen(FieldScreen):
         def load():
             tasks = app.outbox.tasks()
             drafts = present_drafts(app.store.drafts(), tasks, app.outbox.removed(), lang)
-            return tasks, drafts
+            return tasks, present_tasks(tasks, lang=lang), drafts
         app.bg.call(load, done=self._loaded)
 
     def _loaded(self, result) -> None:
         if self.app is None:            # the app stopped while loading
             return
-        tasks, drafts = result
+        tasks, rows, drafts = result
         self.tasks = {t["id"]: t for t in tasks}
+        self.rows = rows
         self.draft_rows = drafts
         self.loaded = True
         self.loads += 1
@@ -108,7 +110,7 @@ class TasksScreen(FieldScreen):
     def search(self, query: str) -> None:
         self.query = query
         lang = self.app.lang
-        rows = present_tasks(self.tasks.values(), query, lang=lang)
+        rows = search_rows(self.rows, query)
         words = query.lower().split()
         drafts = [d for d in self.draft_rows
                   if not words or all(w in f"{d['title']} {d['business_key']}".lower() for w in words)]
