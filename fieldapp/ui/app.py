@@ -54,6 +54,8 @@ i18n.add({
 # (screen name, "module:Class"); the first screen shown is chosen in `first_screen`.
 SCREENS: list[tuple[str, str]] = [
     ("settings", "fieldapp.ui.screens.settings:SettingsScreen"),
+    ("tasks", "fieldapp.ui.screens.tasks:TasksScreen"),
+    ("form", "fieldapp.ui.screens.form:FormScreen"),
     ("pair", "fieldapp.ui.screens.pair:PairScreen"),
     ("login", "fieldapp.ui.screens.login:LoginScreen"),
     ("sync", "fieldapp.ui.screens.sync:SyncScreen"),
