@@ -31,7 +31,7 @@ from fieldapp.orders import OrderError, OrderPhotos
 from fieldapp.presenters import gas, review
 from fieldapp.ui.app import load_kv
 
-__all__ = ["HAZARD_COLOURS", "HazardPanel", "PhotoBig", "PhotoCompare", "PhotoThumb", "attach_hazard_panel",
+__all__ = ["HAZARD_COLOURS", "HazardPanel", "PhotoBig", "PhotoCompare", "CompareThumb", "attach_hazard_panel",
            "attach_photo_compare"]
 
 log = logging.getLogger("cityloop.fieldapp")
@@ -108,7 +108,7 @@ class HazardPanel(BoxLayout):
         self.tint, self.ink = HAZARD_COLOURS.get(self.level, HAZARD_COLOURS["unknown"])
 
 
-class PhotoThumb(ButtonBehavior, BoxLayout):
+class CompareThumb(ButtonBehavior, BoxLayout):
     source = StringProperty("")
     caption = StringProperty("")
     problem = StringProperty("")
@@ -172,7 +172,7 @@ class PhotoCompare(BoxLayout):
             grid = self.ids[f"{side}_grid"]
             grid.clear_widgets()
             for item in shown[side]:
-                grid.add_widget(PhotoThumb(source=item["path"] or "", caption=item["caption"],
+                grid.add_widget(CompareThumb(source=item["path"] or "", caption=item["caption"],
                                            problem=item["problem"], sha256=item["sha256"]))
             count = shown[f"{side}_count"]
             self.ids[f"{side}_title"].text = f"{shown[f'{side}_title']} · {count}" if count else shown[f"{side}_title"]

@@ -9,7 +9,7 @@ import pytest
 
 from devices.pairing import save_token
 from fieldapp.ui import app as app_module
-from fieldapp.ui.panels import HazardPanel, PhotoBig, PhotoThumb, attach_hazard_panel, attach_photo_compare
+from fieldapp.ui.panels import HazardPanel, PhotoBig, CompareThumb, attach_hazard_panel, attach_photo_compare
 from tests.fieldapp.driver import make_config
 from tests.fieldapp.orderserver import app, order_server  # noqa: F401  (fixtures)
 from tests.fieldapp.standin import SCREEN
@@ -89,8 +89,8 @@ def paired(field_data, o):
     return {"server": o.url, "device_id": "review-tablet", "person": "reviewer1"}
 
 
-def thumbs(panel, side) -> list[PhotoThumb]:
-    return [w for w in panel.ids[f"{side}_grid"].children if isinstance(w, PhotoThumb)]
+def thumbs(panel, side) -> list[CompareThumb]:
+    return [w for w in panel.ids[f"{side}_grid"].children if isinstance(w, CompareThumb)]
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])

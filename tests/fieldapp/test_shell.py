@@ -50,3 +50,19 @@ def test_the_language_chosen_is_kept_across_restarts(start_app, field_data):
     d.stop()
     again = start_app()
     assert again.app.lang == "en" and again.by_text("Pair this tablet")
+
+
+def test_no_two_kv_files_style_the_same_class():
+    """kv rules are global by class name: two files with a <Name> rule both apply to every
+    Name, the bug that made the form's photo thumbnails take the review panel's rule."""
+    import re
+    from collections import Counter
+    from pathlib import Path
+
+    import fieldapp
+    rules: Counter = Counter()
+    for kv in Path(fieldapp.__file__).parent.rglob("*.kv"):
+        for names in re.findall(r"^<([^>]+)>:", kv.read_text(), flags=re.M):
+            rules.update(n.split("@")[0].strip() for n in names.split(","))
+    assert rules, "no kv rules found"
+    assert [name for name, n in rules.items() if n > 1] == []
