@@ -81,6 +81,7 @@ class Driver:
     # ---- input ---------------------------------------------------------------------------------------
     def tap(self, widget: Widget, frames: int = 2) -> None:
         """A real touch at the widget's centre, in window coordinates."""
+        self.pump(2)                     # let the layout settle: a screen just shown still moves its widgets
         assert widget.get_root_window() is not None, f"{widget} is not on screen"
         x, y = widget.to_window(*widget.center)
         touch = UnitTestTouch(x, y)
