@@ -91,28 +91,56 @@ def due_text(due: datetime | None, now: datetime, lang: str | None = None) -> st
     return i18n.t(key, lang, span=_span(seconds, lang), time=local)
 
 
-def present_task(task: dict, now: datetime | None = None, lang: str | None = None) -> dict:
+def _household_of(task: dict, households: dict[int, dict] | None) -> dict | None:
+    key = task.get("business_key") or ""
+    if not households or not key.startswith("household:"):
+        return None
+    try:
+        return households.get(int(key.split(":", 1)[1]))
+    except ValueError:
+        return None
+
+
+def present_task(task: dict, now: datetime | None = None, lang: str | None = None,
+                 households: dict[int, dict] | None = None) -> dict:
+    """One row. The server's task title is the BPMN task's name (English, e.g. "Rectify"), so a
+    known kind is titled in the current language with what it is about: the household (address
+    code, holder; its next due date when the task has none) or the case's business key. A
+    designer's new kind keeps the server's title."""
     now = now or _now()
     due = parse_time(task.get("due_at"))
     kind = task_kind(task)
-    return {"kind": kind, "row": "task", "id": task["id"], "title": task.get("title") or task.get("name") or task["id"],
-            "kind_text": i18n.t(f"tasks.kind.{kind}", lang), "business_key": task.get("business_key") or "",
-            "address": task.get("address") or "", "due_text": due_text(due, now, lang),
+    kind_text = i18n.t(f"tasks.kind.{kind}", lang)
+    home = _household_of(task, households)
+    key = task.get("business_key") or ""
+    if home is not None:
+        title = f"{kind_text} · {home.get('address_code', '')} {home.get('holder', '')}".strip()
+        address = home.get("address") or ""
+        due = due or parse_time(home.get("next_due_at"))
+    elif kind != "other" and key:
+        title, address = f"{kind_text} · {key}", task.get("address") or ""
+    else:
+        title, address = task.get("title") or task.get("name") or task["id"], task.get("address") or ""
+    return {"kind": kind, "row": "task", "id": task["id"], "title": title, "server_title": task.get("title") or "",
+            "kind_text": kind_text, "business_key": key, "address": address, "due_text": due_text(due, now, lang),
             "overdue": due is not None and due < now, "due_ts": due.timestamp() if due else None,
             "draft_key": f"task:{task['id']}"}
 
 
 def _matches(row: dict, words: list[str]) -> bool:
-    hay = " ".join((row["title"], row["business_key"], row["address"])).lower()
+    hay = " ".join((row["title"], row.get("server_title", ""), row["business_key"], row["address"])).lower()
     return all(w in hay for w in words)
 
 
 def present_tasks(tasks: Iterable[dict], query: str = "", now: datetime | None = None,
-                  lang: str | None = None, kind: str | None = None) -> list[dict]:
+                  lang: str | None = None, kind: str | None = None,
+                  households: Iterable[dict] | None = None) -> list[dict]:
     """Rows for the list: searched (every word in title, business key or address), of one kind
-    if asked, sorted by due time (no due time last, then by title)."""
+    if asked, sorted by due time (no due time last, then by title). `households`: the pulled
+    ones (a deliverer's), to name a gas task's household."""
     now = now or _now()
-    rows = [present_task(t, now, lang) for t in tasks]
+    homes = {h["id"]: h for h in households or () if isinstance(h, dict) and "id" in h}
+    rows = [present_task(t, now, lang, homes) for t in tasks]
     rows.sort(key=lambda r: (r["due_ts"] is None, r["due_ts"] or 0.0, r["title"], r["id"]))
     return search_rows(rows, query, kind)
 

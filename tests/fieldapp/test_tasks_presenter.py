@@ -95,3 +95,21 @@ def test_search_rows_narrows_presented_rows_and_keeps_their_order():
     assert [r["id"] for r in search_rows(rows, "光明街")] == ["t2", "t1"]
     assert [r["id"] for r in search_rows(rows, "", "gas_inspection")] == ["t3", "t1"]
     assert search_rows(rows) == rows and search_rows(rows) is not rows
+
+
+def test_server_titles_are_english_task_names_so_rows_are_titled_in_the_language_with_their_subject():
+    gas_task = {**task(1, title="Inspect household", bk="household:7"), "due_at": None}
+    review = task(2, "wo_review", title="Review", bk="WO-2026-0042")
+    designed = task(3, "noise_check", title="Measure noise", bk="N-1", process_key="noise", name="Task_measure")
+    homes = [{"id": 7, "address_code": "DC01-001-07", "holder": "王芳", "address": "东路 1 号 7 室",
+              "next_due_at": (NOW - timedelta(days=2)).isoformat()}]
+    zh = {r["id"]: r for r in present_tasks([gas_task, review, designed], now=NOW, lang="zh", households=homes)}
+    assert zh["t1"]["title"] == "燃气检查 · DC01-001-07 王芳" and zh["t1"]["address"] == "东路 1 号 7 室"
+    assert zh["t1"]["overdue"] and "逾期" in zh["t1"]["due_text"]          # the household's own due date
+    assert zh["t2"]["title"] == "审核 · WO-2026-0042"
+    assert zh["t3"]["title"] == "Measure noise"                             # a kind the app does not know
+    en = {r["id"]: r for r in present_tasks([gas_task, review], now=NOW, lang="en", households=homes)}
+    assert en["t1"]["title"] == "Gas inspection · DC01-001-07 王芳" and en["t2"]["title"] == "Review · WO-2026-0042"
+    assert [r["id"] for r in present_tasks([gas_task, review], "inspect", now=NOW, households=homes)] == ["t1"]
+    without = present_tasks([gas_task], now=NOW, lang="zh")[0]               # households not pulled (yet)
+    assert without["title"] == "燃气检查 · household:7" and without["due_text"] == "无截止时间"
