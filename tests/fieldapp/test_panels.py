@@ -8,34 +8,46 @@ from datetime import date
 import pytest
 
 from devices.pairing import save_token
-from fieldapp.ui import app as app_module
-from fieldapp.ui.panels import HazardPanel, PhotoBig, CompareThumb, attach_hazard_panel, attach_photo_compare
+from engine.bpmn.decision_table import evaluate
+from fieldapp.ui.panels import CompareThumb, HazardPanel, PhotoBig, attach_hazard_panel, attach_photo_compare
 from tests.fieldapp.driver import make_config
 from tests.fieldapp.orderserver import app, order_server  # noqa: F401  (fixtures)
-from tests.fieldapp.standin import SCREEN
-from tests.fieldapp.test_gas_screen import TABLE, evaluate
+from tests.fieldapp.test_gas_screen import GAS_FORM, TABLE, answer
+
+TODAY = date(2026, 12, 4)
+ALL_OK = (("hose_ok", "ok"), ("valve_leak_test", "pass"), ("ventilation", "adequate"), ("co_alarm", "working"),
+          ("stove_flameout_protection", "present"))
 
 
 @pytest.fixture
-def host(start_app, monkeypatch):
-    """The app with the stand-in form screen shown: start(lang, session) -> (driver, form)."""
-    monkeypatch.setattr(app_module, "SCREENS", app_module.SCREENS + [SCREEN])
+def host(start_app):
+    """The app with the real form screen showing the real gas form (custom submit, as the gas
+    screen opens a delivery inspection): start(lang, session) -> (driver, form screen)."""
 
     def start(lang="zh", **kw):
         d = start_app(lang=lang, **kw)
-        form = d.app.go("form", title="燃气安全检查 · DC01-001-03 Holder 3" if lang == "zh"
-                        else "Gas safety inspection · DC01-001-03 Holder 3")
-        d.until(lambda: d.screen is form)
-        return d, form
+        form_screen = d.app.go("form", draft_key="household:103", title="燃气安全检查 · DC01-001-03 Holder 3"
+                               if lang == "zh" else "Gas safety inspection · DC01-001-03 Holder 3",
+                               form=GAS_FORM["form"], form_ref="gas_inspection", version=None,
+                               submit=lambda data, photos: "op-not-used")
+        d.until(lambda: d.screen is form_screen and form_screen.editable, what="the real form")
+        d.pump(3)
+        return d, form_screen
     return start
+
+
+def date_answer(d, form_screen, text) -> None:
+    d.scroll_to(form_screen.views["cylinder_inspection_date"])
+    d.type_into(form_screen.views["cylinder_inspection_date"].input, text)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_the_hazard_preview_follows_the_form(host, lang):
     d, form = host(lang)
-    panel = attach_hazard_panel(form, TABLE, evaluate, today=lambda: date(2026, 12, 4))
+    panel = attach_hazard_panel(form, TABLE, evaluate, today=lambda: TODAY)
     assert panel.level == "unknown" and panel in form.ids.side.children
-    form.edit({"valve_leak_test": "leak", "cylinder_inspection_date": "2027-01-01"})
+    answer(d, form, "valve_leak_test", "leak")
+    date_answer(d, form, "2027-01-01")
     d.pump(2)
     assert panel.level == "severe"
     expected = {"zh": ("严重隐患", "阀门检漏不合格", "将停止向该住户供气，直至复查合格。"),
@@ -44,10 +56,15 @@ def test_the_hazard_preview_follows_the_form(host, lang):
     shown = d.texts(panel)
     assert expected[0] in shown and expected[1] in shown and expected[2] in panel.follows_text
     assert panel.ids.follows.texture_size[1] <= panel.ids.follows.height + 1, "the follow-ups are not cut off"
+    top = panel.to_window(panel.x, panel.top)[1]
+    side = form.ids.side
+    assert top >= side.to_window(side.x, side.top)[1] - 1, "the panel sits at the top of the side panel"
     d.screenshot(f"hazard-severe-{lang}")
-    form.edit({"valve_leak_test": "ok", "hose_ok": "aged"})
+    answer(d, form, "valve_leak_test", "pass")
+    answer(d, form, "hose_ok", "aged")
     assert panel.level == "minor" and "suspend" not in panel.follows_text and "停止" not in panel.follows_text
-    form.edit({"valve_leak_test": "ok", "hose_ok": "ok"})
+    for key, value in ALL_OK:
+        answer(d, form, key, value)
     assert panel.level == "none"
     d.tap(d.app.root.ids.lang_button)
     assert panel.level_text == {"zh": "No hazard", "en": "无隐患"}[lang], "the panel follows a language switch"
@@ -55,29 +72,27 @@ def test_the_hazard_preview_follows_the_form(host, lang):
 
 def test_the_cylinder_date_is_judged_on_the_tablet_as_the_server_does(host):
     d, form = host("en")
-
-    def by_date(table, data):
-        if data.get("cylinder_expired"):
-            return {"hazard_level": "severe", "hazard_reason": "Cylinder past its inspection date / 气瓶超期未检"}
-        return {"hazard_level": "none", "hazard_reason": "No hazard found / 未发现隐患"}
-    panel = attach_hazard_panel(form, {"t": 1}, by_date, today=lambda: date(2026, 12, 4))
-    form.edit({"cylinder_inspection_date": "2026-12-01"})
+    panel = attach_hazard_panel(form, TABLE, evaluate, today=lambda: TODAY)
+    for key, value in ALL_OK:
+        answer(d, form, key, value)
+    assert panel.level == "unknown", "no cylinder date yet: not known"
+    date_answer(d, form, "2026-12-01")
     assert panel.level == "severe" and panel.reason == "Cylinder past its inspection date"
-    form.edit({"cylinder_inspection_date": "2027-06-01"})
+    date_answer(d, form, "2027-06-01")
     assert panel.level == "none"
 
 
 def test_without_a_table_or_with_one_it_cannot_read_the_panel_says_so(host):
     d, form = host("en")
     panel = attach_hazard_panel(form, None, evaluate)
-    form.edit({"valve_leak_test": "leak"})
+    answer(d, form, "valve_leak_test", "leak")
     assert panel.level == "unknown" and "server will judge" in panel.follows_text
 
     def broken(table, data):
         raise TypeError("unsupported operand in rule 3")
     panel = attach_hazard_panel(form, TABLE, broken)
     assert [w for w in form.ids.side.children if isinstance(w, HazardPanel)] == [panel], "one panel at a time"
-    form.edit({"valve_leak_test": "leak"})
+    answer(d, form, "valve_leak_test", "pass")
     assert panel.level == "unknown" and "Cannot preview: unsupported operand in rule 3" in panel.follows_text
 
 
