@@ -9,7 +9,14 @@ import pytest
 
 from devices.pairing import save_token
 from engine.bpmn.decision_table import evaluate
-from fieldapp.ui.panels import CompareThumb, HazardPanel, PhotoBig, attach_hazard_panel, attach_photo_compare
+from fieldapp.ui.panels import (
+    CompareThumb,
+    HazardPanel,
+    PhotoBig,
+    PhotoCompare,
+    attach_hazard_panel,
+    attach_photo_compare,
+)
 from tests.fieldapp.driver import make_config
 from tests.fieldapp.orderserver import app, order_server  # noqa: F401  (fixtures)
 from tests.fieldapp.test_gas_screen import GAS_FORM, TABLE, answer
@@ -158,3 +165,65 @@ def test_an_order_this_person_may_not_see_is_a_message_not_a_crash(host, order_s
     panel = attach_photo_compare(form, "WO-NOT-HERE")
     d.until(lambda: not panel.loading, what="the refusal")
     assert panel.message.startswith("Cannot fetch work order WO-NOT-HERE: HTTP 404")
+
+
+@pytest.mark.slow
+def test_a_reviewer_sees_before_and_after_and_rejects_with_a_reason_applied_once(start_app, order_server, system,  # noqa: F811
+                                                                                   field_data):
+    from sqlmodel import select
+
+    from engine.domain.models import WorkOrder
+    from fieldapp.store import LocalStore
+    from fieldapp.ui.screens.tasks import TaskRow
+    from sync.client import outcome
+    from tests.district import REVIEWER, WORKER_EAST, only_task
+    from tests.fieldapp.orderserver import rectified
+    o = order_server
+    review_task = rectified(system, o)
+    session = paired(field_data, o)
+    store = LocalStore(make_config(field_data).store_path)
+    store.put("session", session)
+    store.close()
+    d = start_app(lang="zh")                          # signed in: it syncs at once and starts on my work
+    tasks_screen = d.until(lambda: d.app.sm.current == "tasks" and d.screen, what="my work")
+    d.until(lambda: tasks_screen.ids.rv.data, timeout=60, what="the pulled review task listed")
+    d.pump(2)
+    [row] = [w for w in tasks_screen.ids.rv.walk(restrict=True) if isinstance(w, TaskRow) and w.title]
+    d.tap(row)
+    form = d.until(lambda: d.app.sm.current == "form" and d.screen.editable and d.screen, what="the review form")
+    assert form.task["id"] == review_task["id"] and form.form_ref == "wo_review"
+    [panel] = [w for w in form.ids.side.children if isinstance(w, PhotoCompare)]
+    d.until(lambda: not panel.loading and len(thumbs(panel, "before")) == 2, what="the before photos")
+    assert [t.sha256 for t in thumbs(panel, "after")] == o.after and all(t.source for t in thumbs(panel, "before"))
+    assert sorted(t.sha256 for t in thumbs(panel, "before")) == sorted(o.before)
+    v = form.views
+    d.tap(v["decision"].choices["reject"])
+    d.until(lambda: v["reason"].shown, what="the reason asked for")
+    d.type_into(v["reason"].input, "桶边仍有垃圾袋 / bags still by the bins")
+    d.pump(3)
+    d.screenshot("review-zh")
+    d.tap(d.app.root.ids.lang_button)
+    d.until(lambda: panel.ids.before_title.text.startswith("Before"), what="the panel in English")
+    assert d.by_text("Decision (required)")
+    d.pump(3)
+    d.screenshot("review-en")
+    d.tap(d.app.root.ids.lang_button)
+    d.tap(form.ids.submit)
+    d.until(lambda: d.app.sm.current == "tasks", what="saved")
+    [op_id] = d.app.outbox.op_ids()
+    op = d.app.outbox.op(op_id)["op"]
+    assert op["kind"] == "complete_task" and op["task_id"] == review_task["id"]
+    assert op["payload"] == {"decision": "reject", "reason": "桶边仍有垃圾袋 / bags still by the bins"}
+    d.until(lambda: d.app.outbox.counts().get("done") == 1, timeout=60, what="the op applied by the server")
+    assert outcome(d.app.outbox.op(op_id)["verdict"]) == "applied"
+    d.app.request_sync()                               # a second sync sends nothing again
+    d.until(lambda: d.app.waiting == 0 and not tasks_screen.ids.rv.data, timeout=60, what="the review task gone")
+
+    rejected = [e for e in system.audit(business_key=o.number) if e["kind"] == "rejected"]
+    assert [(e["detail"]["reason"], e["detail"]["loop"]) for e in rejected] == [
+        ("桶边仍有垃圾袋 / bags still by the bins", 1)], "the rejection applied exactly once"
+    with system.transaction() as s:
+        order = s.exec(select(WorkOrder).where(WorkOrder.number == o.number)).one()
+        assert order.state == "at_unit" and order.reject_count == 1
+    assert only_task(system, WORKER_EAST, o.number)["name"] == "Task_rectify", "back with the unit: rectify again"
+    assert not system.tasks.for_actor(REVIEWER, business_key=o.number)
