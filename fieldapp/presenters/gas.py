@@ -159,7 +159,7 @@ def open_request(household: Mapping, tasks: Iterable[Mapping], reference: Mappin
                    holder=household.get("holder", ""))
     params = {"draft_key": draft_key(hid), "title": title, "form": gas_form["form"],
               "form_ref": gas_form.get("form_ref") or "gas_inspection", "version": None, "submit": submit,
-              "extra": {"household_id": hid, "address_code": household.get("address_code"),
+              "extra": {"screen": "gas", "household_id": hid, "address_code": household.get("address_code"),
                         "holder": household.get("holder")}}
     return OpenRequest(kind="inspect", params=params, message="")
 
@@ -167,16 +167,17 @@ def open_request(household: Mapping, tasks: Iterable[Mapping], reference: Mappin
 # ---- hazard preview ---------------------------------------------------------------------------------
 def hazard_inputs(data: Mapping, today: date | None = None) -> dict:
     """The decision's inputs from the form data, as the server derives them before the decision
-    (assess_checklist): cylinder_expired from cylinder_inspection_date; None while not known."""
+    (assess_checklist): cylinder_expired from cylinder_inspection_date; left out while the date
+    is not known, so a rule that reads it makes the preview "not known yet" (as any unanswered
+    question does), never "no hazard"."""
     out = dict(data)
+    out.pop("cylinder_expired", None)
     stamped = data.get("cylinder_inspection_date")
-    expired = None
     if isinstance(stamped, str) and stamped:
         try:
-            expired = date.fromisoformat(stamped[:10]) < (today or datetime.now(timezone.utc).date())
+            out["cylinder_expired"] = date.fromisoformat(stamped[:10]) < (today or datetime.now(timezone.utc).date())
         except ValueError:
-            expired = None
-    out["cylinder_expired"] = expired
+            pass
     return out
 
 

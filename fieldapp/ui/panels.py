@@ -23,6 +23,7 @@ from kivy.properties import BooleanProperty, ListProperty, ObjectProperty, Strin
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.modalview import ModalView
+from kivy.uix.widget import Widget
 
 from devices.pairing import PairingFailed, load_token
 from engine.bpmn.decision_table import DecisionError
@@ -31,8 +32,8 @@ from fieldapp.orders import OrderError, OrderPhotos
 from fieldapp.presenters import gas, review
 from fieldapp.ui.app import load_kv
 
-__all__ = ["HAZARD_COLOURS", "HazardPanel", "PhotoBig", "PhotoCompare", "CompareThumb", "attach_hazard_panel",
-           "attach_photo_compare"]
+__all__ = ["HAZARD_COLOURS", "HazardPanel", "PhotoBig", "PhotoCompare", "CompareThumb", "SideSpacer",
+           "attach_hazard_panel", "attach_photo_compare"]
 
 log = logging.getLogger("cityloop.fieldapp")
 
@@ -104,7 +105,7 @@ class HazardPanel(BoxLayout):
         preview = gas.hazard_preview(self._outputs, lang, table_known=self.table is not None and bool(self.evaluate))
         self.level, self.level_text, self.reason = preview["level"], preview["level_text"], preview["reason"]
         follows = preview["follows"] if not self.error else [i18n.t("panels.hazard_error", lang, error=self.error)]
-        self.follows_text = "\n".join(f"• {f}" for f in follows)
+        self.follows_text = "\n".join(f"•\u00a0{f}" for f in follows)    # no break: CJK wraps by character
         self.tint, self.ink = HAZARD_COLOURS.get(self.level, HAZARD_COLOURS["unknown"])
 
 
@@ -184,8 +185,15 @@ class PhotoCompare(BoxLayout):
             self.show(review.compare(self.view, self.task, App.get_running_app().lang))
 
 
+class SideSpacer(Widget):
+    """Ends the side panel and takes (almost) no room from stretching panels: a fixed-height
+    panel stays at the top of it rather than sinking to the bottom."""
+
+
 def _replace(form, widget) -> None:
     side = form.ids.side
+    if not any(isinstance(w, SideSpacer) for w in side.children):
+        side.add_widget(SideSpacer(size_hint_y=0.001), index=0)
     for old in [w for w in side.children if isinstance(w, type(widget))]:
         side.remove_widget(old)
     side.add_widget(widget, index=len(side.children))     # at the top of the side panel

@@ -18,7 +18,7 @@ from engine.storage import AttachmentStore
 from tests.api.conftest import ACCOUNTS, app, bearer  # noqa: F401  (app: a fixture)
 from tests.devices.conftest import LiveServer
 
-__all__ = ["OrderOnServer", "order_server", "picture"]
+__all__ = ["OrderOnServer", "order_server", "picture", "rectified"]
 
 
 def picture(label: str, colour: tuple[int, int, int], size=(480, 360)) -> bytes:
@@ -79,3 +79,12 @@ def order_server(app, clock, system, tmp_path):  # noqa: F811
         yield OrderOnServer(live, number, token, toks, before, after)
     finally:
         live.stop()
+
+
+def rectified(system, o: OrderOnServer) -> dict:
+    """The unit reports the order fixed with its after photo: the order waits for review.
+    Returns the reviewer's open review task, as the server holds it."""
+    from tests.district import REVIEWER, WORKER_EAST, only_task
+    rectify = only_task(system, WORKER_EAST, o.number)
+    system.complete(rectify["id"], WORKER_EAST, {"action": "fixed", "after_photos": list(o.after)})
+    return only_task(system, REVIEWER, o.number)

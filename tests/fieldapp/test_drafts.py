@@ -87,8 +87,10 @@ def test_a_draft_of_another_task_version_is_shown_read_only_and_never_applied(st
     d.tap(popup.buttons["keep"])                      # keep it: back, the draft is untouched
     d.until(lambda: d.app.sm.current == "tasks", what="back to the list")
     assert d.app.store.draft("task:t-00003").based_on_version == 4
+    kept = popup                                      # still fading out: not the new question
     screen = d.app.go("form", task=t)
-    popup = d.until(lambda: screen.popup and screen.popup.parent is not None and screen.popup, what="warned again")
+    popup = d.until(lambda: screen.popup is not kept and screen.popup and screen.popup.parent is not None
+                    and screen.popup, what="warned again")
     d.tap(popup.buttons["discard"])
     d.until(lambda: screen.editable, what="the new form")
     assert d.app.store.draft("task:t-00003") is None

@@ -191,6 +191,7 @@ class FormScreen(FieldScreen):
             self.focus_key = draft.focus
             self.saved_at = _when(draft.updated_at)
             self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=self.saved_at)
+            self._tell_listeners()           # side panels follow the continued answers too
             if draft.focus in self.views:
                 Clock.schedule_once(lambda dt: self.focus_field(draft.focus), 0)
 
@@ -281,6 +282,10 @@ class FormScreen(FieldScreen):
         assert self.presenter is not None
         self._save_draft()
         self.refresh()
+        self._tell_listeners()
+
+    def _tell_listeners(self) -> None:
+        assert self.presenter is not None
         values = {**self.presenter.data(), **self.presenter.photos()}
         for fn in list(self.listeners):
             fn(values)

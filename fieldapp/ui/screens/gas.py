@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+from kivy.clock import Clock
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
@@ -46,6 +47,7 @@ i18n.add({
     "gasui.choose_open": ("识别", "Read code"),
     "gasui.choose_cancel": ("取消", "Cancel"),
     "gasui.no_photo": ("没有拍到照片：{why}", "No picture was taken: {why}"),
+    "gasui.draft_gone": ("此草稿的住户已不在您的名单中。", "The household of this draft is no longer in your list."),
     "gasui.suspended_open": ("注意：该住户已停止供气，请勿送气。", "Note: gas supply to this household is suspended: "
                              "do not deliver."),
 })
@@ -102,6 +104,22 @@ class GasScreen(FieldScreen):
     # ---- the list ------------------------------------------------------------------------------
     def show(self, **params) -> None:
         self.reload()
+        key = params.get("draft_key") or ""
+        if key.startswith("household:"):       # a delivery inspection's draft, reopened from the tasks list
+            try:
+                hid = int(key.split(":", 1)[1])
+            except ValueError:
+                log.warning("not a household draft key: %r", key)
+                return
+            Clock.schedule_once(lambda dt: self._reopen(hid), 0)     # once this screen is the current one
+
+    def _reopen(self, household_id: int) -> None:
+        if self.app is None:
+            return
+        if household_id not in self.households:
+            self.app.show_message(i18n.t("gasui.draft_gone", self.app.lang), 10)
+            return
+        self.open_household(household_id)
 
     def reload(self) -> None:
         app = self.app

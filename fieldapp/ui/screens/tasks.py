@@ -12,6 +12,7 @@ from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from fieldapp import i18n
 from fieldapp.presenters.tasks import KINDS, counts, present_drafts, present_tasks, search_rows
 from fieldapp.ui.app import FieldScreen, load_kv
+from fieldapp.ui.panels import attach_photo_compare
 from fieldapp.ui.screens.form import draft_answers
 from fieldapp.ui.widgets import AskPopup
 
@@ -34,6 +35,8 @@ i18n.add({
 })
 
 load_kv(__file__)
+
+PHOTO_FORMS = ("wo_review", "wo_rectify")      # forms that judge or redo a work order: before/after photos beside
 
 
 class TaskRow(RecycleDataViewBehavior, ButtonBehavior, BoxLayout):
@@ -143,15 +146,23 @@ class TasksScreen(FieldScreen):
         if data["row"] == "task":
             task = self.tasks.get(item["id"])
             if task is not None:
-                self.app.go("form", task=task)
+                self.open_task(task)
             return
         self.open_draft(item)
+
+    def open_task(self, task: dict):
+        """The task on the form screen; a review or rectify task gets its order's before and after
+        photos in the side panel."""
+        form = self.app.go("form", task=task)
+        if task.get("form_ref") in PHOTO_FORMS and task.get("business_key"):
+            attach_photo_compare(form, task["business_key"], task)
+        return form
 
     def open_draft(self, item: dict) -> None:
         app = self.app
         task = self.tasks.get(item["id"]) if item["id"] else None
         if task is not None:
-            app.go("form", task=task)       # the form asks: continue, start over, or (changed) discard
+            self.open_task(task)       # the form asks: continue, start over, or (changed) discard
             return
         draft = app.store.draft(item["draft_key"])
         if draft is None:
