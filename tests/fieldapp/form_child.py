@@ -18,10 +18,11 @@ from pathlib import Path
 __all__ = ["FORMS", "form", "png", "seed", "task"]
 
 FORMS = Path(__file__).resolve().parents[2] / "workflows" / "forms"
-_KIND = {"gas_inspection": ("gas_inspection", "Task_inspect", "入户安全检查"),
-         "wo_rectify": ("work_order", "Task_rectify", "整改"),
-         "wo_review": ("work_order", "Task_review", "审核"),
-         "wo_reroute": ("work_order", "Task_reroute", "改派")}
+# (process, task name, title): the title is the BPMN task's name, as the server sends it
+_KIND = {"gas_inspection": ("gas_inspection", "Task_inspect", "Inspect household"),
+         "wo_rectify": ("work_order", "Task_rectify", "Rectify"),
+         "wo_review": ("work_order", "Task_review", "Review"),
+         "wo_reroute": ("work_order", "Task_reroute", "Re-route")}
 
 
 def form(name: str) -> dict:
@@ -35,7 +36,7 @@ def task(n: int, form_name: str = "gas_inspection", due_hours: float | None = 24
     process, name, what = _KIND[form_name]
     return {"id": f"t-{n:05d}", "instance_id": 1000 + n, "version": version, "process_key": process,
             "business_key": business_key or f"GAS-{n:05d}" if process == "gas_inspection" else business_key
-            or f"WO-{n:05d}", "name": name, "title": title or f"{what} · 幸福路 {n} 号",
+            or f"WO-{n:05d}", "name": name, "title": title or what,
             "form_ref": form_name, "assignee": "deliverer1", "claimed_by": None, "groups": [],
             "due_at": (now + timedelta(hours=due_hours)).isoformat() if due_hours is not None else None,
             "created_at": now.isoformat(), "form": form(form_name)}
@@ -78,7 +79,7 @@ def _child(mode: str, data_dir: str, photo: str) -> None:
         seed(app.outbox, [task(1, due_hours=2), task(2, "wo_review", due_hours=5)])
     tasks_screen = app.go("tasks")
     d.until(lambda: tasks_screen.loads and len(tasks_screen.ids.rv.data) >= 2, what="the task list")
-    row = d.until(lambda: next((w for w in d.walk() if type(w).__name__ == "TaskRow" and w.title.endswith("1 号")
+    row = d.until(lambda: next((w for w in d.walk() if type(w).__name__ == "TaskRow" and w.title.endswith("-00001")
                                 and w.row == "task"), None), what="the row of task 1")
     d.tap(row)
     form_screen = d.until(lambda: app.sm.current == "form" and d.screen, what="the form")

@@ -26,6 +26,7 @@ from kivy.utils import platform as kivy_platform
 
 from fieldapp import i18n
 from fieldapp.presenters.form import FormPresenter, FormProblem
+from fieldapp.presenters.tasks import present_task
 from fieldapp.store import Draft, form_digest
 from fieldapp.ui.app import FieldScreen, load_kv
 from fieldapp.ui.widgets import AskPopup, DarkLabel, FieldView, GroupTitle, PhotoPathPopup
@@ -130,7 +131,7 @@ class FormScreen(FieldScreen):
         if task is not None:
             self.task = task
             self.draft_key = f"task:{task['id']}"
-            self.title = task.get("title") or task.get("name") or task["id"]
+            self.title = self._task_title(task)
             self.form = task.get("form") or {}
             self.form_ref = task.get("form_ref") or self.form.get("id", "")
             self.version = task.get("version")
@@ -248,7 +249,15 @@ class FormScreen(FieldScreen):
             n = len(self.presenter.errors(lang))
             self.summary = i18n.t("form.fix", lang, n=n) if n else ""
 
+    def _task_title(self, task: dict) -> str:
+        """As the task list names it, in the current language (the server's title is the BPMN
+        task's English name)."""
+        homes = {h["id"]: h for h in self.app.outbox.value("households") or () if isinstance(h, dict) and "id" in h}
+        return present_task(task, lang=self.app.lang, households=homes)["title"]
+
     def language_changed(self) -> None:
+        if self.task is not None:
+            self.title = self._task_title(self.task)
         if self.saved_at:
             self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=self.saved_at)
         self.refresh()

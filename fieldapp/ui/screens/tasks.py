@@ -96,7 +96,7 @@ class TasksScreen(FieldScreen):
         def load():
             tasks = app.outbox.tasks()
             drafts = present_drafts(app.store.drafts(), tasks, app.outbox.removed(), lang)
-            return tasks, present_tasks(tasks, lang=lang), drafts
+            return tasks, present_tasks(tasks, lang=lang, households=app.outbox.value("households")), drafts
         app.bg.call(load, done=self._loaded)
 
     def _loaded(self, result) -> None:
