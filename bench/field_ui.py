@@ -72,13 +72,8 @@ def _tablet(data_dir: Path, tasks: int) -> None:
 
 
 def _driver(data_dir: Path, **config):
-    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-    os.environ["KIVY_NO_ARGS"] = "1"
-    os.environ["KIVY_LOG_MODE"] = "PYTHON"
-    os.environ["KIVY_NO_FILELOG"] = "1"
-    os.environ.setdefault("KIVY_HOME", tempfile.mkdtemp(prefix="kivy-home-"))
-    from fieldapp.ui.boot import prepare
-    prepare((1280, 800))
+    from fieldapp.ui.boot import headless
+    headless((1280, 800))
     from kivy.config import Config
     Config.set("graphics", "maxfps", "0")           # no frame cap: a frame takes what its work takes
     from fieldapp.config import FieldConfig

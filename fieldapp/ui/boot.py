@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["prepare"]
+__all__ = ["headless", "prepare"]
+
+
+def headless(size: tuple[int, int] = (1280, 800)) -> None:
+    """For tests and benchmarks: an offscreen window (no screen needed), Kivy's log through
+    Python's logging, and a KIVY_HOME of its own (the user's Kivy config never read or
+    written). Then `prepare`. Before anything imports Kivy."""
+    import tempfile
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    os.environ["KIVY_LOG_MODE"] = "PYTHON"
+    os.environ["KIVY_NO_FILELOG"] = "1"
+    os.environ.setdefault("KIVY_HOME", tempfile.mkdtemp(prefix="kivy-home-"))
+    prepare(size)
 
 
 def prepare(size: tuple[int, int] = (1280, 800)) -> None:

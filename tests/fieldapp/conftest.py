@@ -7,17 +7,13 @@ from __future__ import annotations
 import os
 import tempfile
 
-os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-os.environ["KIVY_NO_ARGS"] = "1"
-os.environ["KIVY_LOG_MODE"] = "PYTHON"
-os.environ["KIVY_NO_FILELOG"] = "1"
-os.environ["KIVY_HOME"] = tempfile.mkdtemp(prefix="kivy-home-")
+os.environ["KIVY_HOME"] = tempfile.mkdtemp(prefix="kivy-home-")   # this run's own, whatever the environment says
+
+from fieldapp.ui.boot import headless  # noqa: E402  (no Kivy imported by it)
+
+headless((1280, 800))
 
 import pytest  # noqa: E402
-
-from fieldapp.ui.boot import prepare  # noqa: E402
-
-prepare((1280, 800))
 
 from tests.fieldapp.driver import Driver, make_config  # noqa: E402
 

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 
 __all__ = ["GAS_ANSWERS", "main"]
 
@@ -31,13 +30,8 @@ def wait_for(word: str) -> None:
 
 
 def _start(data_dir: str):
-    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-    os.environ["KIVY_NO_ARGS"] = "1"
-    os.environ["KIVY_LOG_MODE"] = "PYTHON"
-    os.environ["KIVY_NO_FILELOG"] = "1"
-    os.environ["KIVY_HOME"] = tempfile.mkdtemp(prefix="kivy-home-")
-    from fieldapp.ui.boot import prepare
-    prepare((1280, 800))
+    from fieldapp.ui.boot import headless
+    headless((1280, 800))
     from fieldapp.ui.app import FieldApp
     from tests.fieldapp.driver import Driver, make_config
     return Driver(FieldApp(make_config(data_dir))).start()

@@ -62,14 +62,9 @@ def png(path: Path, width: int = 64, height: int = 48, rgb: tuple[int, int, int]
 def _child(mode: str, data_dir: str, photo: str) -> None:
     import os
     import signal
-    import tempfile
-    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-    os.environ["KIVY_NO_ARGS"] = "1"
-    os.environ["KIVY_LOG_MODE"] = "PYTHON"
-    os.environ["KIVY_NO_FILELOG"] = "1"
-    os.environ["KIVY_HOME"] = tempfile.mkdtemp(prefix="kivy-home-")
-    from fieldapp.ui.boot import prepare
-    prepare((1280, 800))
+
+    from fieldapp.ui.boot import headless
+    headless((1280, 800))
     from fieldapp.ui.app import FieldApp
     from tests.fieldapp.driver import Driver, make_config
 
