@@ -155,9 +155,11 @@ def open_request(household: Mapping, tasks: Iterable[Mapping], reference: Mappin
         return outbox.add(INSPECT_OP, {"household_id": hid, "data": {**data, **fields}},
                           photos=[p.path for p in shots])
 
-    title = i18n.t("gas.inspect_title", lang, code=household.get("address_code", ""),
-                   holder=household.get("holder", ""))
-    params = {"draft_key": draft_key(hid), "title": title, "form": gas_form["form"],
+    def title_in(language: str | None) -> str:
+        return i18n.t("gas.inspect_title", language, code=household.get("address_code", ""),
+                      holder=household.get("holder", ""))
+
+    params = {"draft_key": draft_key(hid), "title": title_in(lang), "title_in": title_in, "form": gas_form["form"],
               "form_ref": gas_form.get("form_ref") or "gas_inspection", "version": None, "submit": submit,
               "extra": {"screen": "gas", "household_id": hid, "address_code": household.get("address_code"),
                         "holder": household.get("holder")}}

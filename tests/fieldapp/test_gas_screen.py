@@ -120,6 +120,7 @@ def test_a_touch_on_a_household_opens_its_inspection_with_the_hazard_preview(gas
     d.tap(d.app.root.ids.lang_button)
     assert panel.level_text == "Severe hazard" and panel.reason == "Valve leak test failed"
     assert d.by_text("Valve leak test (required)")
+    assert form_screen.title == "Gas safety inspection · DC01-000-03 住户3 Holder 3"    # the title follows too
     d.screenshot("gas-form-severe-en")
     d.tap(d.app.root.ids.lang_button)
     answer(d, form_screen, "valve_leak_test", "pass")

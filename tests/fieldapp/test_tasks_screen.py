@@ -81,6 +81,10 @@ def test_a_tap_opens_the_task_form(start_app):
     d.tap(review)
     d.until(lambda: d.app.sm.current == "form", what="the form")
     assert d.screen.task["id"] == "t-00001" and "decision" in d.screen.views
+    assert d.screen.title == "审核 · WO-00001"                 # the server's title is the BPMN name "Review"
+    d.tap(d.app.root.ids.lang_button)
+    assert d.screen.title == "Review · WO-00001"
+    d.tap(d.app.root.ids.lang_button)
     d.tap(d.screen.ids.back)
     assert d.app.sm.current == "tasks"
 

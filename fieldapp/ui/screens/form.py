@@ -106,6 +106,7 @@ class FormScreen(FieldScreen):
         self.others: list[tuple[dict, object]] = []     # group titles and text blocks
         self.listeners: list[Callable[[dict], None]] = []
         self.task: dict | None = None
+        self.title_in: Callable[[str], str] | None = None
         self.form: dict = {}
         self.draft_key = ""
         self.form_ref = ""
@@ -130,6 +131,7 @@ class FormScreen(FieldScreen):
         task = params.get("task")
         if task is not None:
             self.task = task
+            self.title_in = None
             self.draft_key = f"task:{task['id']}"
             self.title = self._task_title(task)
             self.form = task.get("form") or {}
@@ -141,6 +143,7 @@ class FormScreen(FieldScreen):
             self.task = None
             self.draft_key = params["draft_key"]
             self.title = params.get("title") or ""
+            self.title_in = params.get("title_in")      # callable(lang) -> title, to follow a language switch
             self.form = params["form"]
             self.form_ref = params.get("form_ref") or self.form.get("id", "")
             self.version = params.get("version")
@@ -258,6 +261,8 @@ class FormScreen(FieldScreen):
     def language_changed(self) -> None:
         if self.task is not None:
             self.title = self._task_title(self.task)
+        elif self.title_in is not None:
+            self.title = self.title_in(self.app.lang)
         if self.saved_at:
             self.saved_text = i18n.t("form.saved_draft", self.app.lang, time=self.saved_at)
         self.refresh()
