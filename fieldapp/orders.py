@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from sync.photos import write_atomically
 
 __all__ = ["OrderError", "OrderPhoto", "OrderPhotos", "OrderView"]
 
@@ -62,21 +62,6 @@ class OrderView:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Atomically (a kill leaves the old file or the new one, never half of one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class OrderPhotos:
@@ -152,7 +137,7 @@ class OrderPhotos:
         if r.status_code != 200:
             raise OrderError(_detail(r), r.status_code)
         order = r.json()
-        _write(self._order_path(number), json.dumps(order, ensure_ascii=False).encode())
+        write_atomically(self._order_path(number), json.dumps(order, ensure_ascii=False).encode())
         photos = []
         for a in order.get("attachments") or []:
             sha, ctype = str(a.get("sha256", "")), str(a.get("content_type", ""))
@@ -177,7 +162,7 @@ class OrderPhotos:
             log.warning("photo %s: the bytes received do not match their sha256; not kept", sha)
             return None, "corrupt"
         path = self._photo_path(sha, ctype)
-        _write(path, r.content)
+        write_atomically(path, r.content)
         return path, None
 
 

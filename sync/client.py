@@ -182,9 +182,11 @@ class Outbox(ph.PhotoRecords):
         """Ops the server settled without applying them (conflict, invalid, mismatch), oldest
         first: [{seq, op, verdict, outcome}]. The server keeps conflicts for a supervisor; the
         app shows each with what happened and what to do."""
-        with self._lock:
-            rows = self.db.execute("SELECT seq, body, verdict FROM op WHERE state = 'done' AND seq > ? ORDER BY seq",
-                                   (since_seq,)).fetchall()
+        with self._lock:   # applied ones (most of a shift) are left out by SQLite, not parsed here
+            rows = self.db.execute(
+                "SELECT seq, body, verdict FROM op WHERE state = 'done' AND seq > ? AND coalesce("
+                "json_extract(verdict, '$.original'), json_extract(verdict, '$.verdict')) IS NOT 'applied' "
+                "ORDER BY seq", (since_seq,)).fetchall()
         out = []
         for seq, body, verdict in rows:
             v = json.loads(verdict) if verdict else {}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 __all__ = ["PROBLEMS", "Photo", "PhotoError", "PhotoRecords", "STATES", "describe", "prepare", "prepare_all",
-           "read_checked", "sniff", "waiting"]
+           "read_checked", "sniff", "waiting", "write_atomically"]
 
 STATES = ("pending", "uploaded", "missing", "changed", "refused")
 PROBLEMS = ("missing", "changed", "refused")
@@ -53,6 +53,22 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a file so that a kill leaves the old file or the new one, never half of one: a
+    temporary file beside it, fsynced, then renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _save(data: bytes, directory: Path, sha: str, content_type: str) -> Path:
     """Write camera bytes to `<directory>/<sha256>.<ext>`, fsynced, before the op is committed
     (content-addressed: saving the same photo twice is harmless)."""
@@ -60,16 +76,7 @@ def _save(data: bytes, directory: Path, sha: str, content_type: str) -> Path:
     target = directory / f"{sha}{_EXT.get(content_type, '.img')}"
     if target.exists() and target.stat().st_size == len(data):
         return target
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, data)
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
