@@ -100,6 +100,7 @@ class GasScreen(FieldScreen):
         super().__init__(**kwargs)
         self.rows: list[dict] = []
         self.households: dict[int, dict] = {}
+        self._seen_sync = None          # the last finished sync the list was read after
 
     # ---- the list ------------------------------------------------------------------------------
     def show(self, **params) -> None:
@@ -152,8 +153,13 @@ class GasScreen(FieldScreen):
         self.reload()
 
     def sync_changed(self, state) -> None:
+        """Only a finished sync can have pulled households or tasks: not every state change (a
+        sync reports its upload progress many times) re-reads and re-sorts the whole list."""
+        if state.last_sync is None or state.last_sync == self._seen_sync:
+            return
+        self._seen_sync = state.last_sync
         if self.manager is not None and self.manager.current == self.name:
-            self.reload()          # a pull may have brought households or tasks
+            self.reload()
 
     # ---- opening a household -----------------------------------------------------------------------
     def open_household(self, household_id: int):
