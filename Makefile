@@ -7,7 +7,7 @@ STAMP := $(VENV)/.cityloop-installed
 PG_TEST_URL := $(or $(CITYLOOP_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 PYTEST_ARGS ?=
 
-.PHONY: setup run field test test-sqlite test-pg lint bench dbus fieldlibs
+.PHONY: setup run field test test-sqlite test-pg lint bench dbus fieldlibs console browser
 
 setup: $(STAMP)
 
@@ -25,13 +25,36 @@ fieldlibs:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei libmtdev1 >/dev/null) \
 		|| { echo "could not install fonts-wqy-microhei/libmtdev1 (Debian: apt-get install fonts-wqy-microhei libmtdev1)" >&2; exit 1; }; }
 
+# The web console (console/): npm packages pinned by console/package-lock.json, installed with
+# npm ci when the lock file changes, and built into console/dist when a source changes.
+CONSOLE_SOURCES := $(shell find console/src -type f 2>/dev/null) console/index.html console/vite.config.js
+console: console/dist/index.html
+
+console/node_modules/.installed: console/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: the web console is built with Node.js 20+ and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	@echo "== installing the web console's npm packages (console/package-lock.json)"
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+console/dist/index.html: console/node_modules/.installed $(CONSOLE_SOURCES)
+	@echo "== building the web console (console/dist)"
+	cd console && npm run --silent build -- --logLevel warn
+
+# The console's browser tests drive Debian's Chromium (headless) with Playwright, and
+# screenshots of Chinese pages need a CJK font: install them if missing.
+browser:
+	@{ test -x /usr/bin/chromium && test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc; } || { \
+		echo "== installing chromium and fonts-wqy-microhei (the console's browser tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
+		|| { echo "could not install chromium/fonts-wqy-microhei (Debian: apt-get install chromium fonts-wqy-microhei)" >&2; exit 1; }; }
+
 # Re-installs only when pyproject.toml changes (the install is editable).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,field]'
 	@touch $@
 
-run: setup
+run: setup console
 	$(VENV)/bin/cityloop serve --demo
 
 # Try the tablet app on a laptop: demo server, simulated badges, a tablet registered for a demo person.
@@ -53,11 +76,11 @@ test: setup
 	if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: passed"; fi; \
 	exit $$status
 
-test-sqlite: setup dbus fieldlibs
+test-sqlite: setup dbus fieldlibs console browser
 	@echo "== pytest on SQLite"
 	env -u CITYLOOP_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
-test-pg: setup dbus fieldlibs
+test-pg: setup dbus fieldlibs console browser
 	@echo "== pytest on PostgreSQL ($(PG_TEST_URL))"
 	@$(PY) -c 'import sys, psycopg; from psycopg.conninfo import conninfo_to_dict, make_conninfo; \
 	url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://"); db = conninfo_to_dict(url).get("dbname"); \

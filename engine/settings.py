@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     badge_skew_steps: int = Field(default=2, ge=0, le=20, description="badge token window, in 30 s steps")
     badge_clone_metres: float = Field(default=1000.0, ge=10, le=1_000_000)
 
+    # ---- the web console ---------------------------------------------------------------
+    console_dir: Path | None = Field(default=None,
+                                     description="the built console (console/dist beside the code if unset)")
+    map_tiles: str = Field(default="", max_length=500,
+                           description="map tile URL template ({z}/{x}/{y}); empty: a plain background, no tiles")
+    map_attribution: str = Field(default="", max_length=300, description="the tile provider's credit line")
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tile_template(cls, value: str) -> str:
+        placeholders = all(k in value for k in ("{z}", "{x}", "{y}"))
+        if value and not (value.startswith(("https://", "http://", "/")) and placeholders):
+            raise ValueError("a tile URL template is http(s)://... or /... with {z}, {x} and {y}")
+        return value
+
     # ---- secrets -----------------------------------------------------------------------
     token_key: SecretStr | None = Field(default=None, description="signs access tokens (every worker the same)")
     token_key_file: Path | None = None

@@ -213,6 +213,20 @@ def db_url(request, tmp_path):
     _pg.drop_soon(make_url(url).database)
 
 
+@pytest.fixture(scope="module")
+def module_db_url(request, tmp_path_factory):
+    """A database for a whole test module (a server process several tests share), made as
+    db_url makes one."""
+    if _pg is None:
+        path = tmp_path_factory.mktemp("module-db") / "cityloop.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = _pg.copy_of_template()
+    yield url
+    _pg.drop_soon(make_url(url).database)
+
+
 @pytest.fixture
 def clock():
     return ManualClock(START)

@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from engine import settings
-from engine.api import errors, openapi
+from engine.api import console, errors, openapi
 from engine.api.routes import (
     admin,
     attendance,
@@ -39,10 +39,10 @@ log = logging.getLogger("cityloop.api")
 # Requests are matched against routes in this order: the busiest (task completions, sync
 # pushes and photo uploads) first. (Those under /api/v1/attendance keep their order.)
 ROUTERS = tuple(m.router for m in (tasks, sync_routes, sync_uploads, auth, admin, workorders, processes, open311,
-                                   camera, gas, attendance, checkins, dashboards, badge_routes, incidents))
+                                   camera, gas, attendance, checkins, dashboards, badge_routes, incidents, console))
 # The docs list the tags in this order, whatever the routers' order.
 TAGS = [{"name": t} for t in ("auth", "administration", "work-orders", "tasks", "processes", "incidents", "open311",
-                              "camera", "gas", "attendance", "dashboards", "sync")]
+                              "camera", "gas", "attendance", "dashboards", "sync", "console")]
 
 
 class WorkerHeader:
@@ -109,6 +109,7 @@ def create_app(engine=None, *, scheduler: bool | None = None, demo: bool | None 
     for router in ROUTERS:
         app.include_router(router)
     openapi.install(app)
+    console.install(app)
     if engine is not None:
         app.state.engine = engine
     return app

@@ -1,6 +1,7 @@
 """Log-in, token expiry, rate limiting, device pairing and revocation over HTTP."""
 from __future__ import annotations
 
+from engine.auth.policy import PERMISSIONS
 from engine.domain.models import Staff
 from tests.api.conftest import ACCOUNTS, PASSWORD, bearer, login
 
@@ -10,7 +11,9 @@ def test_login_and_me(client):
     assert r.status_code == 200 and r.json()["token_type"] == "bearer" and r.json()["expires_in"] == 1800
     me = client.get("/api/v1/auth/me", headers=bearer(r.json()["access_token"]))
     assert me.json() == {"id": "dispatcher1", "kind": "user", "role": "dispatcher", "unit_code": None,
-                         "device_id": None}
+                         "device_id": None, "groups": ["dispatcher"],
+                         "permissions": sorted(p for p, roles in PERMISSIONS.items()
+                                               if "dispatcher" in roles and p != "public")}
 
 
 def test_wrong_password_and_unknown_user_look_the_same(client):
@@ -54,7 +57,10 @@ def test_device_pairing_and_revocation(client, tokens):
     token = paired.json()["access_token"]
     assert client.post("/api/v1/auth/pair", json={"device_id": device_id, "code": code}).status_code == 401, "one time"
     me = client.get("/api/v1/auth/me", headers=bearer(token)).json()
-    assert me == {"id": "deliverer1", "kind": "device", "role": "deliverer", "unit_code": None, "device_id": device_id}
+    assert {k: me[k] for k in ("id", "kind", "role", "unit_code", "device_id", "groups")} == {
+        "id": "deliverer1", "kind": "device", "role": "deliverer", "unit_code": None, "device_id": device_id,
+        "groups": ["deliverer"]}
+    assert "gas.inspect" in me["permissions"] and "workorders.read" not in me["permissions"]
     assert client.post(f"/api/v1/devices/{device_id}/revoke", headers=admin).status_code == 200
     r = client.get("/api/v1/auth/me", headers=bearer(token))
     assert r.status_code == 401 and "revoked" in r.json()["message"]

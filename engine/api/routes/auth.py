@@ -7,7 +7,9 @@ from pydantic import BaseModel, Field
 from engine.api.deps import allow, engine_of
 from engine.api.errors import problem
 from engine.auth import service
+from engine.auth.policy import PERMISSIONS, allowed
 from engine.auth.service import Principal
+from engine.domain.groups import groups_of
 
 __all__ = ["router"]  # (the routes themselves are reached through the router)
 
@@ -36,6 +38,9 @@ class MeOut(BaseModel):
     role: str
     unit_code: str | None
     device_id: str | None
+    permissions: list[str] = Field(description="what this role may do (engine.auth.policy); the web console shows "
+                                               "only the pages these allow, and the API checks each call anyway")
+    groups: list[str] = Field(description="the task groups this person's group tasks are offered to")
 
 
 @router.post("/login", response_model=TokenOut, summary="Log in (staff) / 登录")
@@ -62,4 +67,6 @@ def pair(body: PairIn, request: Request, _: None = allow("public")):
 @router.get("/me", response_model=MeOut, summary="Who am I / 当前身份")
 def me(principal: Principal = allow("me")):
     return MeOut(id=principal.id, kind=principal.kind, role=principal.role, unit_code=principal.unit_code,
-                 device_id=principal.device_id)
+                 device_id=principal.device_id,
+                 permissions=sorted(p for p in PERMISSIONS if p != "public" and allowed(p, principal.role)),
+                 groups=sorted(groups_of(principal.role, principal.unit_code)))

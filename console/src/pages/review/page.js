@@ -1,0 +1,9 @@
+// Placeholder until the review page lands (issue 13, built in parallel).
+import { h } from '../../dom.js';
+
+export default {
+  mount(el) {
+    el.append(h('p.page-message', 'review'));
+    return { unmount() {} };
+  },
+};
