@@ -17,9 +17,42 @@ export function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-export function setToken(value) {
-  if (value) sessionStorage.setItem(TOKEN_KEY, value);
-  else sessionStorage.removeItem(TOKEN_KEY);
+// expiresIn (seconds, from the log-in answer) schedules the renewal: a person at a desk all day
+// is not sent back to the log-in every 30 minutes (the server allows renewals for 12 hours).
+export function setToken(value, expiresIn) {
+  clearTimeout(renewTimer);
+  if (!value) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(RENEW_KEY);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, value);
+  if (expiresIn) sessionStorage.setItem(RENEW_KEY, String(Date.now() + expiresIn * 1000 * RENEW_AT));
+  keepFresh();
+}
+
+const RENEW_KEY = 'cityloop.renewAt';
+const RENEW_AT = 2 / 3; // of the token's life
+let renewTimer;
+
+// Renew the token when two thirds of its life have passed (by this browser's clock, counted
+// from when the token arrived, so a skewed clock does not matter); a token found after a
+// reload is renewed soon.
+export function keepFresh() {
+  clearTimeout(renewTimer);
+  if (!token()) return;
+  const at = Number(sessionStorage.getItem(RENEW_KEY)) || Date.now() + 5000;
+  renewTimer = setTimeout(renew, Math.max(1000, at - Date.now()));
+}
+
+async function renew() {
+  try {
+    const out = await request('POST', '/api/v1/auth/refresh');
+    setToken(out.access_token, out.expires_in);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return; // the handler shows the log-in
+    renewTimer = setTimeout(renew, 60_000); // unreachable or busy: try again in a minute
+  }
 }
 
 // Called when the server says the token is no good (expired, revoked): back to the log-in.

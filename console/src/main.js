@@ -1,7 +1,7 @@
 // The console's shell: log-in, the top bar (pages this person may use, language, log-out) and
 // a hash router (#/<page>/<rest>?<query>) that mounts one page at a time.
 import './style.css';
-import { api, ApiError, setToken, setUnauthorizedHandler, token } from './api.js';
+import { api, ApiError, keepFresh, setToken, setUnauthorizedHandler, token } from './api.js';
 import { clear, h, toast } from './dom.js';
 import { lang, onLang, register, setLang, setZone, t } from './i18n.js';
 import { PAGES } from './pages.js';
@@ -80,7 +80,7 @@ function showLogin(notice) {
     error.textContent = '';
     try {
       const out = await api.post('/api/v1/auth/login', { username: user.value.trim(), password: pass.value });
-      setToken(out.access_token);
+      setToken(out.access_token, out.expires_in);
       await start();
     } catch (err) {
       error.textContent = loginMessage(err);
@@ -254,5 +254,8 @@ async function start() {
 }
 
 window.addEventListener('hashchange', route);
-if (token()) start();
+if (token()) {
+  keepFresh();
+  start();
+}
 else showLogin();

@@ -12,7 +12,7 @@ from engine.domain.groups import groups_of
 from engine.runtime.case_engine import CaseEngine
 from engine.runtime.errors import Actor, Forbidden
 
-__all__ = ["RoleForbidden", "actor_of", "allow", "engine_of"]
+__all__ = ["RoleForbidden", "actor_of", "allow", "bearer_token", "engine_of"]
 
 
 class RoleForbidden(Forbidden):
@@ -24,7 +24,8 @@ def engine_of(request: Request) -> CaseEngine:
     return request.app.state.engine
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
+    """The request's bearer token, if it sent one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -39,7 +40,7 @@ def allow(permission: str) -> Callable:
         raise KeyError(f"unknown permission {permission!r}")
 
     def check(request: Request) -> Principal | None:
-        token = _bearer(request)
+        token = bearer_token(request)
         if token is None:
             if allowed(permission, ANONYMOUS):
                 return None

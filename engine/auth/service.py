@@ -33,12 +33,13 @@ from engine.runtime.errors import ClientError, NotFound, TooManyRequests, Valida
 
 __all__ = ["ACCESS_TTL", "AuthError", "DEVICE_KINDS", "FAILURE_WINDOW", "HASHING", "HASH_SLOTS", "HASH_WAIT_SECONDS",
            "IAT_LEEWAY_SECONDS", "LAST_SEEN_EVERY", "LoginBusy", "MAX_ADDRESS_FAILURES", "MAX_FAILURES",
-           "PAIRING_TTL", "Principal", "ROLES", "RateLimited", "authenticate", "client_address", "create_device",
-           "forget_keys", "hash_password", "issue_token", "login", "mark_seen", "pair", "prune_login_attempts",
-           "revoke", "set_password"]
+           "PAIRING_TTL", "Principal", "ROLES", "RateLimited", "SESSION_MAX", "authenticate", "client_address",
+           "create_device", "forget_keys", "hash_password", "issue_token", "login", "mark_seen", "pair",
+           "prune_login_attempts", "refresh", "revoke", "set_password"]
 
 log = logging.getLogger("cityloop.auth")
 ACCESS_TTL = timedelta(minutes=30)
+SESSION_MAX = timedelta(hours=12)   # a refreshed token never outlives its log-in by more (a working day)
 IAT_LEEWAY_SECONDS = 60       # workers' clocks may differ a little
 LAST_SEEN_EVERY = timedelta(minutes=1)  # a device's last-seen time is written at most this often
 PAIRING_TTL = timedelta(minutes=15)
@@ -236,10 +237,32 @@ def prune_login_attempts(s: Session, now: datetime) -> int:
     return s.execute(delete(LoginAttempt).where(LoginAttempt.at <= to_db(now - FAILURE_WINDOW))).rowcount
 
 
-def issue_token(s: Session, staff: Staff, now: datetime) -> str:
+def issue_token(s: Session, staff: Staff, now: datetime, auth_time: int | None = None) -> str:
+    """A staff access token for ACCESS_TTL; `auth_time` is when the person logged in (now,
+    unless the token renews an earlier one: see refresh)."""
     claims = {"sub": staff.id, "role": staff.role, "unit": staff.unit_code, "iat": int(now.timestamp()),
-              "exp": int((now + ACCESS_TTL).timestamp()), "jti": uuid.uuid4().hex}
+              "exp": int((now + ACCESS_TTL).timestamp()), "jti": uuid.uuid4().hex,
+              "auth_time": int(now.timestamp()) if auth_time is None else auth_time}
     return jwt.encode(claims, _secret(s), algorithm="HS256")
+
+
+def refresh(s: Session, token: str, now: datetime) -> str:
+    """A fresh access token for a staff token still valid (a person at a desk all day is not
+    sent back to the log-in every 30 minutes), with the account's current role. Refused for
+    device tokens, disabled accounts, and SESSION_MAX after the log-in: then log in again."""
+    if not token or token.startswith("dev_") or len(token) > 4096:
+        raise AuthError("only a person's access token can be renewed")
+    try:
+        claims = _decode(s.connection(), token, now)
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"token refused: {exc}") from None
+    staff = s.get(Staff, claims["sub"])
+    if staff is None or not staff.active:
+        raise AuthError("account disabled")
+    auth_time = claims.get("auth_time", claims.get("iat"))
+    if not isinstance(auth_time, int) or now.timestamp() - auth_time > SESSION_MAX.total_seconds():
+        raise AuthError(f"the session is over {SESSION_MAX.total_seconds() / 3600:.0f} hours old: log in again")
+    return issue_token(s, staff, now, auth_time=auth_time)
 
 
 def _hash_token(token: str) -> str:

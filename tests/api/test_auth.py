@@ -1,6 +1,7 @@
 """Log-in, token expiry, rate limiting, device pairing and revocation over HTTP."""
 from __future__ import annotations
 
+from engine.auth import service
 from engine.auth.policy import PERMISSIONS
 from engine.domain.models import Staff
 from tests.api.conftest import ACCOUNTS, PASSWORD, bearer, login
@@ -94,7 +95,6 @@ def test_admin_manages_staff_with_clear_errors(client, tokens):
 def test_token_times_follow_the_engine_clock_not_the_wall_clock(client, system, clock):
     """A server whose clock runs ahead of this machine's (as tests' clocks do) still accepts
     the tokens it issues; one issued later than its own clock (+1 min) is refused."""
-    from engine.auth import service
     clock.advance(days=400)                                   # well past the machine's date
     token = login(client, "dispatcher1").json()["access_token"]
     assert client.get("/api/v1/auth/me", headers=bearer(token)).status_code == 200

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,7 @@ import pytest
 
 from tests.sync.servers import ROOT, ServerProcess
 
-__all__ = ["ARTIFACTS", "DEMO_PASSWORD", "DEMO_USERS", "api_token", "login", "set_lang", "shot", "wait_idle"]
+__all__ = ["ARTIFACTS", "DEMO_PASSWORD", "DEMO_USERS", "api_token", "login", "set_lang", "shot", "until", "wait_idle"]
 
 CHROMIUM = os.environ.get("CITYLOOP_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -112,6 +113,20 @@ def api_token(server: ServerProcess, user: str) -> str:
                    timeout=30)
     r.raise_for_status()
     return r.json()["access_token"]
+
+
+def until(page, probe, timeout: float = 15.0):
+    """Poll `probe()` (e.g. a page.evaluate of some state) until it returns something truthy;
+    return it. For state no locator shows (storage, a variable), where wait_for_function would
+    need eval, which the console's CSP forbids."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {value!r} after {timeout} s")
+        page.wait_for_timeout(50)
 
 
 def wait_idle(page) -> None:

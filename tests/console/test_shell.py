@@ -6,7 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.conftest import DEMO_USERS, api_token, login, set_lang, shot
+from tests.console.conftest import DEMO_USERS, api_token, login, set_lang, shot, until
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +81,16 @@ def test_the_build_is_served_with_its_policy_and_cache_rules(console_server):
     a = httpx.get(console_server.base_url + asset)
     assert a.status_code == 200 and "immutable" in a.headers["cache-control"]
     assert httpx.get(console_server.base_url + "/assets/nothing-here.js").status_code == 404
+
+
+def test_the_token_is_renewed_before_it_expires(page, console_server):
+    page.clock.install()                      # the page's timers, fast-forwarded below
+    login(page, console_server, DEMO_USERS["dispatcher"], lang="en")
+    first = page.evaluate("sessionStorage.getItem('cityloop.token')")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/auth/refresh")) as renewal:
+        page.clock.fast_forward("21:00")      # two thirds of the token's 30 minutes
+    assert renewal.value.status == 200
+    expect(page.locator("#whoami")).to_be_visible()
+    token = until(page, lambda: (t := page.evaluate("sessionStorage.getItem('cityloop.token')")) != first and t)
+    r = httpx.get(console_server.base_url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.json()["id"] == DEMO_USERS["dispatcher"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from engine.api.deps import allow, engine_of
+from engine.api.deps import allow, bearer_token, engine_of
 from engine.api.errors import problem
 from engine.auth import service
 from engine.auth.policy import PERMISSIONS, allowed
@@ -62,6 +62,18 @@ def pair(body: PairIn, request: Request, _: None = allow("public")):
     with engine.transaction() as s:
         token = service.pair(s, body.device_id, body.code, engine.clock())
     return TokenOut(access_token=token, expires_in=0)
+
+
+@router.post("/refresh", response_model=TokenOut, summary="Renew my access token / 续期访问令牌")
+def refresh(request: Request, principal: Principal = allow("me")):
+    """A new token for a person's valid one (the web console renews before expiry), with the
+    account's current role; at most 12 hours after the log-in, then a 401: log in again."""
+    if principal.kind != "user":
+        raise service.AuthError("a device token is not renewed: devices keep theirs until revoked")
+    engine = engine_of(request)
+    with engine.transaction() as s:
+        token = service.refresh(s, bearer_token(request) or "", engine.clock())
+    return TokenOut(access_token=token, expires_in=int(service.ACCESS_TTL.total_seconds()))
 
 
 @router.get("/me", response_model=MeOut, summary="Who am I / 当前身份")
