@@ -6,7 +6,7 @@ start exactly as `make run` does).
   a module share its data, so each picks its own orders.
 - `browser`: one Chromium per session; `page` gives each test a fresh context (1366x768, no
   stored log-in) and fails the test on any script error or console error the page logs
-  (a Content-Security-Policy violation included).
+  (a Content-Security-Policy violation included) and on any text missing a translation.
 - `login(page, server, user)`, `shot(page, name)`: log in through the form; save a
   screenshot to test-artifacts/console/<name>.png.
 
@@ -75,7 +75,8 @@ def page(browser, request):
     problems: list[str] = []
     pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     pg.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-          if msg.type == "error" and not any(b.search(msg.text) for b in BENIGN) else None)
+          if (msg.type == "error" and not any(b.search(msg.text) for b in BENIGN))
+          or msg.text.startswith("i18n: no text for") else None)
     pg.problems = problems            # a test that provokes an error on purpose clears this
     yield pg
     context.close()
