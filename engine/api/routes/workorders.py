@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
@@ -18,11 +18,13 @@ from sqlmodel import Session, select
 from engine.api.deps import actor_of, allow, engine_of
 from engine.auth.service import Principal
 from engine.clock import from_db, to_db
+from engine.db.models import Definition
 from engine.domain import workorders
 from engine.domain.models import WorkOrder
 from engine.domain.records import Attachment, Comment, WorkOrderAttachment
 from engine.domain.workorders import OrderState, is_overdue
 from engine.runtime.errors import NotFound
+from engine.runtime.rows import fetch_instance
 from engine.services import workorders as orders
 from engine.services.access import order_for, orders_visible
 from engine.storage import StoreError, store_of
@@ -210,10 +212,13 @@ def create_order(body: OrderIn, request: Request, principal: Principal = allow("
 @router.get("/work-orders", response_model=OrderPage, summary="List work orders / 工单列表")
 def list_orders(request: Request,
                 state: Literal[STATES] | None = None,
+                source: Literal[workorders.SOURCES] | None = Query(default=None, description="how it was reported"),
                 unit: str | None = Query(default=None, max_length=40, description="responsible unit code"),
                 category: Literal[workorders.CATEGORIES] | None = None,
                 overdue: bool | None = Query(default=None, description="escalated, or open past its SLA"),
                 area: str | None = Query(default=None, max_length=40),
+                q: str | None = Query(default=None, min_length=1, max_length=60,
+                                      description="a number (prefix) or words in the description"),
                 reported_from: datetime | None = Query(default=None, description="ISO 8601, inclusive"),
                 reported_to: datetime | None = Query(default=None, description="ISO 8601, exclusive"),
                 limit: int = Query(default=50, ge=1, le=500),
@@ -223,9 +228,13 @@ def list_orders(request: Request,
     now = engine.clock()
     where = [orders_visible(principal)]
     for column, value in ((WorkOrder.state, state), (WorkOrder.unit_code, unit), (WorkOrder.category, category),
-                          (WorkOrder.area, area)):
+                          (WorkOrder.area, area), (WorkOrder.source, source)):
         if value is not None:
             where.append(column == value)
+    if q is not None and q.strip():
+        words = q.strip()
+        where.append(or_(WorkOrder.number.startswith(words, autoescape=True),
+                         WorkOrder.description.contains(words, autoescape=True)))
     if reported_from is not None:
         where.append(WorkOrder.reported_at >= to_db(reported_from))
     if reported_to is not None:
@@ -246,6 +255,24 @@ def list_orders(request: Request,
             summary="A work order with its timeline, process position, comments and attachments / 工单详情")
 def get_order(number: str, request: Request, principal: Principal = allow("workorders.read")):
     return _detail(request, number, principal)
+
+
+@router.get("/work-orders/{number}/diagram", response_class=Response,
+            responses={200: {"content": {"application/xml": {}}, "description": "BPMN 2.0 XML"}},
+            summary="The BPMN diagram of the version this order's process runs on / 工单流程图")
+def get_diagram(number: str, request: Request, principal: Principal = allow("workorders.read")):
+    """The process definition of the order's own instance (its version, not the latest): for
+    showing where the order stands, to anyone who may see the order (unit roles may not read
+    process definitions otherwise)."""
+    with engine_of(request).transaction(write=False) as s:
+        order = order_for(s, principal, number)
+        row = fetch_instance(s, order.instance_id) if order.instance_id is not None else None
+        definition = s.get(Definition, row.definition_id) if row is not None else None
+    if definition is None:
+        raise NotFound(f"work order {number[:64]!r} has no process diagram")
+    return Response(definition.content.encode("utf-8"), media_type="application/xml; charset=utf-8",
+                    headers={"ETag": f'"{definition.sha256}"', "X-Content-Type-Options": "nosniff",
+                             "Cache-Control": "private, max-age=3600"})
 
 
 @router.post("/work-orders/{number}/comments", response_model=CommentOut, status_code=201,
