@@ -1,6 +1,7 @@
 // Photos are behind the bearer token, so an <img src> cannot load them directly: fetch the
 // bytes with the token and show them through blob: URLs (the CSP allows img-src blob:).
 // One PhotoCache per page; drop() revokes every URL it made.
+import './photos.css';
 import { request } from '../../api.js';
 import { h } from '../../dom.js';
 
