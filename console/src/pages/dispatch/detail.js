@@ -4,7 +4,7 @@ import { ApiError } from '../../api.js';
 import { clear, fill, h, toast } from '../../dom.js';
 import { fmtTime, t } from '../../i18n.js';
 import { showDiagram } from './diagram.js';
-import { categoryName, elementName, eventName, kindName, sourceName, stateName } from './labels.js';
+import { categoryName, elementName, eventName, kindName, priorityName, sourceName, stateName } from './labels.js';
 import { PhotoCache, zoom } from './photos.js';
 
 export class Detail {
@@ -65,7 +65,7 @@ export class Detail {
       h('dl.facts',
         fact('source', sourceName(o.source)), fact('category', categoryName(o.category)),
         fact('unit', this.desk.unitName(o.unit_code)), fact('area', o.area),
-        fact('address', o.address_code || '–'), fact('priority', o.priority || '–'),
+        fact('address', o.address_code || '–'), fact('priority', priorityName(o.priority)),
         fact('reported', fmtTime(o.reported_at)), fact('sla', fmtTime(o.sla_due)),
         o.closed_at ? fact('closed', fmtTime(o.closed_at)) : null,
         o.reporter ? fact('reporter', o.reporter) : null,
@@ -112,6 +112,8 @@ export class Detail {
     const reason = h('textarea', { id: 'reroute-reason', rows: 2, maxlength: 2000, 'aria-label': t('dispatch.reroute.reason') });
     const error = h('p.form-error', { role: 'alert' });
     const submit = h('button.primary', { type: 'submit', id: 'reroute-submit' }, t('dispatch.reroute.submit'));
+    unit.addEventListener('change', () => { error.textContent = ''; });
+    reason.addEventListener('input', () => { error.textContent = ''; });
     const form = h('form.panel', {
       onsubmit: async (e) => {
         e.preventDefault();

@@ -53,6 +53,11 @@ const EVENTS = {
   incident_resolved: ['异常已解决', 'Incident resolved'],
   message_received: ['收到消息', 'Message received'],
 };
+const PRIORITIES = {
+  urgent: ['紧急', 'Urgent'],
+  normal: ['一般', 'Normal'],
+  low: ['较低', 'Low'],
+};
 const ELEMENTS = {
   Task_rectify: ['整改', 'Rectify'],
   Task_review: ['审核', 'Review'],
@@ -69,7 +74,7 @@ const ELEMENTS = {
 
 const table = {};
 for (const [prefix, map] of [['cat', CATEGORIES], ['state', STATES], ['source', SOURCES], ['kind', KINDS],
-  ['event', EVENTS], ['el', ELEMENTS]]) {
+  ['event', EVENTS], ['el', ELEMENTS], ['prio', PRIORITIES]]) {
   for (const [k, [zh, en]] of Object.entries(map)) table[`dispatch.${prefix}.${k}`] = { zh, en };
 }
 register(table);
@@ -83,6 +88,7 @@ export const categoryName = (v) => label('cat', CATEGORIES, v);
 export const stateName = (v) => label('state', STATES, v);
 export const sourceName = (v) => label('source', SOURCES, v);
 export const kindName = (v) => label('kind', KINDS, v);
+export const priorityName = (v) => label('prio', PRIORITIES, v);
 export const eventName = (v) => label('event', EVENTS, v);
 export const elementName = (v, fallback) => (v in ELEMENTS ? t(`dispatch.el.${v}`) : fallback || v || '');
 export const CATEGORY_KEYS = Object.keys(CATEGORIES);
