@@ -125,6 +125,7 @@ class Desk {
       else if (document.activeElement !== this.inputs[k]) this.inputs[k].value = query[k] || '';
     }
     this.inputs.state.disabled = this.tab === 'notours';
+    this.inputs.unit.hidden = ['unit_worker', 'unit_leader'].includes(this.ctx.me.role); // their unit only anyway
     this.tabAll.classList.toggle('active', this.tab === 'all');
     this.tabAll.setAttribute('aria-selected', String(this.tab === 'all'));
     this.tabNotOurs.classList.toggle('active', this.tab === 'notours');
