@@ -52,6 +52,7 @@ def test_reviewer_rejects_then_approves_by_keyboard(page, console_server, api):
     page.keyboard.press("Enter")
     expect(page.locator("#review-reason-error")).to_have_text("退回必须填写理由（至少 2 个字）")
     assert api.order(number)["state"] == "in_review"
+    shot(page, "review-reject-zh")
     page.keyboard.press("Escape")                              # cancelled: the keys work again
     expect(page.locator("#review-reason")).to_be_hidden()
     page.keyboard.press("r")
@@ -85,6 +86,10 @@ def test_a_task_taken_meanwhile_is_a_conflict_and_the_desk_moves_on(page, consol
     page.keyboard.press("?")
     shot(page, "review-keys-en")
     page.keyboard.press("Escape")
+    page.keyboard.press("z")                                   # the after photo, full window
+    expect(page.locator(".photo-zoom img[src^='blob:']")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator(".photo-zoom")).to_have_count(0)
 
     task = api.task(number, "reviewer1")
     api.call("reviewer1", "POST", f"/api/v1/tasks/{task['id']}/claim")   # someone else took it
