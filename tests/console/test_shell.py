@@ -2,6 +2,8 @@
 refusing the rest), the language switch, and how the server hands out the build."""
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import expect
@@ -40,7 +42,7 @@ def test_each_role_is_offered_its_own_pages(page, console_server, role):
     assert nav_of(page) == NAV[role]
     # the first page opens by itself and is marked in the menu
     page.wait_for_selector(f"nav.pages a.active[data-page='{NAV[role][0]}']")
-    assert page.url.endswith(f"#/{NAV[role][0]}")
+    assert re.search(f"#/{NAV[role][0]}(/|\\?|$)", page.url), page.url   # (a desk may add the item it shows)
 
 
 def test_a_page_outside_the_role_says_so_and_the_api_refuses_it_too(page, console_server):
