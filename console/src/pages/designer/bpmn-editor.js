@@ -20,6 +20,7 @@ import { bpmnlint } from './lint.js';
 import { CityloopPropertiesModule } from './provider.js';
 import { TranslateModule } from './strings.js';
 import { ProblemMarks } from './problems.js';
+import { fitBeside } from './fit.js';
 
 // open(container, xml, {onChange, onLint}) -> editor {kind, getContent(), marks, lintIssues, destroy()}
 export async function openBpmn(container, xml, { onChange, onLint, readOnly }) {
@@ -69,7 +70,7 @@ export async function openBpmn(container, xml, { onChange, onLint, readOnly }) {
   });
   modeler.on('commandStack.changed', () => onChange && onChange());
   await modeler.importXML(xml);
-  modeler.get('canvas').zoom('fit-viewport');
+  fitBeside(modeler.get('canvas'), 80);
   if (readOnly) canvas.classList.add('dsg-readonly');
   return editor;
 }

@@ -5,6 +5,7 @@ import camundaModdle from 'camunda-bpmn-moddle/resources/camunda.json';
 import { diff } from 'bpmn-js-differ';
 
 import { h } from '../../dom.js';
+import { fitBeside } from './fit.js';
 
 const KINDS = [['added', '_added'], ['changed', '_changed'], ['layout', '_layoutChanged'], ['removed', '_removed']];
 
@@ -22,7 +23,7 @@ export async function openDiff(container, oldXml, newXml) {
   const [a, b] = await Promise.all([definitions(moddle, oldXml), definitions(moddle, newXml)]);
   const result = diff(a, b);
   await viewer.importXML(newXml);
-  viewer.get('canvas').zoom('fit-viewport');
+  fitBeside(viewer.get('canvas'), 20);
   const registry = viewer.get('elementRegistry');
   const changes = [];
   const seen = new Set();
@@ -31,8 +32,10 @@ export async function openDiff(container, oldXml, newXml) {
       if (kind === 'layout' && seen.has(id)) continue;  // already listed as added or changed
       seen.add(id);
       const model = entry.model || entry;
+      // (the differ hands jsondiffpatch's [old, new] to changed(model, key, newValue, oldValue),
+      // so its attrs carry the old value as newValue: read them the right way round)
       const attrs = entry.attrs ? Object.entries(entry.attrs).map(([name, v]) => ({
-        name, from: v.oldValue, to: v.newValue,
+        name, from: v.newValue, to: v.oldValue,
       })) : [];
       changes.push({ kind, id, name: model.name || '', type: (model.$type || '').replace('bpmn:', ''), attrs });
       if (kind !== 'removed' && registry.get(id)) viewer.get('canvas').addMarker(id, `dsg-diff-${kind}`);

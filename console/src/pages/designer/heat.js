@@ -4,6 +4,7 @@ import NavigatedViewer from 'bpmn-js/lib/NavigatedViewer';
 import camundaModdle from 'camunda-bpmn-moddle/resources/camunda.json';
 
 import { h } from '../../dom.js';
+import { fitBeside } from './fit.js';
 import { fmtNumber } from '../../i18n.js';
 
 // A colour from pale yellow (few) to deep red (the most loaded element).
@@ -19,7 +20,7 @@ export async function openHeat(container, xml) {
   container.append(canvas);
   const viewer = new NavigatedViewer({ container: canvas, moddleExtensions: { camunda: camundaModdle } });
   await viewer.importXML(xml);
-  viewer.get('canvas').zoom('fit-viewport');
+  fitBeside(viewer.get('canvas'), 20);
   const registry = viewer.get('elementRegistry');
   const overlays = viewer.get('overlays');
   return {
@@ -39,9 +40,12 @@ export async function openHeat(container, xml) {
           }, fmtNumber(c.waiting)));
         }
         if (c.incidents) badges.push(h('span.dsg-heat-incidents', { dataset: { element: id } }, fmtNumber(c.incidents)));
-        if (c.passed) badges.push(h('span.dsg-heat-passed', { dataset: { element: id } }, `✓${fmtNumber(c.passed)}`));
         if (badges.length) {
-          overlays.add(id, 'dsg-heat', { position: { bottom: 10, left: -10 }, html: h('div.dsg-heat-badges', badges) });
+          overlays.add(id, 'dsg-heat', { position: { top: -10, left: -10 }, scale: { min: 1 }, html: h('div.dsg-heat-badges', badges) });
+        }
+        if (c.passed) {
+          overlays.add(id, 'dsg-heat', { position: { bottom: 4, right: 22 }, scale: { min: 1 },
+            html: h('span.dsg-heat-passed', { dataset: { element: id } }, `✓${fmtNumber(c.passed)}`) });
         }
       }
     },
