@@ -66,6 +66,19 @@ def test_an_edit_the_server_refuses_is_shown_on_its_element(page, console_server
     designer = _api(console_server, DESIGNER)
     version = _latest(designer, "bpmn", "work_order")
     login(page, console_server, DESIGNER, lang="en", at=f"#/designer/bpmn/work_order/{version}/edit")
+    # a service task's operation is picked from the server's registry; none is a lint error
+    _element(page, "Task_escalate").click()
+    page.click("[data-group-id='group-cityloop-operation'] .bio-properties-panel-group-header")
+    select = page.locator("#bio-properties-panel-cityloop-operation-select")
+    expect(select).to_have_value("escalate")
+    registry = [op["name"] for op in designer.get(f"{URL}/operations").json()]
+    assert select.locator("option").all_text_contents() == ["—", *registry]
+    select.select_option("")
+    lint = page.locator(".dsg-problem[data-source='lint'][data-element='Task_escalate']")
+    expect(lint).to_contain_text("service tasks must be")
+    select.select_option("escalate")
+    expect(lint).to_have_count(0)
+
     _element(page, "Task_review").click()
     page.click("[data-group-id='group-CamundaPlatform__UserAssignment'] .bio-properties-panel-group-header")
     groups = page.locator("#bio-properties-panel-candidateGroups")
@@ -127,6 +140,8 @@ def test_forms_open_in_the_form_editor_with_a_preview(page, console_server):
     page.click(".dsg-tab[data-view='preview']")
     page.locator(".dsg-form-preview .fjs-form").wait_for()
     shot(page, "designer-form-preview-zh")
+    page.click("#dsg-validate")
+    expect(page.locator(".dsg-status.ok")).to_have_text("服务器校验通过，可以部署")
 
 
 def test_a_dispatcher_looks_but_may_not_deploy(page, console_server):
@@ -138,6 +153,8 @@ def test_a_dispatcher_looks_but_may_not_deploy(page, console_server):
     shot(page, "designer-en")
     page.click("#lang-toggle")
     expect(page.locator(".dsg-list h2")).to_have_text("已部署的定义")
+    expect(page.locator("[data-group-id='group-general'] .bio-properties-panel-group-header-title")).to_have_text("常规")
+    expect(page.locator(".bjsl-button")).to_contain_text("没有问题")
     shot(page, "designer-zh")
     dispatcher = _api(console_server, DEMO_USERS["dispatcher"])
     text = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_bytes()

@@ -57,7 +57,9 @@ export async function openBpmn(container, xml, { onChange, onLint, readOnly }) {
       modeler.get('canvas').scrollToElement(element);
       return true;
     },
-    relint() {
+    // after a language switch: the properties panel and the lint button say it anew
+    relabel() {
+      modeler.get('eventBus').fire('propertiesPanel.providersChanged');
       modeler.get('linting').update();
     },
     destroy() {

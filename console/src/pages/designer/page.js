@@ -434,6 +434,7 @@ class Designer {
   }
 
   relabel() {
+    if (this.editor && this.editor.relabel) this.editor.relabel();
     this.renderList();
     this.renderToolbar();
     this.renderProblems();
