@@ -30,6 +30,13 @@ def _element(page, element_id):
     return page.locator(f".dsg-canvas .djs-element[data-element-id='{element_id}']").first
 
 
+def _type_into(page, cell, text):
+    cell.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
+    expect(cell).to_have_text(text)
+
+
 def test_designer_changes_an_sla_in_the_dmn_table_and_a_new_order_takes_it(page, console_server):
     designer = _api(console_server, DESIGNER)
     version = _latest(designer, "dmn", "dispatch_rules")
@@ -37,11 +44,18 @@ def test_designer_changes_an_sla_in_the_dmn_table_and_a_new_order_takes_it(page,
     cell = page.locator("td[data-row-id='Rule_garbage_dongcheng'][data-col-id='Output_sla_hours'] .content-editable")
     expect(cell).to_have_text("24")
     shot(page, "designer-dmn-en")
-    cell.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type("6")
+    _type_into(page, cell, "6")
     expect(cell).to_have_text("6")
     expect(page.locator(".dsg-dirty")).to_be_visible()
+    # a cell the server refuses is marked in the table, then put right
+    unit = page.locator("td[data-row-id='Rule_garbage_other'][data-col-id='Output_unit']")
+    _type_into(page, unit.locator(".content-editable"), 'open("x")')
+    page.click("#dsg-validate")
+    expect(page.locator("td.dsg-cell-error[data-element-id='LiteralExpression_garbage_other_unit']")).to_have_count(1)
+    expect(page.locator(".dsg-problem[data-source='server'][data-element='LiteralExpression_garbage_other_unit']")) \
+        .to_contain_text("calling 'open' is not allowed")
+    shot(page, "designer-dmn-error-en")
+    _type_into(page, unit.locator(".content-editable"), '"clean-west"')
     page.click("#dsg-deploy")
     expect(page.locator(".dsg-status.ok")).to_contain_text(f"dispatch_rules version {version + 1}")
     expect(page.locator(f".dsg-item[data-key='dispatch_rules'] .dsg-version.current[data-version='{version + 1}']")) \
