@@ -21,9 +21,7 @@ import singleEventDefinition from 'bpmnlint/rules/single-event-definition';
 import startEventRequired from 'bpmnlint/rules/start-event-required';
 import superfluousGateway from 'bpmnlint/rules/superfluous-gateway';
 
-// What the cityloop rules check against: filled from the server (operations, deployed forms
-// and decisions) before the first lint, and refreshed after each deploy.
-export const known = { operations: new Set(), forms: new Set(), decisions: new Set() };
+import { known } from './state.js';  // what the cityloop rules check against, from the server
 
 const is = (node, type) => typeof node.$instanceOf === 'function' && node.$instanceOf(type);
 const ALLOWED_CAMUNDA = new Set(['camunda:Properties', 'camunda:FormData', 'camunda:InputOutput']);

@@ -6,8 +6,7 @@ import './page.css';
 import { h, fill, clear } from '../../dom.js';
 import { t, fmtTime } from '../../i18n.js';
 import './strings.js';
-import { known } from './lint.js';
-import { choices } from './provider.js';
+import { choices, known } from './state.js';
 
 const BASE = '/api/v1/processes';
 const KIND_ORDER = ['bpmn', 'dmn', 'form'];

@@ -7,11 +7,9 @@ import { createElement } from '@bpmn-io/properties-panel/preact';
 import { useService } from 'bpmn-js-properties-panel';
 import { getBusinessObject, is } from 'bpmn-js/lib/util/ModelUtil';
 
-import { known } from './lint.js';
+import { choices, known } from './state.js';
 import { t } from '../../i18n.js';
 
-// filled by the page from the server: [{name, description, parameters}], [form ids]
-export const choices = { operations: [], forms: [] };
 
 const REFUSED_GROUPS = new Set([
   'CamundaPlatform__ExecutionListener', 'CamundaPlatform__TaskListener', 'CamundaPlatform__ConnectorInput',
