@@ -71,6 +71,13 @@ def test_designer_changes_an_sla_in_the_dmn_table_and_a_new_order_takes_it(page,
     # (the SLA clock starts at dispatch, a moment after the report)
     sla = datetime.fromisoformat(order["sla_due"]) - reported
     assert timedelta(hours=6) <= sla < timedelta(hours=6, minutes=1), sla
+    page.click("#lang-toggle")
+    expect(page.locator(".dsg-toolbar .dsg-tab.active")).to_have_text("编辑")
+    expect(page.locator(".dsg-dmn")).to_contain_text("命中策略")
+    expect(page.locator(".dsg-dirty")).to_have_count(0)
+    expect(page.locator(".dsg-status.ok")).to_have_text(f"已部署 dispatch_rules 版本 {version + 1}")
+    expect(cell).to_have_text("6")
+    shot(page, "designer-dmn-zh")
     # designers may not create orders
     assert designer.post("/api/v1/work-orders", json={"category": "exposed_garbage", "area": "dongcheng"}) \
         .status_code == 403

@@ -10,11 +10,16 @@ import 'dmn-js/dist/assets/dmn-font/css/dmn-embedded.css';
 import DmnModeler from 'dmn-js/lib/Modeler';
 
 import { h } from '../../dom.js';
+import { TranslateModule } from './strings.js';
 
 export async function openDmn(container, xml, { onChange }) {
   const canvas = h('div.dsg-canvas.dsg-dmn');
   container.append(canvas);
-  const modeler = new DmnModeler({ container: canvas, common: {} });
+  const modeler = new DmnModeler({
+    container: canvas,
+    decisionTable: { additionalModules: [TranslateModule] },
+    drd: { additionalModules: [TranslateModule] },
+  });
   await modeler.importXML(xml);
   const table = modeler.getViews().find((v) => v.type === 'decisionTable');
   if (table) await modeler.open(table);
@@ -51,6 +56,15 @@ export async function openDmn(container, xml, { onChange }) {
       const cell = canvas.querySelector(`[data-element-id="${CSS.escape(elementId)}"]`);
       if (cell) cell.scrollIntoView({ block: 'nearest' });
       return Boolean(cell);
+    },
+    // after a language switch: draw the table anew (its labels are rendered once); the edits
+    // so far are kept (the undo history is not)
+    async relabel() {
+      const { xml: now } = await modeler.saveXML();
+      await modeler.importXML(now);
+      const view = modeler.getViews().find((v) => v.type === 'decisionTable');
+      if (view) await modeler.open(view);
+      watch();
     },
     destroy() {
       modeler.destroy();

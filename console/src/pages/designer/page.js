@@ -131,8 +131,10 @@ class Designer {
         t('designer.btn.download')));
   }
 
-  setStatus(text, kind = '') {
-    fill(this.status, text ? h(`span.${kind || 'info'}`, text) : null);
+  // setStatus(key, vars, kind): a message under the editor, said anew after a language switch
+  setStatus(key, vars, kind = '') {
+    this.statusMessage = key ? [key, vars, kind] : null;
+    fill(this.status, key ? h(`span.${kind || 'info'}`, t(key, vars)) : null);
     this.status.className = `dsg-status ${kind}`;
   }
 
@@ -200,7 +202,7 @@ class Designer {
         if (!this.editor) {
           const pane = h('div.dsg-pane.dsg-edit');
           this.body.append(pane);
-          this.setStatus(t('designer.loading'));
+          this.setStatus('designer.loading');
           const [open, text] = await Promise.all([loaders[kind](), this.fetchText(kind, key, version)]);
           if (ticket !== this.ticket) return pane.remove();
           this.editorPane = pane;
@@ -212,7 +214,7 @@ class Designer {
               this.renderProblems();
             },
           });
-          this.setStatus(...(this.afterLoad || ['']));
+          this.setStatus(...(this.afterLoad || [null]));
           this.afterLoad = null;
         }
         this.editorPane.hidden = false;
@@ -231,7 +233,7 @@ class Designer {
     } catch (err) {
       if (ticket !== this.ticket) return;
       console.warn(err);
-      this.setStatus(t('designer.load_failed', { message: err.message }), 'error');
+      this.setStatus('designer.load_failed', { message: err.message }, 'error');
     }
     this.renderProblems();
   }
@@ -341,8 +343,8 @@ class Designer {
     try {
       const result = await this.api.upload(`${BASE}/validate`, await this.upload());
       this.showServerProblems(result.problems);
-      this.setStatus(result.valid ? t('designer.valid') : t('designer.invalid', { n: result.problems.length }),
-        result.valid ? 'ok' : 'error');
+      if (result.valid) this.setStatus('designer.valid', null, 'ok');
+      else this.setStatus('designer.invalid', { n: result.problems.length }, 'error');
     } catch (err) {
       this.failed(err);
     }
@@ -359,7 +361,7 @@ class Designer {
         || result.deployed[0];
       this.setDefinitions(await this.api.get(BASE));
       if (!mine.changed) {
-        this.setStatus(t('designer.unchanged'), 'info');
+        this.setStatus('designer.unchanged', null, 'info');
         this.ctx.toast(t('designer.unchanged'), 'info');
         this.dirty = false;
         this.renderToolbar();
@@ -367,7 +369,7 @@ class Designer {
       }
       this.ctx.toast(t('designer.deployed', { key: mine.key, version: mine.version }), 'ok');
       this.open = null;  // open the new version afresh, then say so
-      this.afterLoad = [t('designer.deployed', { key: mine.key, version: mine.version }), 'ok'];
+      this.afterLoad = ['designer.deployed', { key: mine.key, version: mine.version }, 'ok'];
       this.go(mine.kind, mine.key, mine.version, this.view);
     } catch (err) {
       this.failed(err);
@@ -380,9 +382,9 @@ class Designer {
     const problems = err.errors && Array.isArray(err.errors.problems) ? err.errors.problems : null;
     if (problems) {
       this.showServerProblems(problems);
-      this.setStatus(t('designer.invalid', { n: problems.length }), 'error');
+      this.setStatus('designer.invalid', { n: problems.length }, 'error');
     } else {
-      this.setStatus(t('designer.deploy_failed', { message: err.message }), 'error');
+      this.setStatus('designer.deploy_failed', { message: err.message }, 'error');
     }
   }
 
@@ -432,8 +434,13 @@ class Designer {
       all.length ? h('ul', all.map(item)) : h('p.dsg-note', t('designer.problems.none')));
   }
 
-  relabel() {
-    if (this.editor && this.editor.relabel) this.editor.relabel();
+  async relabel() {
+    if (this.editor && this.editor.relabel) {
+      const dirty = this.dirty;   // (drawing anew is no edit)
+      await this.editor.relabel();
+      this.dirty = dirty;
+    }
+    if (this.statusMessage) this.setStatus(...this.statusMessage);
     this.renderList();
     this.renderToolbar();
     this.renderProblems();

@@ -85,6 +85,11 @@ const ZH = {
   '{errors} Errors, {warnings} Warnings': '{errors} 个错误，{warnings} 个警告', 'Toggle linting overlays': '开关检查标记',
   'Issues for child elements': '子元素的问题', 'Learn more.': '了解更多。', 'Candidate starter': '发起候选人',
   'Asynchronous continuations': '异步延续', 'Inputs/Outputs': '输入/输出',
+  // dmn-js (the decision table)
+  'When': '当', 'And': '且', 'Then': '则', 'Hit policy:': '命中策略：', 'View DRD': '查看 DRD', 'Annotations': '注释',
+  'Add input': '添加输入', 'Add output': '添加输出', 'Add rule': '添加规则', 'Input': '输入', 'Output': '输出',
+  'Input label': '输入标签', 'Output label': '输出标签', 'Output name': '输出名称', 'Input expression': '输入表达式',
+  'Strings must be in double quotes': '字符串须用双引号', 'Unique': '唯一', 'Collect': '收集', 'First': '首个',
 };
 
 export function translate(template, replacements) {
