@@ -274,6 +274,8 @@ class Designer {
     const changes = this.aux.changes;
     fill(this.side,
       h('div.dsg-diff-pick', h('label', t('designer.diff.from'), pick('from')), h('label', t('designer.diff.to'), pick('to'))),
+      h('div.dsg-diff-legend', ['added', 'changed', 'layout', 'removed'].map((k) => h(`span.dsg-key.dsg-key-${k}`,
+        t(`designer.diff.${k}`)))),
       h('p.dsg-note', changes.length ? t('designer.diff.count', { n: changes.length }) : t('designer.diff.none')),
       h('ul.dsg-changes', changes.map((c) => h(`li.dsg-change.dsg-change-${c.kind}`, {
         dataset: { element: c.id, kind: c.kind }, onclick: () => this.aux.select(c.id),
