@@ -149,7 +149,8 @@ class Designer {
       // the process with the most running instances opens first
       const load = (d) => this.versions('bpmn', d.key).reduce((n, v) => n + ((v.instances && v.instances.running) || 0), 0);
       const first = this.defs.filter((d) => d.kind === 'bpmn' && d.latest).sort((a, b) => load(b) - load(a))[0];
-      if (first) this.go('bpmn', first.key, first.version, 'edit', true);
+      // (opened without rewriting the address: #/designer stays what was asked for)
+      if (first) this.route({ ...r, rest: ['bpmn', first.key, String(first.version), 'edit'] });
       return;
     }
     const vs = this.versions(kind, key);
