@@ -99,6 +99,12 @@ def test_an_edit_the_server_refuses_is_shown_on_its_element(page, console_server
     expect(lint).to_contain_text("service tasks must be")
     select.select_option("escalate")
     expect(lint).to_have_count(0)
+    # and a business rule task's decision table from the deployed ones
+    _element(page, "Task_dispatch_rules").click()
+    page.click("[data-group-id='group-cityloop-decision'] .bio-properties-panel-group-header")
+    decision = page.locator("#bio-properties-panel-cityloop-decision-select")
+    expect(decision).to_have_value("dispatch_rules")
+    assert decision.locator("option").all_text_contents() == ["—", "dispatch_rules", "gas_hazard"]
 
     _element(page, "Task_review").click()
     page.click("[data-group-id='group-CamundaPlatform__UserAssignment'] .bio-properties-panel-group-header")

@@ -72,7 +72,8 @@ class Designer {
     this.defs = defs;
     choices.forms = [...new Set(defs.filter((d) => d.kind === 'form').map((d) => d.key))].sort();
     known.forms = new Set(choices.forms);
-    known.decisions = new Set(defs.filter((d) => d.kind === 'dmn').map((d) => d.key));
+    choices.decisions = [...new Set(defs.filter((d) => d.kind === 'dmn').map((d) => d.key))].sort();
+    known.decisions = new Set(choices.decisions);
     this.renderList();
   }
 

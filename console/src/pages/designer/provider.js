@@ -1,6 +1,6 @@
 // A properties-panel provider of cityloop's own: a service task's operation is picked from the
-// server's registry (GET /api/v1/processes/operations) and a user task's form from the deployed
-// forms, never typed. Camunda groups the engine refuses (listeners, scripts, connectors, Java
+// server's registry (GET /api/v1/processes/operations), a user task's form from the deployed
+// forms and a business rule task's decision from the deployed decision tables, never typed. Camunda groups the engine refuses (listeners, scripts, connectors, Java
 // implementations) are taken out of the panel so a designer is not offered them.
 import { SelectEntry, isSelectEntryEdited } from '@bpmn-io/properties-panel';
 import { createElement } from '@bpmn-io/properties-panel/preact';
@@ -68,6 +68,30 @@ function FormSelect(props) {
   });
 }
 
+function DecisionSelect(props) {
+  const { element, id } = props;
+  const modeling = useService('modeling');
+  const current = getBusinessObject(element).get('camunda:decisionRef') || '';
+  return createElement(SelectEntry, {
+    element,
+    id,
+    label: t('designer.prop.decision'),
+    description: t('designer.prop.decision_help'),
+    getValue: () => current,
+    setValue: (value) => modeling.updateProperties(element, {
+      'camunda:decisionRef': value || undefined,
+      'camunda:decisionRefBinding': undefined,
+      'camunda:resultVariable': undefined,
+      'camunda:mapDecisionResult': undefined,
+    }),
+    getOptions: () => {
+      const ids = choices.decisions.map((d) => ({ value: d, label: d }));
+      if (current && !choices.decisions.includes(current)) ids.unshift({ value: current, label: `${current} (?)` });
+      return [{ value: '', label: '—' }, ...ids];
+    },
+  });
+}
+
 export default function CityloopPropertiesProvider(propertiesPanel) {
   propertiesPanel.registerProvider(400, this);
 }
@@ -82,6 +106,14 @@ CityloopPropertiesProvider.prototype.getGroups = function getGroups(element) {
         id: 'cityloop-operation',
         label: t('designer.prop.operation_group'),
         entries: [{ id: 'cityloop-operation-select', element, component: OperationSelect, isEdited: isSelectEntryEdited }],
+      });
+    }
+    if (is(element, 'bpmn:BusinessRuleTask')) {
+      kept = kept.filter((g) => g.id !== 'CamundaPlatform__Implementation');
+      kept.splice(1, 0, {
+        id: 'cityloop-decision',
+        label: t('designer.prop.decision_group'),
+        entries: [{ id: 'cityloop-decision-select', element, component: DecisionSelect, isEdited: isSelectEntryEdited }],
       });
     }
     if (is(element, 'bpmn:UserTask')) {

@@ -3,5 +3,5 @@
 // page's own chunk stays small: the editors load when first opened.)
 export const known = { operations: new Set(), forms: new Set(), decisions: new Set() };
 
-// for the properties panel's pickers: [{name, description, parameters}], [form ids]
-export const choices = { operations: [], forms: [] };
+// for the properties panel's pickers: [{name, description, parameters}], [form ids], [decision ids]
+export const choices = { operations: [], forms: [], decisions: [] };
