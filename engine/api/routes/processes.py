@@ -1,6 +1,7 @@
-"""Process definitions: deploy (designers), list versions, download, and which instances run
-on which version. Deploying validates every file as the engine does; a refused file comes
-back as a 422 naming the element at fault, and nothing is stored."""
+"""Process definitions: deploy (designers), validate without deploying, list versions,
+download, which instances run on which version and where they wait (the designer's heatmap),
+and the operations a service task may name. Deploying validates every file as the engine
+does; a refused file comes back as a 422 naming the element at fault, and nothing is stored."""
 from __future__ import annotations
 
 import re
@@ -22,6 +23,7 @@ from engine.clock import from_db
 from engine.db.models import Definition, Instance
 from engine.runtime.definitions import MAX_FILES_PER_DEPLOY
 from engine.runtime.errors import NotFound
+from engine.services import processes as process_service
 
 __all__ = ["router"]  # (the routes themselves are reached through the router)
 
@@ -58,6 +60,44 @@ class DefinitionOut(BaseModel):
     instances: InstanceCounts | None = Field(default=None, description="processes only")
 
 
+class ParameterOut(BaseModel):
+    name: str
+    required: bool = False
+    values: list[str] = Field(default_factory=list, description="the values it takes, when it is a choice")
+    description: str = ""
+
+
+class OperationOut(BaseModel):
+    name: str = Field(description='what a service task names: camunda:type="external" camunda:topic="<name>"')
+    description: str
+    parameters: list[ParameterOut] = Field(description="camunda:properties the operation reads")
+
+
+class ProblemOut(BaseModel):
+    file: str
+    element: str | None = Field(description="the id of the element at fault, when there is one")
+    message: str
+
+
+class ValidateOut(BaseModel):
+    valid: bool
+    problems: list[ProblemOut]
+
+
+class ElementActivity(BaseModel):
+    waiting: int = Field(description="running instances of this version waiting at the element now")
+    incidents: int = Field(description="open incidents at the element")
+    passed: int = Field(description="instances of this version that have completed the element (a task, a timer)")
+
+
+class ActivityOut(BaseModel):
+    process: str
+    version: int
+    running: int
+    total: int
+    elements: dict[str, ElementActivity]
+
+
 class InstanceOut(BaseModel):
     id: int
     business_key: str | None
@@ -79,10 +119,8 @@ class InstancesOut(BaseModel):
     items: list[InstanceOut]
 
 
-@router.post("", response_model=DeployOut, status_code=201,
-             summary="Deploy BPMN/DMN/form files as new versions / 部署流程定义")
-def deploy(request: Request, files: list[UploadFile] = File(description=".bpmn, .dmn and .form files"),
-           principal: Principal = allow("processes.deploy")):
+def _uploads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
+    """The uploaded files as (name, bytes), refusing too many, nameless or oversize files."""
     if len(files) > MAX_FILES_PER_DEPLOY:
         raise DefinitionError("deploy", [(None, f"at most {MAX_FILES_PER_DEPLOY} files per deploy")])
     uploads = []
@@ -94,9 +132,39 @@ def deploy(request: Request, files: list[UploadFile] = File(description=".bpmn, 
         if len(raw) > MAX_DEFINITION_BYTES:
             raise DefinitionError(name, [(None, f"file is over the limit of {MAX_DEFINITION_BYTES} bytes")])
         uploads.append((name, raw))
-    deployed = engine_of(request).deploy(uploads, actor_of(principal))
+    return uploads
+
+
+@router.post("", response_model=DeployOut, status_code=201,
+             summary="Deploy BPMN/DMN/form files as new versions / 部署流程定义")
+def deploy(request: Request, files: list[UploadFile] = File(description=".bpmn, .dmn and .form files"),
+           principal: Principal = allow("processes.deploy")):
+    deployed = engine_of(request).deploy(_uploads(files), actor_of(principal))
     return DeployOut(deployed=[DeployedOut(kind=d.kind, key=d.key, version=d.version, changed=d.changed)
                                for d in deployed])
+
+
+@router.post("/validate", response_model=ValidateOut,
+             summary="Check files exactly as a deploy would, storing nothing / 校验流程定义（不部署）")
+def validate(request: Request, files: list[UploadFile] = File(description=".bpmn, .dmn and .form files"),
+             principal: Principal = allow("processes.deploy")):
+    problems = process_service.validate(engine_of(request), _uploads(files), actor_of(principal))
+    return ValidateOut(valid=not problems, problems=[ProblemOut(**p) for p in problems])
+
+
+@router.get("/operations", response_model=list[OperationOut],
+            summary="Operations a service task may name / 服务任务可用的操作")
+def operations(request: Request, _: Principal = allow("processes.read")):
+    return [OperationOut(**op) for op in process_service.operations(engine_of(request))]
+
+
+@router.get("/{key}/versions/{version}/activity", response_model=ActivityOut,
+            summary="Where a version's instances wait now / 各节点实例数（热力图）")
+def activity(key: str, request: Request, version: int = PathParam(ge=1, le=1_000_000),
+             _: Principal = allow("processes.read")):
+    if len(key) > 128:
+        raise NotFound("no process with a key that long (at most 128 characters)")
+    return ActivityOut(**process_service.activity(engine_of(request), key, version))
 
 
 @router.get("", response_model=list[DefinitionOut], summary="List definitions and versions / 流程版本列表")
