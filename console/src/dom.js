@@ -1,9 +1,12 @@
 // A few DOM helpers; the console uses no UI framework (small bundles, nothing to learn).
 
-// h('button.primary', {onclick, disabled: true, dataset: {id: 3}}, 'text', child, [more])
+// h('button.primary', {onclick, disabled: true, dataset: {id: 3}}, 'text', child, [more]);
+// the spec is tag, then optionally #id, then .classes: h('section#queue.panel.wide').
 export function h(spec, attrs, ...children) {
-  const [tag, ...classes] = spec.split('.');
+  const [head, ...classes] = spec.split('.');
+  const [tag, id] = head.split('#');
   const el = document.createElement(tag || 'div');
+  if (id) el.id = id;
   if (classes.length) el.className = classes.join(' ');
   if (attrs && (typeof attrs !== 'object' || attrs instanceof Node || Array.isArray(attrs))) {
     children.unshift(attrs);
