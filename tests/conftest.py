@@ -199,32 +199,31 @@ def empty_db_url(tmp_path):
         _pg.drop_soon(make_url(url).database)
 
 
-@pytest.fixture
-def db_url(request, tmp_path):
-    """This test's own database, migrated and with the bundled processes deployed: a copy
-    of the session's template."""
+def _template_copy(request, folder: Path):
+    """A copy of the session's template (migrated, bundled processes deployed): a file in
+    `folder`, or a database of this run; dropped when the generator is closed."""
     if _pg is None:
-        path = tmp_path / "cityloop.db"
+        path = folder / "cityloop.db"
         shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
     url = _pg.copy_of_template()
     yield url
     _pg.drop_soon(make_url(url).database)
+
+
+@pytest.fixture
+def db_url(request, tmp_path):
+    """This test's own database, migrated and with the bundled processes deployed: a copy
+    of the session's template."""
+    yield from _template_copy(request, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def module_db_url(request, tmp_path_factory):
     """A database for a whole test module (a server process several tests share), made as
     db_url makes one."""
-    if _pg is None:
-        path = tmp_path_factory.mktemp("module-db") / "cityloop.db"
-        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    url = _pg.copy_of_template()
-    yield url
-    _pg.drop_soon(make_url(url).database)
+    yield from _template_copy(request, tmp_path_factory.mktemp("module-db"))
 
 
 @pytest.fixture
