@@ -15,7 +15,8 @@ function load({ layer, lat, lon, overdue }) {
       properties: { i, o: overdue ? overdue[i] : 0 } };
   }
   const index = new Supercluster({
-    radius: 56, maxZoom: CLUSTER_MAX_ZOOM, minPoints: 3,
+    // radius in 1/512ths of a 256-pixel tile (supercluster's extent): 60 px on screen
+    radius: 120, extent: 512, maxZoom: CLUSTER_MAX_ZOOM, minPoints: 3,
     map: (p) => ({ o: p.o }),
     reduce: (acc, p) => { acc.o += p.o; },
   });

@@ -34,7 +34,7 @@ function orderPopup(data, i, ctx) {
     h('div', h('span.map-chip', { style: { background: STATE_COLORS[state] || '#555' } }, t(`map.state.${state}`)),
       overdue ? h('span.map-chip', { style: { background: OVERDUE } }, t('map.popup.overdue')) : null),
     row(t('map.popup.area'), areaName(ctx, value(data, 'area', i))),
-    row('', t(`map.cat.${value(data, 'category', i)}`)),
+    row(t('map.popup.category'), t(`map.cat.${value(data, 'category', i)}`)),
     unit ? row(t('map.popup.unit'), unit) : null,
     link ? h('a.map-popup-link', { href: link, dataset: { number } }, t('map.popup.open')) : null);
 }

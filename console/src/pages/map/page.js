@@ -5,7 +5,8 @@
 // Hook for benchmarks and tests: window.cityloopMap = {map (the Leaflet map), counts
 // ({layer: points}), ready (true once every layer is loaded and drawn), drawn() (what is drawn
 // now: [{layer, count, id, overdue, lat, lon, x, y, r}] in container pixels)}; the map element
-// #map-view carries data-ready, data-zoom and data-drawn as well.
+// #map-view carries data-ready, data-zoom (the map's), data-drawn (items drawn), data-drawn-zoom
+// (the zoom they were clustered at) and data-draws (draws so far) as well.
 import 'leaflet/dist/leaflet.css';
 import './page.css';
 import './strings.js';
@@ -31,7 +32,7 @@ class MapView {
     this.loaded = new Set();
     this.failed = {};
     this.areas = [];
-    this.mapEl = h('div#map-view.map-view', { dataset: { ready: '0', zoom: '', drawn: '0' } });
+    this.mapEl = h('div.map-view', { id: 'map-view', dataset: { ready: '0', zoom: '', drawn: '0' } });
     this.panel = h('aside.map-panel', { 'aria-label': 'layers' });
     this.status = h('div.map-status', { role: 'status' });
     this.attrib = h('div.map-attrib');
@@ -39,14 +40,16 @@ class MapView {
 
     const tiles = (ctx.config && ctx.config.map && ctx.config.map.tiles) || '';
     this.map = createMap(this.mapEl, { attributionControl: false, maxZoom: MAX_ZOOM, minZoom: 9,
-      zoomSnap: 1, wheelPxPerZoomLevel: 120 }).setView(HOME, 14);
+      zoomSnap: 0.5, zoomDelta: 1, wheelPxPerZoomLevel: 120, fadeAnimation: false }).setView(HOME, 14);
+    // area outlines under the points (the points' canvas is in the overlay pane, z-index 400)
+    this.map.createPane('map-areas').style.zIndex = '250';
     if (tiles) {
       tileLayer(tiles, { maxZoom: MAX_ZOOM, crossOrigin: false }).addTo(this.map);
     } else {
       this.mapEl.classList.add('map-plain');
     }
     this.tiles = tiles;
-    this.outlines = canvasRenderer({ padding: 0.5 });
+    this.outlines = canvasRenderer({ padding: 0.5, pane: 'map-areas' });
     this.canvas = new CanvasLayer((g, item, x, y) => this.drawItem(g, item, x, y)).addTo(this.map);
     this.clusterer = createClusterer();
     this.map.on('moveend', () => this.refresh());
@@ -98,11 +101,13 @@ class MapView {
     this.areaTips = [];
     if (!this.tiles) {
       for (const a of areas) {
-        const r = rectangle(a.bounds, { renderer: this.outlines, color: '#7b8fa6', weight: 1.5, dashArray: '6 4',
-          fillColor: '#ffffff', fillOpacity: 0.55, interactive: false }).addTo(this.map);
-        const tip = tooltip({ permanent: true, direction: 'center', className: 'map-area-label', interactive: false })
-          .setContent(h('span', pick(a.name_zh, a.name)));
-        r.bindTooltip(tip);
+        rectangle(a.bounds, { renderer: this.outlines, pane: 'map-areas', color: '#7b8fa6', weight: 1.5,
+          dashArray: '6 4', fillColor: '#ffffff', fillOpacity: 0.55, interactive: false }).addTo(this.map);
+        // the area's name just above its box, where the points do not cover it
+        const [[, west], [north, east]] = a.bounds;
+        const tip = tooltip({ permanent: true, direction: 'top', className: 'map-area-label', interactive: false,
+          offset: [0, -2] }).setLatLng([north, (west + east) / 2]).setContent(h('span', pick(a.name_zh, a.name)));
+        tip.addTo(this.map);
         this.areaTips.push([tip, a]);
       }
     }
@@ -138,7 +143,8 @@ class MapView {
       }
     }
     this.canvas.draw(items, box);
-    this.mapEl.dataset.drawn = String(items.length);
+    this.draws = (this.draws || 0) + 1;
+    Object.assign(this.mapEl.dataset, { drawn: String(items.length), drawnZoom: String(zoom), draws: String(this.draws) });
     const ready = this.layers.every((l) => this.loaded.has(l.id) || this.failed[l.id]);
     if (ready && !window.cityloopMap.ready) {
       window.cityloopMap.ready = true;

@@ -28,6 +28,7 @@ register({
   'map.cat.other': { zh: '其他', en: 'Other' },
   'map.popup.order': { zh: '工单 {number}', en: 'Work order {number}' },
   'map.popup.open': { zh: '打开工单', en: 'Open the order' },
+  'map.popup.category': { zh: '类别', en: 'Category' },
   'map.popup.area': { zh: '片区', en: 'Area' },
   'map.popup.unit': { zh: '责任单位', en: 'Unit' },
   'map.popup.overdue': { zh: '已超期', en: 'Overdue' },
