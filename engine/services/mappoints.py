@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_
+from sqlalchemy import select as rows_of
 from sqlmodel import col, select
 
 from engine.auth.models import Device
@@ -24,14 +25,15 @@ __all__ = ["areas", "depots", "gateways", "households", "work_orders"]
 def work_orders(engine, who: Caller, now: datetime) -> Layer:
     """The open work orders `who` may see that have a place: number, lat, lon, state,
     category, area, unit, overdue (escalated, or open past its SLA)."""
-    late = or_(WorkOrder.overdue.is_(True), and_(WorkOrder.sla_due.is_not(None), WorkOrder.sla_due < to_db(now)))
-    query = (select(WorkOrder.number, WorkOrder.lat, WorkOrder.lon, WorkOrder.state, WorkOrder.category,
-                    WorkOrder.area, WorkOrder.unit_code, late)
-             .where(WorkOrder.state != OrderState.CLOSED.value, col(WorkOrder.lat).is_not(None),
+    sla_due = col(WorkOrder.sla_due)
+    late = or_(col(WorkOrder.overdue).is_(True), and_(sla_due.is_not(None), sla_due < to_db(now)))
+    query = (rows_of(col(WorkOrder.number), col(WorkOrder.lat), col(WorkOrder.lon), col(WorkOrder.state),
+                     col(WorkOrder.category), col(WorkOrder.area), col(WorkOrder.unit_code), late)
+             .where(col(WorkOrder.state) != OrderState.CLOSED.value, col(WorkOrder.lat).is_not(None),
                     col(WorkOrder.lon).is_not(None), orders_visible(who))
-             .order_by(WorkOrder.id))
+             .order_by(col(WorkOrder.id)))
     with engine.transaction(write=False) as s:
-        rows = s.exec(query).all()
+        rows = s.connection().execute(query).all()
     return columns(rows, ("number", "lat", "lon", "state", "category", "area", "unit", "overdue"),
                    coded=("state", "category", "area", "unit"), flags=("overdue",))
 
@@ -40,13 +42,14 @@ def households(engine, who: Caller, now: datetime) -> Layer:
     """The gas households `who` may see (Forbidden for other units' people): id, lat, lon, area,
     overdue (never inspected, or due before now), suspended (supply stopped)."""
     where = households_visible(who)
-    due = or_(col(Household.next_due_at).is_(None), Household.next_due_at <= to_db(now))
-    query = (select(Household.id, AddressCode.lat, AddressCode.lon, Street.area, due, Household.supply_suspended)
-             .join(AddressCode, AddressCode.code == Household.address_code)
-             .join(Street, Street.code == AddressCode.street_code)
-             .where(*where).order_by(Household.id))
+    due = or_(col(Household.next_due_at).is_(None), col(Household.next_due_at) <= to_db(now))
+    query = (rows_of(col(Household.id), col(AddressCode.lat), col(AddressCode.lon), col(Street.area), due,
+                     col(Household.supply_suspended))
+             .join(AddressCode, col(AddressCode.code) == col(Household.address_code))
+             .join(Street, col(Street.code) == col(AddressCode.street_code))
+             .where(*where).order_by(col(Household.id)))
     with engine.transaction(write=False) as s:
-        rows = s.exec(query).all()
+        rows = s.connection().execute(query).all()
     return columns(rows, ("id", "lat", "lon", "area", "overdue", "suspended"), coded=("area",),
                    flags=("overdue", "suspended"))
 
@@ -54,13 +57,13 @@ def households(engine, who: Caller, now: datetime) -> Layer:
 def depots(engine, who: Caller) -> Layer:
     """The crews' muster points `who` may see that have a place: crew, lat, lon, muster point,
     contract, unit, shift start."""
-    query = (select(Crew.code, Crew.lat, Crew.lon, Crew.muster_point, Crew.contract_code, Contract.unit_code,
-                    Crew.shift_start)
-             .join(Contract, Contract.code == Crew.contract_code)
+    query = (rows_of(col(Crew.code), col(Crew.lat), col(Crew.lon), col(Crew.muster_point), col(Crew.contract_code),
+                     col(Contract.unit_code), col(Crew.shift_start))
+             .join(Contract, col(Contract.code) == col(Crew.contract_code))
              .where(col(Crew.lat).is_not(None), col(Crew.lon).is_not(None), *crews_visible(who))
-             .order_by(Crew.code))
+             .order_by(col(Crew.code)))
     with engine.transaction(write=False) as s:
-        rows = s.exec(query).all()
+        rows = s.connection().execute(query).all()
     return columns(rows, ("crew", "lat", "lon", "muster_point", "contract", "unit", "shift_start"))
 
 
@@ -68,14 +71,14 @@ def gateways(engine, who: Caller) -> Layer:
     """The fixed badge gateways with a place, at the depots `who` may see (a gateway of no crew
     only to those who see every crew): id, lat, lon, name, crew, paired, revoked, last seen."""
     visible = crews_visible(who)
-    where = [Device.kind == "gateway", col(Device.lat).is_not(None), col(Device.lon).is_not(None)]
+    where: list = [col(Device.kind) == "gateway", col(Device.lat).is_not(None), col(Device.lon).is_not(None)]
     if visible:
         where.append(col(Device.crew_code).in_(select(Crew.code).where(*visible)))
-    query = (select(Device.id, Device.lat, Device.lon, Device.name, Device.crew_code,
-                    col(Device.paired_at).is_not(None), col(Device.revoked_at).is_not(None), Device.last_seen_at)
-             .where(*where).order_by(Device.id))
+    query = (rows_of(col(Device.id), col(Device.lat), col(Device.lon), col(Device.name), col(Device.crew_code),
+                     col(Device.paired_at).is_not(None), col(Device.revoked_at).is_not(None), col(Device.last_seen_at))
+             .where(*where).order_by(col(Device.id)))
     with engine.transaction(write=False) as s:
-        rows = [(*r[:7], from_db(r[7]).isoformat() if r[7] else None) for r in s.exec(query).all()]
+        rows = [(*r[:7], from_db(r[7]).isoformat() if r[7] else None) for r in s.connection().execute(query).all()]
     return columns(rows, ("id", "lat", "lon", "name", "crew", "paired", "revoked", "last_seen_at"),
                    flags=("paired", "revoked"))
 
@@ -83,12 +86,12 @@ def gateways(engine, who: Caller) -> Layer:
 def areas(engine) -> list[dict]:
     """Each area's (street office's) extent: the box around its address codes, for drawing
     the district's outline where there are no map tiles."""
-    query = (select(Street.area, func.min(AddressCode.lat), func.min(AddressCode.lon), func.max(AddressCode.lat),
-                    func.max(AddressCode.lon), func.count())
-             .join(Street, Street.code == AddressCode.street_code)
-             .group_by(Street.area).order_by(Street.area))
+    lat, lon = col(AddressCode.lat), col(AddressCode.lon)
+    query = (rows_of(col(Street.area), func.min(lat), func.min(lon), func.max(lat), func.max(lon), func.count())
+             .select_from(AddressCode).join(Street, col(Street.code) == col(AddressCode.street_code))
+             .group_by(col(Street.area)).order_by(col(Street.area)))
     with engine.transaction(write=False) as s:
-        rows = s.exec(query).all()
+        rows = s.connection().execute(query).all()
         names = {u.code: (u.name, u.name_zh) for u in s.exec(select(Unit).where(
             col(Unit.code).in_([r[0] for r in rows]))).all()}    # a street office's unit is its area
     return [{"code": area, "name": names.get(area, (area, area))[0], "name_zh": names.get(area, (area, area))[1],
