@@ -197,6 +197,9 @@ def _orders(rng: random.Random, n: int, buildings: list, now: datetime, open_cou
     categories = list(SLA_HOURS)
     weights = [30, 14, 12, 8, 5, 2, 3, 10][:len(categories)]
     areas = list(AREA_BOXES)
+    in_area: dict[str, list] = {a: [] for a in areas}
+    for b in buildings:                      # street codes are sc-<area>-NN
+        in_area[b[1].split("-")[1]].append(b)
     day = now.strftime("%Y%m%d")
     for i in range(n):
         category = rng.choices(categories, weights)[0]
@@ -219,7 +222,7 @@ def _orders(rng: random.Random, n: int, buildings: list, now: datetime, open_cou
             state = "closed"
             closed = reported + sla * rng.uniform(0.2, 1.6)
         sla_due = reported + sla
-        building = rng.choice(buildings) if buildings and rng.random() < 0.5 else None
+        building = rng.choice(in_area[area]) if in_area[area] and rng.random() < 0.5 else None
         lat, lon = ((building[2], building[3]) if building else
                     (rng.uniform(south, north), rng.uniform(west, east)))
         en, zh = rng.choice(DESCRIPTIONS[category])

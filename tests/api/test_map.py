@@ -155,3 +155,12 @@ def test_the_generator_counts_and_overdue_orders(system, district):
     assert {o.state for o in rows} >= {"closed", "at_unit"}
     assert all(o.overdue == (o.sla_due < (o.closed_at or now)) for o in rows)
     assert all((o.closed_at is None) == (o.state != "closed") for o in rows)
+
+
+def test_generated_orders_lie_in_their_area(system, district):
+    from bench.scale_data import AREA_BOXES
+    with Session(system.db) as s:
+        rows = s.exec(select(WorkOrder).where(WorkOrder.origin == "scale_data")).all()
+    for o in rows:
+        south, west, north, east = AREA_BOXES[o.area]
+        assert south - 0.001 <= o.lat <= north + 0.001 and west <= o.lon <= east, (o.number, o.area, o.lat, o.lon)
