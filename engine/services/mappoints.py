@@ -2,8 +2,9 @@
 open work orders (a unit's people only their unit's), gas households (a deliverer only their
 own; other units none), crews' depots and the badge gateways fixed at them (a supervisor only
 their crews', a unit leader their unit's contracts'), and the areas' extents for a plain
-background. Rows are read as plain tuples (no ORM objects: a district has 100,000 orders) and
-returned in engine.domain.mappoints' columnar form."""
+background; and the two writes that place a depot or a gateway. Rows are read as plain
+tuples (no ORM objects: a district has 100,000 orders) and returned in
+engine.domain.mappoints' columnar form."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -17,9 +18,10 @@ from engine.clock import from_db, to_db
 from engine.domain.mappoints import Layer, columns
 from engine.domain.models import AddressCode, Contract, Crew, Household, Street, Unit, WorkOrder
 from engine.domain.workorders import OrderState
-from engine.services.access import Caller, crews_visible, households_visible, orders_visible
+from engine.runtime.errors import NotFound, ValidationFailed
+from engine.services.access import Caller, crew_for, crews_visible, households_visible, orders_visible
 
-__all__ = ["areas", "depots", "gateways", "households", "work_orders"]
+__all__ = ["areas", "depots", "gateways", "households", "set_depot_location", "set_gateway_location", "work_orders"]
 
 
 def work_orders(engine, who: Caller, now: datetime) -> Layer:
@@ -97,3 +99,29 @@ def areas(engine) -> list[dict]:
     return [{"code": area, "name": names.get(area, (area, area))[0], "name_zh": names.get(area, (area, area))[1],
              "bounds": [[south, west], [north, east]], "addresses": n}
             for area, south, west, north, east, n in rows]
+
+
+def set_depot_location(engine, who: Caller, crew_code: str, lat: float, lon: float) -> Crew:
+    """Place a crew's muster point (depot) on the map (a crew outside `who`'s reach: 404)."""
+    with engine.transaction() as s:
+        crew = crew_for(s, who, crew_code)
+        crew.lat, crew.lon = lat, lon
+        s.add(crew)
+        s.flush()
+        s.refresh(crew)
+        return crew
+
+
+def set_gateway_location(engine, device_id: str, lat: float, lon: float, crew_code: str | None) -> Device:
+    """Place a fixed badge gateway on the map, at the depot of `crew_code` (or of none)."""
+    with engine.transaction() as s:
+        device = s.get(Device, device_id)
+        if device is None or device.kind != "gateway":
+            raise NotFound(f"no badge gateway {device_id[:64]!r}")
+        if crew_code is not None and s.get(Crew, crew_code) is None:
+            raise ValidationFailed({"crew": f"no crew {crew_code[:64]!r} / 没有该班组"})
+        device.lat, device.lon, device.crew_code = lat, lon, crew_code
+        s.add(device)
+        s.flush()
+        s.refresh(device)
+        return device

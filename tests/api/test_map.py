@@ -164,3 +164,35 @@ def test_generated_orders_lie_in_their_area(system, district):
     for o in rows:
         south, west, north, east = AREA_BOXES[o.area]
         assert south - 0.001 <= o.lat <= north + 0.001 and west <= o.lon <= east, (o.number, o.area, o.lat, o.lon)
+
+
+def test_an_admin_places_a_depot_and_a_gateway(client, tokens, district):
+    r = client.put("/api/v1/map/depots/crew-w1/location", json={"lat": 31.2311, "lon": 121.3911},
+                   headers=bearer(tokens["admin"]))
+    assert r.status_code == 200 and r.json() == {"crew": "crew-w1", "lat": 31.2311, "lon": 121.3911}
+    depots = _get(client, "/api/v1/map/depots", tokens["dispatcher"])
+    assert depots["columns"]["lat"][depots["columns"]["crew"].index("crew-w1")] == 31.2311
+    r = client.put("/api/v1/map/gateways/gw-crew-w1/location",
+                   json={"lat": 31.2312, "lon": 121.3912, "crew": "crew-e1"}, headers=bearer(tokens["admin"]))
+    assert r.status_code == 200 and r.json()["crew"] == "crew-e1", r.text
+    assert crew_of_gateways(client, tokens["supervisor"]) == ["crew-e1", "crew-e1"]      # both serve super1's crew now
+    bad = {"/api/v1/map/depots/no-such-crew/location": ({"lat": 31, "lon": 121}, 404),
+           "/api/v1/map/gateways/tablet-1/location": ({"lat": 31, "lon": 121}, 404),      # a tablet is no gateway
+           "/api/v1/map/gateways/gw-crew-e1/location": ({"lat": 31, "lon": 121, "crew": "nope"}, 422)}
+    for path, (body, status) in bad.items():
+        r = client.put(path, json=body, headers=bearer(tokens["admin"]))
+        assert r.status_code == status and r.json()["message"], (path, r.text)
+    for body in ({"lat": 91, "lon": 121}, {"lat": 31, "lon": -181}, {"lat": "x", "lon": 1}, {"lat": 31}):
+        r = client.put("/api/v1/map/depots/crew-w1/location", json=body, headers=bearer(tokens["admin"]))
+        assert r.status_code == 422, body
+    r = client.put("/api/v1/map/depots/crew-w1/location", content=b'{"lat": NaN, "lon": 121}',
+                   headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert client.put("/api/v1/map/depots/crew-e1/location", json={"lat": 31, "lon": 121},
+                      headers=bearer(tokens["supervisor"])).status_code == 403
+    assert client.put("/api/v1/map/gateways/gw-crew-e1/location", json={"lat": 31, "lon": 121},
+                      headers=bearer(tokens["dispatcher"])).status_code == 403
+
+
+def crew_of_gateways(client, token) -> list:
+    return _get(client, "/api/v1/map/gateways", token)["columns"]["crew"]
