@@ -66,7 +66,12 @@ def test_the_map_loads_60000_points_with_the_apis_counts_and_no_tiles(page, map_
     assert requests and all(u.startswith(map_server.base_url) for u in requests), \
         [u for u in requests if not u.startswith(map_server.base_url)]
     expect(page.locator(".map-area-label")).to_have_count(3)
+    expect(page.locator(".map-area-label").first).to_have_text("东城街道办事处")
     shot(page, "map-zh")
+    page.click("#lang-toggle")                      # relabelled in place, nothing fetched again
+    expect(page.locator("#map-layer-households .map-layer-name")).to_have_text("Gas households")
+    expect(page.locator(".map-area-label").first).to_have_text("Dongcheng Street Office")
+    expect(view).to_have_attribute("data-ready", "1")
 
 
 def test_a_cluster_zooms_in_and_a_point_opens_a_popup_linking_its_order(page, map_server):
