@@ -3,7 +3,7 @@
 // a layer the caller's permissions leave out is not asked for at all.
 import { api } from '../../api.js';
 import { h } from '../../dom.js';
-import { fmtNumber, fmtTime, pick, t } from '../../i18n.js';
+import { fmtTime, pick, t } from '../../i18n.js';
 
 const has = (me, p) => me.permissions.includes(p);
 const UNIT_ROLES = ['unit_worker', 'unit_leader'];
@@ -184,7 +184,3 @@ export const LAYERS = [
     popup: gatewayPopup,
   },
 ];
-
-export function countText(n) {
-  return fmtNumber(n);
-}
