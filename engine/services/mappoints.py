@@ -36,8 +36,20 @@ def work_orders(engine, who: Caller, now: datetime) -> Layer:
              .order_by(col(WorkOrder.id)))
     with engine.transaction(write=False) as s:
         rows = s.connection().execute(query).all()
-    return columns(rows, ("number", "lat", "lon", "state", "category", "area", "unit", "overdue"),
-                   coded=("state", "category", "area", "unit"), flags=("overdue",))
+        layer = columns(rows, ("number", "lat", "lon", "state", "category", "area", "unit", "overdue"),
+                        coded=("state", "category", "area", "unit"), flags=("overdue",))
+        layer["names"] = {f: _unit_names(s, layer["codes"][f]) for f in ("area", "unit")}
+    return layer
+
+
+def _unit_names(s, codes: list) -> dict[str, list[str]]:
+    """{code: [English, Chinese]} of the units among `codes` (an area's street office is the
+    unit of the same code)."""
+    wanted = [c for c in codes if c]
+    if not wanted:
+        return {}
+    found = s.exec(select(Unit.code, Unit.name, Unit.name_zh).where(col(Unit.code).in_(wanted))).all()
+    return {code: [name, name_zh] for code, name, name_zh in found}
 
 
 def households(engine, who: Caller, now: datetime) -> Layer:

@@ -105,6 +105,7 @@ def test_a_cluster_zooms_in_and_a_point_opens_a_popup_linking_its_order(page, ma
     link = page.locator(f".leaflet-popup a[href='#/dispatch/{number}']")
     expect(link).to_be_visible()
     expect(page.locator(".leaflet-popup")).to_contain_text(f"Work order {number}")
+    expect(page.locator(".leaflet-popup")).to_contain_text("Street Office")    # the area by name, not code
     shot(page, "map-zoomed-popup-en")
     link.click()
     page.wait_for_url(f"**/#/dispatch/{number}")
@@ -118,3 +119,33 @@ def test_a_unit_leader_sees_only_their_units_orders_and_no_households(page, map_
     expect(page.locator("#map-layer-households")).to_have_count(0)
     expect(page.locator("#map-layer-depots")).to_have_attribute("data-count", str(api["depots"]))
     shot(page, "map-leader-en")
+
+
+# a 1x1 light grey PNG
+TILE = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                     "1f15c4890000000d49444154789c63f8fbf7ff3f0005fe02fea7d6a0a5"
+                     "0000000049454e44ae426082")
+
+
+def test_a_configured_tile_server_is_used_with_its_credit_line(page, map_server):
+    """The server's CITYLOOP_MAP_TILES reaches the page through /api/v1/console/config; here
+    the answer is rewritten to same-origin tiles (the CSP allows them) served by the test."""
+    tiles: list[str] = []
+
+    def config(route):
+        body = route.fetch().json()
+        body["map"] = {"tiles": "/test-tiles/{z}/{x}/{y}.png", "attribution": "© Test Tiles <b>not bold</b>"}
+        route.fulfill(json=body)
+
+    def tile(route):
+        tiles.append(route.request.url)
+        route.fulfill(body=TILE, content_type="image/png")
+
+    page.route("**/api/v1/console/config", config)
+    page.route("**/test-tiles/**", tile)
+    view = _open_map(page, map_server, "dispatcher1", "en")
+    expect(page.locator("img.leaflet-tile-loaded").first).to_be_visible()
+    assert tiles and all("/test-tiles/" in u for u in tiles)
+    expect(page.locator(".map-attrib")).to_have_text("© Test Tiles <b>not bold</b> · Leaflet")   # text, not HTML
+    expect(page.locator(".map-area-label")).to_have_count(0)              # no outlines over real tiles
+    assert "map-plain" not in (view.get_attribute("class") or "")

@@ -29,11 +29,14 @@ GZIP_FROM = 2048           # bytes: below this gzip saves less than its header c
 
 class MapLayer(BaseModel):
     """A layer in columns: `columns[f][i]` is field f of point i; a field named in `codes`
-    holds indexes into `codes[f]`; flags are 0/1; lat/lon are WGS84 degrees."""
+    holds indexes into `codes[f]`; flags are 0/1; lat/lon are WGS84 degrees. The work orders'
+    layer names its areas and units in `names`."""
     count: int = Field(description="points in the layer (the length of every column)")
     fields: list[str]
     columns: dict[str, list]
     codes: dict[str, list]
+    names: dict[str, dict[str, list[str]]] = Field(default_factory=dict, description=(
+        "display names of coded words where they have some: names[f][word] = [English, Chinese]"))
 
 
 class AreaOut(BaseModel):

@@ -29,13 +29,17 @@ function orderPopup(data, i, ctx) {
   const canReview = ctx.me.groups.includes('reviewer') && state === 'in_review';
   const link = canOpen ? `#/dispatch/${encodeURIComponent(number)}` : canReview ? `#/review/${encodeURIComponent(number)}` : null;
   const unit = value(data, 'unit', i);
+  const named = (f, code) => {
+    const n = data.names && data.names[f] && data.names[f][code];
+    return n ? pick(n[1], n[0]) : code;
+  };
   return h('div.map-popup',
     h('div.map-popup-title', t('map.popup.order', { number })),
     h('div', h('span.map-chip', { style: { background: STATE_COLORS[state] || '#555' } }, t(`map.state.${state}`)),
       overdue ? h('span.map-chip', { style: { background: OVERDUE } }, t('map.popup.overdue')) : null),
-    row(t('map.popup.area'), areaName(ctx, value(data, 'area', i))),
+    row(t('map.popup.area'), named('area', value(data, 'area', i))),
     row(t('map.popup.category'), t(`map.cat.${value(data, 'category', i)}`)),
-    unit ? row(t('map.popup.unit'), unit) : null,
+    unit ? row(t('map.popup.unit'), named('unit', unit)) : null,
     link ? h('a.map-popup-link', { href: link, dataset: { number } }, t('map.popup.open')) : null);
 }
 
@@ -76,11 +80,6 @@ function gatewayPopup(data, i) {
     row(t('map.popup.crew'), value(data, 'crew', i) || '—'),
     row('', t(status)),
     seen ? row(t('map.popup.lastseen'), fmtTime(seen, true)) : null);
-}
-
-export function areaName(ctx, code) {
-  const a = (ctx.areas || []).find((x) => x.code === code);
-  return a ? pick(a.name_zh, a.name) : code;
 }
 
 // ---- drawing ------------------------------------------------------------------------------

@@ -97,7 +97,6 @@ class MapView {
   showAreas(areas) {
     if (this.gone) return;
     this.areas = areas;
-    this.popupCtx = { ...this.ctx, areas };     // popups name an order's area
     this.areaTips = [];
     if (!this.tiles) {
       for (const a of areas) {
@@ -172,7 +171,7 @@ class MapView {
     const points = hits.filter((x) => x.count === 1);
     const nodes = points.slice(0, POPUP_LIST).map((p) => {
       const layer = this.layers.find((l) => l.id === p.layer);
-      return layer.popup(this.data[p.layer], p.id, this.popupCtx || this.ctx);
+      return layer.popup(this.data[p.layer], p.id, this.ctx);
     });
     const content = points.length === 1 ? nodes[0] : h('div.map-popup-list',
       h('div.map-popup-head', t('map.popup.here', { n: points.length })), nodes,
