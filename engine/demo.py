@@ -21,13 +21,14 @@ from uuid import UUID
 from sqlmodel import select
 
 from devices.token import legacy_id
-from engine.auth.models import Account
+from engine.auth.models import Account, Device
 from engine.auth.service import hash_password
 from engine.clock import ManualClock, to_db, utcnow
 from engine.demo_data import (
     AREA_PREFIX,
     AREAS,
     CONTRACTS,
+    DEPOTS,
     DESCRIPTIONS,
     GIVEN,
     LONG_SLA,
@@ -209,11 +210,16 @@ class _District:
                 s.add(Contract(code=contract, contractor=contractor, unit_code=unit))
                 s.flush()
                 for crew_code, muster, start in crew_rows:
+                    (lat, lon), (glat, glon) = DEPOTS[crew_code]
                     crew = Crew(code=crew_code, contract_code=contract, supervisor_id=f"supervisor.{crew_code}",
-                                muster_point=muster, shift_start=start)
+                                muster_point=muster, shift_start=start, lat=lat, lon=lon)
                     s.add(crew)
                     self.crews.append(crew)
                     s.flush()
+                    # The depot's fixed badge gateway (not paired: the demo's check-ins are replayed).
+                    s.add(Device(id=f"gateway.{crew_code}", name=f"Badge gateway / 工牌基站 {muster}"[:120],
+                                 kind="gateway", created_at=to_db(self.now), created_by="demo", lat=glat, lon=glon,
+                                 crew_code=crew_code))
                     for i in range(1, CLEANERS_PER_CREW + 1):
                         badge_no += 1
                         legacy = badge_no == CLEANERS_PER_CREW   # one old static iBeacon badge

@@ -5,8 +5,8 @@ that every unit the table names exists after seeding.
 """
 from __future__ import annotations
 
-__all__ = ["AREAS", "AREA_PREFIX", "CONTRACTS", "DESCRIPTIONS", "DMN_UNITS", "GIVEN", "LONG_SLA", "NOT_OURS_REASONS",
-           "REJECT_REASONS", "SLA_HOURS", "STREETS", "SURNAMES", "UNITS"]
+__all__ = ["AREAS", "AREA_PREFIX", "CONTRACTS", "DEPOTS", "DESCRIPTIONS", "DMN_UNITS", "GIVEN", "LONG_SLA",
+           "NOT_OURS_REASONS", "REJECT_REASONS", "SLA_HOURS", "STREETS", "SURNAMES", "UNITS"]
 
 # Street offices (the `area` of a work order and a street): code -> (English, Chinese).
 AREAS = {
@@ -66,6 +66,17 @@ CONTRACTS = {
     "ct-west-night": ("Yexing Cleaning Co. / 夜行保洁有限公司", "clean-west",
                       [("night-a", "Liulin Road depot / 柳林路作业点", "06:30"),
                        ("night-b", "Lianhua Street depot / 莲花街作业点", "21:00")]),
+}
+
+# Where each crew musters (its depot, near the street it is named after) and where the depot's
+# fixed badge gateway hangs, a few metres away: crew code -> ((lat, lon) depot, (lat, lon) gateway).
+DEPOTS = {
+    "east-a": ((31.1958, 121.4195), (31.19585, 121.41975)),
+    "east-b": ((31.1926, 121.4240), (31.19265, 121.42425)),
+    "west-a": ((31.2307, 121.3929), (31.23075, 121.39315)),
+    "west-b": ((31.2099, 121.4040), (31.20995, 121.40425)),
+    "night-a": ((31.2130, 121.4118), (31.21305, 121.41205)),
+    "night-b": ((31.2341, 121.3976), (31.23415, 121.39785)),
 }
 
 # SLA hours per category as dispatch_rules.dmn sets them (used to plan realistic histories).

@@ -24,6 +24,7 @@ from engine.api.routes import (
     dashboards,
     gas,
     incidents,
+    mapdata,
     open311,
     processes,
     sync_uploads,
@@ -41,7 +42,7 @@ log = logging.getLogger("cityloop.api")
 # pushes and photo uploads) first. (Those under /api/v1/attendance keep their order.)
 ROUTERS = tuple(m.router for m in (tasks, sync_routes, sync_uploads, auth, admin, workorders, processes, open311,
                                    camera, gas, attendance, checkins, dashboards, badge_routes, incidents,
-                                   units, console))
+                                   units, mapdata, console))
 # The docs list the tags in this order, whatever the routers' order.
 TAGS = [{"name": t} for t in ("auth", "administration", "work-orders", "tasks", "processes", "incidents", "open311",
                               "camera", "gas", "attendance", "dashboards", "sync", "console")]

@@ -29,6 +29,9 @@ class Device(SQLModel, table=True):
     last_seen_at: Optional[datetime] = None
     created_at: datetime
     created_by: str = Field(max_length=64)
+    lat: Optional[float] = None                    # a fixed badge gateway's place (on the map)
+    lon: Optional[float] = None
+    crew_code: Optional[str] = Field(default=None, max_length=40)   # the depot (crew muster point) it serves
 
 
 class PairingCode(SQLModel, table=True):

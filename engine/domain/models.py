@@ -112,6 +112,8 @@ class Crew(SQLModel, table=True):
     shift_start: str = Field(max_length=5)     # local "HH:MM"
     shift_minutes: int = 480
     grace_minutes: int = 15
+    lat: Optional[float] = None                # the muster point (depot) on the map
+    lon: Optional[float] = None
 
 
 class Cleaner(SQLModel, table=True):
