@@ -4,7 +4,7 @@ start exactly as `make run` does).
 
 - `console_server`: one server per test module (the demo seed takes a few seconds); tests in
   a module share its data, so each picks its own orders.
-- `browser`: one Chromium per session; `page` gives each test a fresh context (1366x768, no
+- `browser`: one Chromium per module; `page` gives each test a fresh context (1366x768, no
   stored log-in) and fails the test on any script error or console error the page logs
   (a Content-Security-Policy violation included) and on any text missing a translation.
 - `login(page, server, user)`, `shot(page, name)`: log in through the form; save a
@@ -53,8 +53,11 @@ def console_server(module_db_url, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. (Not for the session: Playwright's sync API keeps an
+    event loop running in this thread while it is started, and the suite's later tests call
+    asyncio.run, which refuses to run inside one.)"""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (make test does it first)")
     from playwright.sync_api import sync_playwright
