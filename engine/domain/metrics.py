@@ -43,13 +43,17 @@ def work_orders(session: Session, start: datetime, end: datetime, now: datetime,
     """Orders closed in [start, end): median and p90 hours from report to close, on-time rate by
     unit (closed by the SLA due time; an order without an SLA counts as on time, as when it is
     closed). Backlog: orders open now that were reported before `end`, by unit and category,
-    with those past their SLA as overdue."""
+    with those past their SLA as overdue. `by_day`: closed count, median and p90 per district-local
+day of closing; `hotspots`: orders reported in [start, end) by category and area (SQL counts)."""
     W = WorkOrder
     closed = [W.state == "closed", W.closed_at >= to_db(start), W.closed_at < to_db(end)]
     if unit is not None:
         closed.append(W.unit_code == unit)
-    spans = [(from_db(c) - from_db(r)).total_seconds() / 3600
-             for r, c in session.exec(select(W.reported_at, W.closed_at).where(*closed)).all()]
+    pairs = [(from_db(r), from_db(c)) for r, c in session.exec(select(W.reported_at, W.closed_at).where(*closed))]
+    spans = [(c - r).total_seconds() / 3600 for r, c in pairs]
+    per_day: dict[str, list[float]] = {}
+    for (_r, c), span in zip(pairs, spans):
+        per_day.setdefault(c.astimezone(DISTRICT_TZ).date().isoformat(), []).append(span)
     on_time = case((W.sla_due.is_(None), 1), (W.closed_at <= W.sla_due, 1), else_=0)
     by_unit = session.exec(select(W.unit_code, func.count(), func.sum(on_time)).where(*closed)
                            .group_by(W.unit_code).order_by(W.unit_code)).all()
@@ -59,6 +63,11 @@ def work_orders(session: Session, start: datetime, end: datetime, now: datetime,
     overdue = case((W.sla_due < to_db(now), 1), else_=0)
     backlog = session.exec(select(W.unit_code, W.category, func.count(), func.sum(overdue)).where(*is_open)
                            .group_by(W.unit_code, W.category).order_by(W.unit_code, W.category)).all()
+    reported = [W.reported_at >= to_db(start), W.reported_at < to_db(end)]
+    if unit is not None:
+        reported.append(W.unit_code == unit)
+    hotspots = session.exec(select(W.category, W.area, func.count()).where(*reported)
+                            .group_by(W.category, W.area).order_by(func.count().desc(), W.category, W.area)).all()
     total_on_time = sum(int(n or 0) for _, _, n in by_unit)
     return {
         "closed": len(spans),
@@ -71,6 +80,10 @@ def work_orders(session: Session, start: datetime, end: datetime, now: datetime,
                     for u, c, n, late in backlog],
         "backlog_total": sum(int(n) for _, _, n, _ in backlog),
         "overdue_total": sum(int(late or 0) for _, _, _, late in backlog),
+        "by_day": [{"day": day, "closed": len(v), "median_hours": _hours(percentile(v, 0.5)),
+                    "p90_hours": _hours(percentile(v, 0.9))} for day, v in sorted(per_day.items())],
+        "hotspots": [{"category": c, "area": a, "reported": int(n)} for c, a, n in hotspots],
+        "reported_total": sum(int(n) for _, _, n in hotspots),
     }
 
 

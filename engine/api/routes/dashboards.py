@@ -43,6 +43,9 @@ class WorkOrderDashboard(BaseModel):
     backlog: list[dict]
     backlog_total: int
     overdue_total: int
+    by_day: list[dict] = []
+    hotspots: list[dict] = []
+    reported_total: int = 0
 
 
 class AttendanceDashboard(BaseModel):
