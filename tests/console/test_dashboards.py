@@ -22,6 +22,15 @@ TO = (date.today() + timedelta(days=2)).isoformat()
 AT = f"#/dashboards?from={FROM}&to={TO}"
 
 
+CATEGORIES = {"exposed_garbage": "Exposed garbage", "street_vending": "Street vending",
+              "illegal_ads": "Illegal advertising", "road_damage": "Road damage", "manhole_cover": "Manhole cover",
+              "gas_hazard": "Bottled gas hazard", "tree_fallen": "Fallen tree", "other": "Other"}
+
+
+def cat(code: str) -> str:
+    return CATEGORIES.get(code, code)
+
+
 def num(x) -> str:
     """As the page shows a figure in English (en-GB): grouped, up to two decimals."""
     if x is None:
@@ -43,7 +52,8 @@ def overview(server, user: str) -> dict:
 
 def table_rows(page, section: str) -> list[list[str]]:
     sec = page.locator(f'section[data-section="{section}"]')
-    sec.locator("button.dash-toggle").click()
+    if sec.locator("button.dash-toggle").get_attribute("aria-pressed") != "true":
+        sec.locator("button.dash-toggle").click()
     table = sec.locator("table.dash-table")
     expect(table).to_be_visible()
     return [[c.strip() for c in row] for row in
@@ -71,12 +81,12 @@ def test_every_figure_matches_the_api(page, console_server):
                                          for d in w["by_day"]]
     assert table_rows(page, "on_time") == [[u["unit"], num(u["closed"]), num(u["on_time"]), pct(u["rate"])]
                                            for u in w["on_time_by_unit"]]
-    assert table_rows(page, "backlog") == [[b["unit"], b["category"], num(b["open"]), num(b["overdue"])]
+    assert table_rows(page, "backlog") == [[b["unit"], cat(b["category"]), num(b["open"]), num(b["overdue"])]
                                            for b in w["backlog"]]
     assert table_rows(page, "attendance") == [
         [r["contract"], r["day"], num(r["expected"]), num(r["present"]), num(r["late"]), num(r["absent"]),
          pct(r["rate"])] for r in a["by_contract_day"]]
-    assert table_rows(page, "hotspots") == [[r["category"], r["area"], num(r["reported"])] for r in w["hotspots"]]
+    assert table_rows(page, "hotspots") == [[cat(r["category"]), r["area"], num(r["reported"])] for r in w["hotspots"]]
     assert table_rows(page, "gas") == [
         [r["address_code"], r["holder"], r["deliverer_id"] or "(unassigned)",
          "never inspected" if r["days_overdue"] is None else num(r["days_overdue"])]
@@ -88,6 +98,9 @@ def test_every_figure_matches_the_api(page, console_server):
     page.click("#lang-toggle")
     expect(page.locator('section[data-section="trend"] h2')).to_have_text("上报至结案时长（按日）")
     expect(page.locator('[data-kpi="closed"] .dash-kpi-label')).to_have_text("已结案")
+    hot = page.locator('section[data-section="hotspots"] table.dash-table')
+    expect(hot).to_be_visible()      # the open table stays open, relabelled
+    expect(hot.locator("th").first).to_have_text("类别")
 
 
 def test_chinese_page_and_a_unit_leader_sees_their_unit_only(page, console_server):

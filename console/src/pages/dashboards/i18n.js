@@ -1,4 +1,21 @@
-import { register } from '../../i18n.js';
+import { register, t } from '../../i18n.js';
+
+// Work-order categories (engine/domain/intake.py's service names); an unknown code shows as is.
+const CATEGORIES = {
+  exposed_garbage: { zh: '暴露垃圾', en: 'Exposed garbage' },
+  street_vending: { zh: '占道经营', en: 'Street vending' },
+  illegal_ads: { zh: '违法小广告', en: 'Illegal advertising' },
+  road_damage: { zh: '道路破损', en: 'Road damage' },
+  manhole_cover: { zh: '井盖缺失或破损', en: 'Manhole cover' },
+  gas_hazard: { zh: '瓶装燃气隐患', en: 'Bottled gas hazard' },
+  tree_fallen: { zh: '树木倒伏', en: 'Fallen tree' },
+  other: { zh: '其他', en: 'Other' },
+};
+register(Object.fromEntries(Object.entries(CATEGORIES).map(([k, v]) => [`dashboards.cat.${k}`, v])));
+
+export function category(code) {
+  return code in CATEGORIES ? t(`dashboards.cat.${code}`) : code;
+}
 
 register({
   'dashboards.title': { zh: '指标看板', en: 'Dashboards' },

@@ -1,7 +1,7 @@
 // The dashboards page (#/dashboards?from=YYYY-MM-DD&to=YYYY-MM-DD or ?days=7|30|90): KPI tiles
 // and charts over GET /api/v1/dashboards, each chart with a table of the exact figures.
 import './page.css';
-import './i18n.js';
+import { category } from './i18n.js';
 import { h, fill, debounce } from '../../dom.js';
 import { t } from '../../i18n.js';
 import { chart, bars } from './charts.js';
@@ -43,6 +43,7 @@ export default {
     let error = null;
     let ticket = 0;
     const charts = [];
+    const openTables = new Set(); // sections showing their table: kept across a relabel
     const root = h('div.dash');
     el.append(root);
 
@@ -67,14 +68,20 @@ export default {
 
     function section(id, title, option, tableEl) {
       const box = h('div.dash-chart');
-      const tbl = h('div.dash-table-wrap', { hidden: true }, tableEl);
-      const btn = h('button.dash-toggle', { type: 'button', 'aria-pressed': 'false' }, t('dashboards.table'));
-      btn.onclick = () => {
-        const showTable = tbl.hidden;
+      const tbl = h('div.dash-table-wrap', {}, tableEl);
+      const btn = h('button.dash-toggle', { type: 'button' });
+      const show = (showTable) => {
         tbl.hidden = !showTable;
         box.hidden = showTable;
         btn.textContent = t(showTable ? 'dashboards.chart' : 'dashboards.table');
         btn.setAttribute('aria-pressed', String(showTable));
+      };
+      show(openTables.has(id));
+      btn.onclick = () => {
+        const showTable = tbl.hidden;
+        if (showTable) openTables.add(id);
+        else openTables.delete(id);
+        show(showTable);
         if (!showTable) charts.forEach((c) => c.resize());
       };
       const sec = h(`section.dash-sec`, { 'data-section': id },
@@ -149,7 +156,7 @@ export default {
       ]) : null;
       const byUnit = sum(w.backlog, 'unit', 'unit');
       const byCat = sum(w.backlog, 'category', 'category');
-      const backlogOpt = (rows) => (rows.length ? bars(rows.map((r) => r.key || t('dashboards.none')), [
+      const backlogOpt = (rows, label = (k) => k) => (rows.length ? bars(rows.map((r) => (r.key ? label(r.key) : t('dashboards.none'))), [
         { name: t('dashboards.col.open'), values: rows.map((r) => r.open) },
         { name: t('dashboards.col.overdue'), values: rows.map((r) => r.overdue) },
       ], { rotate: rows.length > 5 ? 30 : 0 }) : null);
@@ -166,7 +173,7 @@ export default {
       } : null;
       const cats = [...new Set(w.hotspots.map((r) => r.category))];
       const areas = [...new Set(w.hotspots.map((r) => r.area))];
-      const hotOpt = cats.length ? bars(cats, areas.map((ar) => ({ name: ar, stack: 'area',
+      const hotOpt = cats.length ? bars(cats.map(category), areas.map((ar) => ({ name: ar, stack: 'area',
         values: cats.map((c) => (w.hotspots.find((r) => r.category === c && r.area === ar) || { reported: 0 }).reported) })),
       { rotate: cats.length > 5 ? 30 : 0 }) : null;
 
@@ -180,11 +187,11 @@ export default {
           ['dashboards.col.on_time', (r) => num(r.on_time)], ['dashboards.col.rate', (r) => pct(r.rate)],
         ], w.on_time_by_unit)),
         section('backlog', 'dashboards.sec.backlog_unit', backlogOpt(byUnit), table([
-          ['dashboards.col.unit', (r) => r.unit ?? t('dashboards.none')], ['dashboards.col.category', (r) => r.category],
+          ['dashboards.col.unit', (r) => r.unit ?? t('dashboards.none')], ['dashboards.col.category', (r) => category(r.category)],
           ['dashboards.col.open', (r) => num(r.open)], ['dashboards.col.overdue', (r) => num(r.overdue)],
         ], w.backlog)),
-        section('backlog_category', 'dashboards.sec.backlog_cat', backlogOpt(byCat), table([
-          ['dashboards.col.category', (r) => r.key], ['dashboards.col.open', (r) => num(r.open)],
+        section('backlog_category', 'dashboards.sec.backlog_cat', backlogOpt(byCat, category), table([
+          ['dashboards.col.category', (r) => category(r.key)], ['dashboards.col.open', (r) => num(r.open)],
           ['dashboards.col.overdue', (r) => num(r.overdue)],
         ], byCat)),
         section('attendance', 'dashboards.sec.attendance', attendanceOpt, table([
@@ -194,7 +201,7 @@ export default {
           ['dashboards.col.rate', (r) => pct(r.rate)],
         ], a.by_contract_day)),
         section('hotspots', 'dashboards.sec.hotspots', hotOpt, table([
-          ['dashboards.col.category', (r) => r.category], ['dashboards.col.area', (r) => r.area],
+          ['dashboards.col.category', (r) => category(r.category)], ['dashboards.col.area', (r) => r.area],
           ['dashboards.col.reported', (r) => num(r.reported)],
         ], w.hotspots)),
       );
