@@ -235,7 +235,8 @@ export default {
       } catch (err) {
         if (my !== ticket) return;
         const details = err.errors ? Object.entries(err.errors).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
-        error = [err.message, details].filter(Boolean).join(' — ');
+        const message = err.message || '';
+        error = details && !message.includes(details) ? [message, details].filter(Boolean).join(' — ') : message;
       }
       render();
     }
