@@ -120,3 +120,7 @@ def test_a_bad_period_shows_the_servers_message(page, console_server):
     login(page, console_server, DEMO_USERS["dispatcher"], lang="en", at="#/dashboards?from=2026-05-01&to=2026-04-01")
     expect(page.locator(".dash-error")).to_contain_text("must be before 'to'")
     shot(page, "dashboards-bad-period")
+    page.select_option("select.dash-preset", "7")      # a preset recovers: the last 7 days
+    expect(page.locator('[data-kpi="closed"]')).to_be_visible()
+    expect(page.locator(".dash-error")).to_have_count(0)
+    assert "days=7" in page.url
