@@ -72,7 +72,12 @@ function showLogin(notice) {
     h('label', t('login.password'), pass),
     error,
     submit,
-    h('button.link', { type: 'button', id: 'lang-toggle', onclick: () => { setLang(lang() === 'zh' ? 'en' : 'zh'); showLogin(); } }, t('shell.lang')));
+    h('button.link', { type: 'button', id: 'lang-toggle', onclick: () => {
+      const typed = user.value; // keep what was typed (never the password) across the switch
+      setLang(lang() === 'zh' ? 'en' : 'zh');
+      showLogin();
+      document.getElementById('login-username').value = typed;
+    } }, t('shell.lang')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     submit.disabled = true;

@@ -34,6 +34,10 @@ def test_wrong_password_is_refused_with_a_message(page, console_server):
     expect(page.locator("#login-error")).to_have_text("Wrong username or password")
     assert page.query_selector("header.topbar") is None
     shot(page, "login-en")
+    page.click("#lang-toggle")                # the form itself switches to Chinese
+    expect(page.locator("#login-submit")).to_have_text("登录")
+    expect(page.locator("#login-username")).to_have_value("dispatcher1")   # what was typed stays
+    shot(page, "login-zh")
 
 
 @pytest.mark.parametrize("role", sorted(NAV))
