@@ -164,7 +164,10 @@ def cmd_serve(args) -> int:
             f"  shifts today / 今日班次:        {f['shifts']} ({f['shifts_closed']} closed / 已结束)",
             f"  timer sweep / 定时器扫描:       every {args.sweep_seconds:g} s / 每 {args.sweep_seconds:g} 秒",
             f"  calendar jobs / 日历任务:       {calendar}",
-            f"  HTTP API / 接口:               http://{args.host}:{args.port}/  (OpenAPI docs / 文档: /docs)",
+            f"  web console / 网页控制台:       http://{args.host}:{args.port}/"
+            + ("  (demo log-ins / 演示账号: dispatcher1, reviewer1, designer, leader.clean-east, admin; "
+               "password / 密码 cityloop-demo)" if args.demo else ""),
+            f"  HTTP API / 接口:               http://{args.host}:{args.port}/api/v1  (OpenAPI docs / 文档: /docs)",
             "Press Ctrl-C to stop / 按 Ctrl-C 停止",
         ]))
         threading.Thread(target=_status_loop, args=(engine, stop, args.status_every), daemon=True).start()
