@@ -44,16 +44,18 @@ def work_orders(session: Session, start: datetime, end: datetime, now: datetime,
     unit (closed by the SLA due time; an order without an SLA counts as on time, as when it is
     closed). Backlog: orders open now that were reported before `end`, by unit and category,
     with those past their SLA as overdue. `by_day`: closed count, median and p90 per district-local
-day of closing; `hotspots`: orders reported in [start, end) by category and area (SQL counts)."""
+    day of closing; `hotspots`: orders reported in [start, end) by category and area (SQL counts)."""
     W = WorkOrder
     closed = [W.state == "closed", W.closed_at >= to_db(start), W.closed_at < to_db(end)]
     if unit is not None:
         closed.append(W.unit_code == unit)
-    pairs = [(from_db(r), from_db(c)) for r, c in session.exec(select(W.reported_at, W.closed_at).where(*closed))]
-    spans = [(c - r).total_seconds() / 3600 for r, c in pairs]
-    per_day: dict[str, list[float]] = {}
-    for (_r, c), span in zip(pairs, spans):
-        per_day.setdefault(c.astimezone(DISTRICT_TZ).date().isoformat(), []).append(span)
+    spans: list[float] = []
+    per_day: dict[str, list[float]] = {}          # district-local day of closing -> spans
+    for reported_at, closed_at in session.exec(select(W.reported_at, W.closed_at).where(*closed)):
+        closed_local = from_db(closed_at)
+        span = (closed_local - from_db(reported_at)).total_seconds() / 3600
+        spans.append(span)
+        per_day.setdefault(closed_local.astimezone(DISTRICT_TZ).date().isoformat(), []).append(span)
     on_time = case((W.sla_due.is_(None), 1), (W.closed_at <= W.sla_due, 1), else_=0)
     by_unit = session.exec(select(W.unit_code, func.count(), func.sum(on_time)).where(*closed)
                            .group_by(W.unit_code).order_by(W.unit_code)).all()

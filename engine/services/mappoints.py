@@ -106,11 +106,10 @@ def areas(engine) -> list[dict]:
              .group_by(col(Street.area)).order_by(col(Street.area)))
     with engine.transaction(write=False) as s:
         rows = s.connection().execute(query).all()
-        names = {u.code: (u.name, u.name_zh) for u in s.exec(select(Unit).where(
-            col(Unit.code).in_([r[0] for r in rows]))).all()}    # a street office's unit is its area
-    return [{"code": area, "name": names.get(area, (area, area))[0], "name_zh": names.get(area, (area, area))[1],
-             "bounds": [[south, west], [north, east]], "addresses": n}
-            for area, south, west, north, east, n in rows]
+        names = _unit_names(s, [r[0] for r in rows])    # a street office's unit is its area
+    return [{"code": area, "name": name, "name_zh": name_zh, "bounds": [[south, west], [north, east]], "addresses": n}
+            for area, south, west, north, east, n in rows
+            for name, name_zh in [names.get(area, [area, area])]]
 
 
 def set_depot_location(engine, who: Caller, crew_code: str, lat: float, lon: float) -> Crew:
