@@ -4,16 +4,16 @@ Every problem names the element it was found on, so a designer can fix it in the
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Iterable
 
 from lxml import etree
 
 from engine.bpmn import expressions, timers
-from engine.bpmn.parser import CAMUNDA_NS, split_groups
+from engine.bpmn.parser import BPMN_NS, CAMUNDA_NS, form_id_of_key, split_groups
 
 __all__ = ["BPMN_NS", "DMN_NAMESPACES", "MAX_LITERAL", "check_bpmn", "check_dmn"]
 
-BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 DMN_NAMESPACES = {
     "https://www.omg.org/spec/DMN/20191111/MODEL/",
     "http://www.omg.org/spec/DMN/20180521/MODEL/",
@@ -30,15 +30,34 @@ _LAYOUT_NS = {
     "http://www.omg.org/spec/DMN/20180521/DC/",
 }
 _ALLOWED_CAMUNDA_ELEMENTS = {"properties", "property", "formData", "formField", "value",
-                             "validation", "constraint", "inputOutput", "inputParameter", "outputParameter"}
-_FORBIDDEN_CAMUNDA_ATTRS = ("class", "expression", "delegateExpression", "resultVariable")
+                             "validation", "constraint", "inputOutput", "inputParameter", "outputParameter",
+                             "in", "out"}
+_FORBIDDEN_CAMUNDA_ATTRS = ("class", "expression", "delegateExpression", "resultVariable", "variableMappingClass",
+                            "variableMappingDelegateExpression", "caseRef")
 _UNSUPPORTED = {
     "scriptTask": "script tasks are not allowed; use a service task naming a registered operation",
     "timeCycle": "cycle timers are not supported in processes; calendar jobs run in the scheduler",
-    "sendTask": "send tasks are not supported; use a service task (e.g. notify)",
-    "complexGateway": "complex gateways are not supported",
-    "callActivity": "call activities are not supported yet; start another process from a service task",
+    "complexGateway": "complex gateways are not supported; use an inclusive gateway with conditions",
+    "transaction": "transactions are not supported; use an embedded sub-process with an error boundary event",
+    "cancelEventDefinition": "cancel events are not supported (they belong to transactions); use an error "
+                             "end event and an error boundary event",
+    "compensateEventDefinition": "compensation is not supported; model the undo step as a task on an error "
+                                 "or escalation path",
+    "signalEventDefinition": "signal events are not supported; use a message event (delivered to the instances "
+                             "with the same business key) instead",
+    "conditionalEventDefinition": "conditional events are not supported; use an exclusive gateway, or a "
+                                  "message the server sends when the condition holds",
+    "adHocSubProcess": "ad-hoc sub-processes are not supported; use user tasks behind a parallel gateway",
+    "correlationProperty": "correlation properties are not supported: messages between processes correlate "
+                           "on the business key",
+    "dataStoreReference": "data stores are not supported; keep data in process variables",
+    "dataStore": "data stores are not supported; keep data in process variables",
 }
+_HTML_FORM = ("HTML forms cannot be shown on tablets; draw a form-js form and reference it with "
+              "camunda:formRef=\"ID\" or camunda:formKey=\"camunda-forms:deployment:ID.form\"")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_NCNAME = re.compile(r"^[A-Za-z_][\w.\-]{0,254}$")
+_THROWS = ("intermediateThrowEvent", "endEvent", "sendTask")
 Problems = list[tuple[str | None, str]]
 MAX_LITERAL = 128   # characters of a literal assignee or candidate group (the open-task columns' size)
 
@@ -175,16 +194,16 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
             elif ref not in decision_ids:
                 problems.append((el.get("id"), f"unknown decision {ref!r}"))
         elif name == "userTask":
-            if el.get(f"{{{CAMUNDA_NS}}}formKey"):
-                problems.append((el.get("id"), "use camunda:formRef (a form-js form id), not camunda:formKey"))
-            ref = el.get(f"{{{CAMUNDA_NS}}}formRef")
-            if ref and ref not in form_ids:
-                problems.append((el.get("id"), f"unknown form {ref!r}"))
+            _check_form(problems, el, form_ids)
             _check_embedded(problems, el, el.get(f"{{{CAMUNDA_NS}}}assignee"), "camunda:assignee")
             _check_embedded(problems, el, el.get(f"{{{CAMUNDA_NS}}}dueDate"), "camunda:dueDate",
                             value_check=timers.parse_due_date)
             for group in split_groups(el.get(f"{{{CAMUNDA_NS}}}candidateGroups")):
                 _check_embedded(problems, el, group, "candidate group")
+        elif name == "callActivity":
+            _check_call(problems, el)
+        elif name in _THROWS or name in ("receiveTask", "messageEventDefinition"):
+            _check_message_use(problems, root, el, name)
         elif name in ("conditionExpression", "completionCondition", "loopCardinality", "loopCondition"):
             lang = el.get("language")
             if lang and lang.lower() not in ("python", "cityloop"):
@@ -193,11 +212,126 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
             _check_expr(problems, owner, el.text, name)
         elif name in ("timeDate", "timeDuration", "timeCycle"):
             _check_expr(problems, el, el.text, f"timer {name}", owner=_event_id(el), **_timer_checks(name))
-        elif name == "messageEventDefinition":
-            expr = el.get(f"{{{CAMUNDA_NS}}}expression")
-            if expr is not None:
-                _check_expr(problems, el, expr, "message payload expression")
+            if name == "timeCycle":
+                _check_cycle_position(problems, el)
+        if ns == CAMUNDA_NS and name in ("in", "out"):
+            _check_mapping(problems, el, name)
     return problems
+
+
+def _check_form(problems: Problems, el, form_ids: set) -> None:
+    ref, key = el.get(f"{{{CAMUNDA_NS}}}formRef"), el.get(f"{{{CAMUNDA_NS}}}formKey")
+    if ref and key:
+        problems.append((el.get("id"), "give either camunda:formRef or camunda:formKey, not both"))
+        return
+    if key:
+        ref = form_id_of_key(key)
+        if ref is None:
+            problems.append((el.get("id"), f"camunda:formKey {key[:80]!r}: {_HTML_FORM}"))
+            return
+    if ref and ref not in form_ids:
+        problems.append((el.get("id"), f"unknown form {ref!r}" + (f" (from camunda:formKey {key!r})" if key else "")
+                         + "; deploy the form-js file with that id first or in the same deploy"))
+
+
+def _check_call(problems: Problems, el) -> None:
+    owner = el.get("id")
+    called = el.get("calledElement")
+    if not called:
+        problems.append((owner, "call activity without calledElement: name the id of the process to call"))
+    elif not _NCNAME.match(called):
+        problems.append((owner, f"calledElement {called[:60]!r} must be a process id (expressions are not "
+                                "supported: draw an exclusive gateway before several call activities)"))
+    binding = el.get(f"{{{CAMUNDA_NS}}}calledElementBinding")
+    version = el.get(f"{{{CAMUNDA_NS}}}calledElementVersion")
+    if binding not in (None, "latest", "deployment", "version"):
+        problems.append((owner, f"camunda:calledElementBinding {binding!r} is not supported; use latest "
+                                "(pinned at deploy) or version with camunda:calledElementVersion"))
+    elif binding == "version":
+        if not version or not version.isdigit() or int(version) < 1 or len(version) > 9:
+            problems.append((owner, "camunda:calledElementVersion must be a version number (1, 2, ...) "
+                                    "with binding version"))
+    elif version is not None:
+        problems.append((owner, 'camunda:calledElementVersion needs camunda:calledElementBinding="version"'))
+
+
+def _check_mapping(problems: Problems, el, direction: str) -> None:
+    parent = el.getparent()
+    call = parent.getparent() if parent is not None else None
+    owner = _owner_id(el)
+    if call is None or _ns(call) != BPMN_NS or _local(call) != "callActivity":
+        problems.append((owner, f"camunda:{direction} belongs on a call activity (signals are not supported)"))
+        return
+    what = f"camunda:{direction}"
+    if el.get("businessKey") is not None:
+        if direction != "in" or el.get("businessKey").strip() not in ("#{execution.processBusinessKey}",
+                                                                      "${execution.processBusinessKey}"):
+            problems.append((owner, f"{what} businessKey: a called process always shares its caller's business "
+                                    "key; remove this mapping or keep the modeler's #{execution.processBusinessKey}"))
+        return
+    if el.get("variables") is not None:
+        if el.get("variables") != "all":
+            problems.append((owner, f'{what} variables="{el.get("variables")}": only "all" is supported'))
+        return
+    target, source, expr = el.get("target"), el.get("source"), el.get("sourceExpression")
+    if not target or not _IDENTIFIER.match(target):
+        problems.append((owner, f"{what} target {target!r} must be a variable name (letters, digits, _)"))
+    if (source is None) == (expr is None):
+        problems.append((owner, f"{what} needs either source (a variable name) or sourceExpression (${{...}})"))
+    elif source is not None and not _IDENTIFIER.match(source):
+        problems.append((owner, f"{what} source {source!r} must be a variable name; use sourceExpression "
+                                "for an expression"))
+    elif expr is not None:
+        if not (expr.strip().startswith("${") and expr.strip().endswith("}")):
+            problems.append((owner, f"{what} sourceExpression {expr[:60]!r} must be a whole ${{expression}}"))
+        else:
+            _check_expr(problems, el, expr, f"{what} sourceExpression", owner=owner)
+
+
+def _check_message_use(problems: Problems, root, el, name: str) -> None:
+    """A message event or send/receive task names an existing message; what a thrown one
+    carries (its camunda:inputOutput input parameters) passes the allow-list."""
+    owner = _owner_id(el)
+    if name == "messageEventDefinition" or name in ("sendTask", "receiveTask"):
+        ref = el.get("messageRef")
+        if ref is not None:
+            messages = [m for m in root.findall(f"{{{BPMN_NS}}}message") if m.get("id") == ref]
+            if not _NCNAME.match(ref) or not messages:
+                problems.append((owner, f"messageRef {ref[:60]!r} names no bpmn:message of this file"))
+            elif not (messages[0].get("name") or "").strip():
+                problems.append((owner, f"message {ref!r} has no name: give it the name senders and receivers share"))
+        elif name == "messageEventDefinition" and not (el.getparent().get("name") or "").strip():
+            problems.append((owner, "message event without a message: pick or create a message (messageRef)"))
+        elif name in ("sendTask", "receiveTask"):
+            problems.append((owner, f"{name} without a message: pick or create a message (messageRef)"))
+    if name not in _THROWS:
+        return
+    params = el.findall(f"{{{BPMN_NS}}}extensionElements/{{{CAMUNDA_NS}}}inputOutput/{{{CAMUNDA_NS}}}inputParameter")
+    for param in params:
+        pname = param.get("name")
+        if not pname or not _IDENTIFIER.match(pname):
+            problems.append((owner, f"input parameter {pname!r} must be a variable name (letters, digits, _)"))
+        elif len(param):
+            problems.append((owner, f"input parameter {pname!r}: write a literal or a ${{expression}} "
+                                    "(lists, maps and scripts are not supported)"))
+        elif param.text and param.text.strip().startswith("${"):
+            _check_embedded(problems, param, param.text.strip(), f"input parameter {pname!r}")
+
+
+def _check_cycle_position(problems: Problems, el) -> None:
+    event = el.getparent()
+    while event is not None and not _local(event).endswith("Event"):
+        event = event.getparent()
+    if event is None:
+        return
+    kind, container = _local(event), event.getparent()
+    if kind == "startEvent" and container is not None and _local(container) == "process":
+        problems.append((event.get("id"), "a process started on a cycle is a calendar job, not supported here; "
+                                          "draw the cycle on a non-interrupting boundary event or on the start "
+                                          "event of an event sub-process"))
+    elif kind == "intermediateCatchEvent":
+        problems.append((event.get("id"), "an intermediate timer cannot repeat; use timeDuration or timeDate, or a "
+                                          "non-interrupting boundary event with the cycle"))
 
 
 def check_dmn(root) -> Problems:

@@ -43,7 +43,7 @@ from engine.runtime.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from engine.runtime.messages import deliver
+from engine.runtime.messages import deliver, forward
 from engine.runtime.operations import OpContext, OperationError, Registry, drop_deferred, run_deferred
 from engine.runtime.rows import (
     DELETE_TASK,
@@ -150,8 +150,27 @@ class CaseEngine:
             t = wf.tasks.get(task_id)
             if t is not None and t.state == TaskState.COMPLETED:
                 self.record_event(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
+        self._record_calls(s, row, actor, before.calls, state.calls(wf))
+        thrown = wf.get_events()
         serializer.compact(wf)
         self._save(s, row, wf, actor, before)
+        if thrown:
+            forward(self, s, row, thrown, actor)
+
+    def _record_calls(self, s: Session, row: InstanceRow, actor: Actor, before: dict, after: dict) -> None:
+        """The parent's timeline shows each called process starting and ending (the child runs
+        inside the parent's instance, at the version pinned when the parent was deployed)."""
+        for task_id, (element, called, done) in after.items():
+            was = before.get(task_id)
+            if was is None or not was[2]:
+                pinned = self.definitions.pinned(s, row.definition_id, "bpmn", called)
+                version = self.definitions.version_of(s, pinned).version if pinned is not None else None
+                if was is None:
+                    self.record_event(s, row, actor.id, "call_started", element=element, process=called,
+                                      version=version)
+                if done:
+                    self.record_event(s, row, actor.id, "call_completed", element=element, process=called,
+                                      version=version)
 
     def _save(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor, before: state.Scan) -> None:
         now = self.clock()

@@ -11,11 +11,12 @@ from typing import Iterable
 from lxml import etree
 from SpiffWorkflow.bpmn.parser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from engine import forms
-from engine.bpmn.parser import CAMUNDA_NS, CityParser
+from engine.bpmn.parser import CAMUNDA_NS, CityParser, form_ref_of
 from engine.bpmn.specs import use_engine_clock
 from engine.bpmn.validate import BPMN_NS, check_bpmn, check_dmn
 from engine.bpmn.xml import DefinitionError, load_xml
@@ -61,14 +62,34 @@ def _decode(filename: str, raw: bytes | str) -> str:
         raise DefinitionError(filename, [(None, "file is not UTF-8 text")]) from None
 
 
-def _process_refs(root) -> tuple[str, dict]:
+def _processes(root) -> list[tuple[str, dict]]:
+    """(process id, what it references) of each executable process of a BPMN file: a
+    collaboration with several pools gives one definition per process."""
     processes = [p for p in root.findall(f"{{{BPMN_NS}}}process") if p.get("isExecutable", "true") != "false"]
-    if len(processes) != 1:
-        raise DefinitionError("", [(None, f"a file must hold exactly one executable process (found {len(processes)})")])
-    proc = processes[0]
-    dmn = {el.get(f"{{{CAMUNDA_NS}}}decisionRef") for el in proc.iter(f"{{{BPMN_NS}}}businessRuleTask")}
-    frm = {el.get(f"{{{CAMUNDA_NS}}}formRef") for el in proc.iter(f"{{{BPMN_NS}}}userTask")}
-    return proc.get("id"), {"dmn": sorted(d for d in dmn if d), "form": sorted(f for f in frm if f)}
+    if not processes:
+        raise DefinitionError("", [(None, 'no executable process in this file (mark a pool\'s process '
+                                          'isExecutable="true")')])
+    found = []
+    for proc in processes:
+        dmn = {el.get(f"{{{CAMUNDA_NS}}}decisionRef") for el in proc.iter(f"{{{BPMN_NS}}}businessRuleTask")}
+        frm = {form_ref_of(el) for el in proc.iter(f"{{{BPMN_NS}}}userTask")}
+        calls = []
+        for el in proc.iter(f"{{{BPMN_NS}}}callActivity"):
+            version = el.get(f"{{{CAMUNDA_NS}}}calledElementVersion")
+            bound = el.get(f"{{{CAMUNDA_NS}}}calledElementBinding") == "version"
+            calls.append({"key": el.get("calledElement"), "element": el.get("id"),
+                          "version": int(version) if bound and version and version.isdigit() else None})
+        found.append((proc.get("id"), {"dmn": sorted(d for d in dmn if d), "form": sorted(f for f in frm if f),
+                                       "calls": calls}))
+    return found
+
+
+def _refs_of(content: str, filename: str, key: str) -> dict:
+    """What process `key` of a stored file references (as `_processes` reads it)."""
+    for k, refs in _processes(load_xml(content, filename)):
+        if k == key:
+            return refs
+    raise KeyError(f"process {key!r} is not in {filename}")
 
 
 class DefinitionStore:
@@ -77,6 +98,7 @@ class DefinitionStore:
         self._specs: dict[int, object] = {}
         self._forms: dict[int, forms.Form] = {}
         self._pins: dict[int, dict] = {}
+        self._starts: dict[tuple, dict] = {}
         self._lock = threading.Lock()
 
     # ---- deploy -------------------------------------------------------------------
@@ -121,19 +143,114 @@ class DefinitionStore:
             if problems:
                 raise DefinitionError(filename, problems)
             try:
-                key, refs = _process_refs(root)
+                processes = _processes(root)
             except DefinitionError as exc:
                 raise DefinitionError(filename, exc.problems) from None
-            candidates.append(_Candidate("bpmn", key, filename, content, refs))
+            for key, refs in processes:
+                candidates.append(_Candidate("bpmn", key, filename, content, refs))
         _no_duplicates(candidates)
-        # Parse each process with the decisions it will be pinned to: the library's own
-        # checks (structure, XSD-level errors, gateway defaults) run before anything is stored.
-        dmn_text = {c.key: c.content for c in candidates if c.kind == "dmn"}
+        self._check_calls(session, candidates)
+        # Parse each process with the decisions and called processes it will be pinned to:
+        # the library's own checks (structure, XSD-level errors, gateway defaults) run before
+        # anything is stored.
         for c in candidates:
             if c.kind == "bpmn":
-                texts = [dmn_text.get(d) or self._latest(session, "dmn", d).content for d in c.refs["dmn"]]
-                _parse_spec(c.filename, c.content, texts, c.key, validate=True)
+                bpmn_texts, dmn_texts = self._candidate_sources(session, c, candidates)
+                _parse_spec(c.filename, c.content, bpmn_texts, dmn_texts, c.key, validate=True)
         return self._store(session, candidates, actor, now)
+
+    # ---- call activities ------------------------------------------------------------
+    def _check_calls(self, session, candidates: list[_Candidate]) -> None:
+        """Every called process is deployed (or deployed now), a pinned version exists, and no
+        process calls itself, directly or through others."""
+        deploying = {c.key: c for c in candidates if c.kind == "bpmn"}
+        stored = {row.key: row for row in self._latest_rows(session, "bpmn")}
+        for c in deploying.values():
+            problems = []
+            for call in c.refs["calls"]:
+                key, version = call["key"], call["version"]
+                if key not in deploying and key not in stored:
+                    problems.append((call["element"], f"unknown called process {key!r}: deploy it first or "
+                                                      "in the same deploy"))
+                elif version is not None:
+                    same_file = key in deploying and deploying[key].content == c.content
+                    if same_file:
+                        problems.append((call["element"], f"process {key!r} is in the same file and is called at "
+                                                          "the file's version: remove calledElementVersion"))
+                    elif self._version_row(session, key, version) is None:
+                        problems.append((call["element"], f"process {key!r} has no version {version}"))
+            if problems:
+                raise DefinitionError(c.filename, problems)
+
+        def callees(key: str) -> list[str]:
+            if key in deploying:
+                return [call["key"] for call in deploying[key].refs["calls"]]
+            row = stored.get(key)
+            return sorted(json.loads(row.pins).get("bpmn", {})) if row is not None else []
+
+        for c in deploying.values():
+            path, stack = [c.key], [iter(callees(c.key))]
+            while stack:
+                nxt = next(stack[-1], None)
+                if nxt is None:
+                    stack.pop()
+                    path.pop()
+                    continue
+                if nxt == c.key:
+                    element = next((x["element"] for x in c.refs["calls"] if x["key"] == path[1 % len(path)]
+                                    or len(path) == 1), None)
+                    raise DefinitionError(c.filename, [(element, "recursive call: " + " -> ".join([*path, nxt])
+                                                        + "; a process may not call itself, directly or "
+                                                          "through others (draw a loop back instead)")])
+                if nxt in path or len(path) > 20:
+                    continue
+                path.append(nxt)
+                stack.append(iter(callees(nxt)))
+
+    def _version_row(self, session, key: str, version: int) -> Definition | None:
+        return session.exec(select(Definition).where(Definition.kind == "bpmn", Definition.key == key,
+                                                     Definition.version == version)).first()
+
+    def _candidate_sources(self, session, c: _Candidate, candidates: list[_Candidate]) -> tuple[list, list]:
+        """(other BPMN texts, DMN texts) a candidate process is parsed with, as it will be pinned."""
+        by_key = {(x.kind, x.key): x for x in candidates}
+        bpmn: dict[str, str] = {}
+        dmn: dict[str, str] = {}
+        todo, visited, stored = [c], set(), set()
+        while todo:
+            x = todo.pop()
+            if x.key in visited:
+                continue
+            visited.add(x.key)
+            bpmn.setdefault(_sha(x.content), x.content)
+            for d in x.refs["dmn"]:
+                text = by_key[("dmn", d)].content if ("dmn", d) in by_key else self._latest(session, "dmn", d).content
+                dmn.setdefault(_sha(text), text)
+            for call in x.refs["calls"]:
+                callee = by_key.get(("bpmn", call["key"])) if call["version"] is None else None
+                if callee is not None:
+                    todo.append(callee)
+                    continue
+                row = (self._version_row(session, call["key"], call["version"]) if call["version"] is not None
+                       else self._latest(session, "bpmn", call["key"]))
+                self._stored_sources(session, row.id, bpmn, dmn, stored)
+        bpmn.pop(_sha(c.content), None)
+        return list(bpmn.values()), list(dmn.values())
+
+    def _stored_sources(self, session, definition_id: int, bpmn: dict, dmn: dict, visited: set) -> None:
+        """Add a stored process version's file and, through its pins, its decisions and called
+        processes (each version once)."""
+        if definition_id in visited:
+            return
+        visited.add(definition_id)
+        row = session.get(Definition, definition_id)
+        bpmn.setdefault(_sha(row.content), row.content)
+        pins = self._pins_of(session, definition_id)
+        for i in pins.get("dmn", {}).values():
+            text = session.get(Definition, i).content
+            dmn.setdefault(_sha(text), text)
+        for i in pins.get("bpmn", {}).values():
+            self._stored_sources(session, i, bpmn, dmn, visited)
 
     def _store(self, session, candidates, actor, now) -> list[Deployed]:
         results: list[Deployed] = []
@@ -144,18 +261,31 @@ class DefinitionStore:
                 results.append(d)
                 if changed:
                     changed_refs[kind].add(c.key)
-        deployed_processes = {c.key for c in candidates if c.kind == "bpmn"}
-        # A new decision table or form reaches new instances: re-pin the processes using it.
-        for row in self._latest_rows(session, "bpmn"):
-            if row.key in deployed_processes:
-                continue
-            refs = json.loads(row.pins)
-            if set(refs.get("dmn", {})) & changed_refs["dmn"] or set(refs.get("form", {})) & changed_refs["form"]:
-                root = load_xml(row.content, row.filename)
-                _, r = _process_refs(root)
-                candidates.append(_Candidate("bpmn", row.key, row.filename, row.content, r))
-        for c in (c for c in candidates if c.kind == "bpmn"):
+        processes = {c.key: c for c in candidates if c.kind == "bpmn"}
+        # A new decision table, form or called process reaches new instances: re-pin the
+        # processes using it (and, in turn, their callers).
+        latest = self._latest_rows(session, "bpmn")
+        grown = True
+        while grown:
+            grown = False
+            for row in latest:
+                if row.key in processes:
+                    continue
+                pins = json.loads(row.pins)
+                refs = _refs_of(row.content, row.filename, row.key)
+                if (set(pins.get("dmn", {})) & changed_refs["dmn"] or set(pins.get("form", {})) & changed_refs["form"]
+                        or any(call["version"] is None and call["key"] in processes for call in refs["calls"])):
+                    processes[row.key] = _Candidate("bpmn", row.key, row.filename, row.content, refs)
+                    grown = True
+        for c in _callees_first(processes):
             pins = {kind: {k: self._latest(session, kind, k).id for k in c.refs[kind]} for kind in ("dmn", "form")}
+            calls = {}
+            for call in c.refs["calls"]:
+                row = (self._version_row(session, call["key"], call["version"]) if call["version"] is not None
+                       else self._latest(session, "bpmn", call["key"]))
+                calls[call["key"]] = row.id
+            if calls:
+                pins["bpmn"] = calls
             d, _ = self._put(session, c, json.dumps(pins, sort_keys=True), actor, now)
             results.append(d)
         return results
@@ -197,14 +327,52 @@ class DefinitionStore:
             raise KeyError(f"no process named {key!r} is deployed")
         return row
 
-    def pinned(self, session, definition_id: int, kind: str, key: str) -> int | None:
-        """Id of the decision or form a process version was deployed with (cached: immutable)."""
+    def _pins_of(self, session, definition_id: int) -> dict:
         pins = self._pins.get(definition_id)
         if pins is None:
             pins = json.loads(session.exec(select(Definition.pins).where(Definition.id == definition_id)).one())
             with self._lock:
                 self._pins[definition_id] = pins
-        return pins.get(kind, {}).get(key)
+        return pins
+
+    def pinned(self, session, definition_id: int, kind: str, key: str) -> int | None:
+        """Id of the decision, form or called process ("dmn", "form", "bpmn") a process
+        version was deployed with (cached: immutable)."""
+        return self._pins_of(session, definition_id).get(kind, {}).get(key)
+
+    def pinned_form(self, session, definition_id: int, key: str) -> int | None:
+        """Id of form `key` as a process version uses it: its own pin, else that of a
+        process it calls (whose user tasks run in the caller's instance)."""
+        todo, seen = [definition_id], set()
+        while todo:
+            current = todo.pop(0)
+            if current in seen:
+                continue
+            seen.add(current)
+            pins = self._pins_of(session, current)
+            found = pins.get("form", {}).get(key)
+            if found is not None:
+                return found
+            todo.extend(pins.get("bpmn", {}).values())
+        return None
+
+    def message_starts(self, session) -> dict[str, list[str]]:
+        """Message name -> the processes (newest versions) whose start event catches it."""
+        latest = tuple(session.exec(select(Definition.key, func.max(Definition.id)).where(Definition.kind == "bpmn")
+                                    .group_by(Definition.key).order_by(Definition.key)).all())
+        cached = self._starts.get(latest)
+        if cached is not None:
+            return cached
+        found: dict[str, list[str]] = {}
+        for key, definition_id in latest:
+            spec, _ = self.spec(session, definition_id)
+            for start in spec.start.outputs:
+                definition = getattr(start, "event_definition", None)
+                if isinstance(definition, MessageEventDefinition):
+                    found.setdefault(definition.name, []).append(key)
+        with self._lock:
+            self._starts = {latest: found}
+        return found
 
     def version_of(self, session, definition_id: int) -> Definition:
         return session.get(Definition, definition_id)
@@ -222,15 +390,17 @@ class DefinitionStore:
         if cached is not None:
             return cached
         row = session.get(Definition, definition_id)
-        pins = json.loads(row.pins)
-        dmn_texts = [session.get(Definition, i).content for i in pins.get("dmn", {}).values()]
-        spec = _parse_spec(row.filename, row.content, dmn_texts, row.key)
+        bpmn: dict[str, str] = {}
+        dmn: dict[str, str] = {}
+        self._stored_sources(session, definition_id, bpmn, dmn, set())
+        bpmn.pop(_sha(row.content), None)
+        spec = _parse_spec(row.filename, row.content, list(bpmn.values()), list(dmn.values()), row.key)
         with self._lock:
             self._specs[definition_id] = spec
         return spec
 
     def form_for(self, session, process_definition_id: int, form_ref: str) -> tuple[int, forms.Form] | None:
-        form_id = self.pinned(session, process_definition_id, "form", form_ref)
+        form_id = self.pinned_form(session, process_definition_id, form_ref)
         if form_id is None:
             return None
         form = self._forms.get(form_id)
@@ -261,11 +431,16 @@ def _xsd_validator():
     return _VALIDATOR
 
 
-def _parse_spec(filename: str, bpmn_text: str, dmn_texts: list[str], process_id: str, validate: bool = False):
+def _parse_spec(filename: str, bpmn_text: str, called_texts: list[str], dmn_texts: list[str], process_id: str,
+                validate: bool = False):
+    """(spec, subprocess specs) of `process_id` in `bpmn_text`, with the files of the processes
+    it calls and the decision tables they all use."""
     parser = CityParser(validator=_xsd_validator() if validate else None)
     try:
         for text in dmn_texts:
             parser.add_dmn_xml(load_xml(text, "dmn"), filename="dmn")
+        for text in called_texts:
+            parser.add_bpmn_xml(load_xml(text, "called process"), filename="called process")
         parser.add_bpmn_xml(load_xml(bpmn_text, filename), filename=filename)
         spec = parser.get_spec(process_id)
         subprocess_specs = parser.get_subprocess_specs(process_id)
@@ -281,3 +456,21 @@ def _parse_spec(filename: str, bpmn_text: str, dmn_texts: list[str], process_id:
     for s in (spec, *subprocess_specs.values()):
         use_engine_clock(s)
     return spec, subprocess_specs
+
+
+def _callees_first(processes: dict[str, _Candidate]) -> list[_Candidate]:
+    """The processes to store, each after the ones it calls (so its pins name their new versions)."""
+    ordered: list[_Candidate] = []
+    placed: set[str] = set()
+
+    def place(key: str, depth: int = 0) -> None:
+        if key in placed or key not in processes or depth > len(processes):
+            return
+        placed.add(key)
+        for call in processes[key].refs["calls"]:
+            place(call["key"], depth + 1)
+        ordered.append(processes[key])
+
+    for key in sorted(processes):
+        place(key)
+    return ordered

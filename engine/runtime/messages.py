@@ -1,4 +1,5 @@
-"""Delivering a named message with a plain-data payload to the instances awaiting it."""
+"""Delivering a named message with a plain-data payload to the instances awaiting it, from
+the API (a badge check-in, say) or from another instance (a message flow between pools)."""
 from __future__ import annotations
 
 from SpiffWorkflow.bpmn import BpmnEvent
@@ -8,10 +9,13 @@ from sqlmodel import Session, select
 from engine.bpmn import serializer
 from engine.db.models import AwaitedMessage
 from engine.runtime import state
-from engine.runtime.errors import Actor, NotFound
+from engine.runtime.data import check_plain
+from engine.runtime.errors import Actor, NotFound, ProcessError
 from engine.runtime.rows import fetch_instance
 
-__all__ = ["deliver"]
+__all__ = ["MAX_HOPS", "deliver", "forward"]
+
+MAX_HOPS = 16   # messages passed on within one transaction (a loop between processes stops here)
 
 
 def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
@@ -52,3 +56,46 @@ def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
         engine.run_step(s, row, wf, actor, catch_all)
         delivered[iid] = taken
     return delivered
+
+
+def forward(engine, s: Session, row, events: list, actor: Actor) -> None:
+    """Messages an instance threw that nothing inside it caught (a message flow to another
+    pool) go, in the same transaction, to the running instances with the sender's business key
+    that await them; when none does, each deployed process whose start event catches the
+    message starts with that business key. A message nobody takes fails the sender's step (an
+    incident to retry), as Camunda refuses a message it cannot correlate: none is dropped."""
+    for event in events:
+        if not isinstance(event.event_definition, MessageEventDefinition):
+            continue    # an uncaught error or escalation ends at its own process's boundary
+        name = event.event_definition.name
+        body = event.payload.get("payload") if isinstance(event.payload, dict) else None
+        payload = check_plain(dict(body) if isinstance(body, dict) else {"value": body}, f"message {name}")
+        hops = s.info.get("message_hops", 0) + 1
+        if hops > MAX_HOPS:
+            raise ProcessError(f"message {name!r}: more than {MAX_HOPS} messages passed on in one step "
+                               "(do two processes answer each other in a loop?)")
+        s.info["message_hops"] = hops
+        try:
+            _pass_on(engine, s, row, name, payload, actor)
+        except ProcessError as exc:
+            raise ProcessError(f"message {name!r} could not be delivered: {exc.detail}", element=exc.element) from None
+        finally:
+            s.info["message_hops"] = hops - 1
+
+
+def _pass_on(engine, s: Session, row, name: str, payload: dict, actor: Actor) -> None:
+    key = row.business_key
+    if key is not None:
+        waiting = s.exec(select(AwaitedMessage.instance_id).where(AwaitedMessage.name == name,
+                                                                  AwaitedMessage.business_key == key,
+                                                                  AwaitedMessage.instance_id != row.id)).all()
+        if waiting:
+            deliver(engine, s, name, [payload], actor, key, None)
+            return
+    starts = engine.definitions.message_starts(s).get(name, [])
+    if not starts:
+        raise ProcessError(f"no running instance with business key {key!r} awaits message {name!r}, and no "
+                           "deployed process starts on it")
+    for process_key in starts:
+        started = engine.start(process_key, {}, actor, business_key=key, session=s)
+        deliver(engine, s, name, [payload], actor, None, started)

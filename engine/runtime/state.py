@@ -10,9 +10,10 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.task import TaskState
 
 from engine.bpmn import spiff
+from engine.bpmn.calls import CityCallActivity
 from engine.bpmn.specs import CityUserTask
 
-__all__ = ["Scan", "position", "scan", "timer_due"]
+__all__ = ["Scan", "calls", "position", "scan", "timer_due"]
 
 
 def _definitions(task) -> list:
@@ -57,6 +58,7 @@ class Scan:
     ready: dict            # task id (str) -> ready user task
     awaited: frozenset     # message names
     timers: dict           # task id (UUID) -> (element id, due)
+    calls: dict            # call activity task id (UUID) -> (element id, called process, done)
 
     @property
     def next_timer(self) -> datetime | None:
@@ -78,4 +80,15 @@ def scan(wf) -> Scan:
         due = timer_due(t)
         if due is not None:
             timers[t.id] = (t.task_spec.bpmn_id or t.task_spec.name, due)
-    return Scan(ready, frozenset(awaited), timers)
+    return Scan(ready, frozenset(awaited), timers, calls(wf))
+
+
+def calls(wf) -> dict:
+    """The processes an instance has called (running or done, while their call activity is
+    in the workflow): call activity task id -> (element id, called process id, done)."""
+    found = {}
+    for task_id, sub in wf.subprocesses.items():
+        task = wf.get_task_from_id(task_id)
+        if task is not None and isinstance(task.task_spec, CityCallActivity):
+            found[task_id] = (task.task_spec.bpmn_id, task.task_spec.spec, bool(sub.completed))
+    return found

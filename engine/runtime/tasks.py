@@ -79,7 +79,7 @@ class TaskIndex:
         rows, group_rows = [], []
         for task in tasks:
             spec = task.task_spec
-            form_id = (self.engine.definitions.pinned(s, row.definition_id, "form", spec.form_ref)
+            form_id = (self.engine.definitions.pinned_form(s, row.definition_id, spec.form_ref)
                        if spec.form_ref else None)
             assignee = _resolve(wf, task, spec.assignee)
             groups = set()
