@@ -179,6 +179,8 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
             if el.get(f"{{{CAMUNDA_NS}}}{attr}") is not None and not (name == "intermediateThrowEvent"):
                 problems.append((_owner_id(el), f"camunda:{attr} is not allowed; "
                                                 "use camunda:type=\"external\" with a registered topic"))
+        if ns == CAMUNDA_NS and name in ("in", "out"):
+            _check_mapping(problems, el, name)
         if ns != BPMN_NS:
             continue
         if name == "serviceTask":
@@ -214,8 +216,6 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
             _check_expr(problems, el, el.text, f"timer {name}", owner=_event_id(el), **_timer_checks(name))
             if name == "timeCycle":
                 _check_cycle_position(problems, el)
-        if ns == CAMUNDA_NS and name in ("in", "out"):
-            _check_mapping(problems, el, name)
     return problems
 
 

@@ -136,7 +136,8 @@ class CaseEngine:
 
     def _advance(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor,
                  mutate: Callable[[BpmnWorkflow], None] | None) -> None:
-        before, events = state.scan(wf), mark(s)
+        # (no mutation: a fresh workflow's first step; nothing of it is in the side tables yet)
+        before, events = (state.scan(wf) if mutate is not None else state.EMPTY), mark(s)
         try:
             if mutate is not None:
                 mutate(wf)
@@ -239,7 +240,8 @@ class CaseEngine:
 
     def run_step(self, s, row, wf, actor, mutate) -> None:
         """Advance a loaded workflow (after `mutate`) and save it; a failure the process
-        causes is a ProcessError naming the element, and nothing of the step stays."""
+        causes is a ProcessError naming the element, and nothing of the step stays. `mutate`
+        None is a fresh workflow's first step (engine.start)."""
         try:
             self._advance(s, row, wf, actor, mutate)
         except (SpiffWorkflowException, OperationError, expressions.ExpressionError, DataError) as exc:

@@ -13,7 +13,7 @@ from engine.bpmn import spiff
 from engine.bpmn.calls import CityCallActivity
 from engine.bpmn.specs import CityUserTask
 
-__all__ = ["Scan", "calls", "position", "scan", "timer_due"]
+__all__ = ["EMPTY", "Scan", "calls", "position", "scan", "timer_due"]
 
 
 def _definitions(task) -> list:
@@ -67,6 +67,9 @@ class Scan:
 
 
 
+EMPTY = Scan({}, frozenset(), {}, {})   # what the side tables hold for an instance not yet run
+
+
 def scan(wf) -> Scan:
     ready, awaited, timers = {}, set(), {}
     for t in wf.get_tasks(state=TaskState.READY | TaskState.WAITING):
@@ -80,7 +83,21 @@ def scan(wf) -> Scan:
         due = timer_due(t)
         if due is not None:
             timers[t.id] = (t.task_spec.bpmn_id or t.task_spec.name, due)
+    if not wf.is_completed():
+        awaited.update(_triggers(wf))
     return Scan(ready, frozenset(awaited), timers, calls(wf))
+
+
+def _triggers(wf) -> set[str]:
+    """Messages that start one of the process's event sub-processes: awaited while it runs
+    (the library starts such a sub-process when the message is caught, so no task waits)."""
+    names = set()
+    for name in getattr(wf.spec.start, "trigger_specs", ()):
+        sub = wf.subprocess_specs.get(name)
+        for start in getattr(sub, "bpmn_start_events", ()):
+            if isinstance(start.event_definition, MessageEventDefinition):
+                names.add(start.event_definition.name)
+    return names
 
 
 def calls(wf) -> dict:
