@@ -267,3 +267,41 @@ def test_unusable_form_keys_are_refused(system, key, words):
     with pytest.raises(DefinitionError) as err:
         system.deploy([("fix.bpmn", text)], DESIGNER)
     assert any(el == "c_fix" and words in msg for el, msg in err.value.problems), err.value.problems
+
+
+def _stored_size(system, iid) -> int:
+    from sqlmodel import Session
+
+    from engine.db.models import Instance
+    with Session(system.db) as s:
+        return len(s.get(Instance, iid).workflow)
+
+
+def test_a_call_in_a_loop_does_not_grow_the_stored_instance(system):
+    child = _child()
+    parent = definitions(process("looper", f'''
+<bpmn:startEvent id="p_start"/>
+<bpmn:exclusiveGateway id="p_merge" default="f_merge_call"/>
+<bpmn:callActivity id="p_call" calledElement="fix">
+  <bpmn:extensionElements><camunda:out source="again" target="again"/></bpmn:extensionElements>
+</bpmn:callActivity>
+<bpmn:exclusiveGateway id="p_again" default="f_again_end"/>
+<bpmn:endEvent id="p_end"/>
+<bpmn:sequenceFlow id="f_start" sourceRef="p_start" targetRef="p_merge"/>
+<bpmn:sequenceFlow id="f_merge_call" sourceRef="p_merge" targetRef="p_call"/>
+<bpmn:sequenceFlow id="f_call" sourceRef="p_call" targetRef="p_again"/>
+<bpmn:sequenceFlow id="f_again_end" sourceRef="p_again" targetRef="p_end"/>
+<bpmn:sequenceFlow id="f_again_loop" sourceRef="p_again" targetRef="p_merge">
+  <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">again</bpmn:conditionExpression>
+</bpmn:sequenceFlow>'''))
+    system.deploy([("fix.bpmn", child), ("looper.bpmn", parent)], DESIGNER)
+    iid = system.start("looper", {}, CLERK)
+    sizes = []
+    for _ in range(30):
+        system.complete(_task(system, instance_id=iid)["id"], CLERK, {"again": True})
+        sizes.append(_stored_size(system, iid))
+    assert sizes[-1] <= sizes[2] * 1.1, sizes
+    system.complete(_task(system, instance_id=iid)["id"], CLERK, {"again": False})
+    assert system.instance(iid)["state"] == "completed"
+    calls = [e["kind"] for e in system.audit(iid) if e["kind"].startswith("call_")]
+    assert calls == ["call_started", "call_completed"] * 31

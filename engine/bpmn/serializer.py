@@ -57,13 +57,27 @@ _FINISHED = TaskState.FINISHED_MASK
 
 
 def compact(workflow: BpmnWorkflow) -> int:
-    """Re-root the task tree at the deepest task above every unfinished task.
+    """Drop finished history: called processes that are done (their data went back to the
+    caller), and in the instance's tree and each running sub-process's tree, every finished
+    task above the deepest task that holds all unfinished ones. Returns the tasks dropped."""
+    dropped = 0
+    for task_id, sub in list(workflow.subprocesses.items()):
+        caller = workflow.get_task_from_id(task_id)
+        if sub.completed and (caller is None or caller.has_state(_FINISHED)):
+            dropped += len(sub.tasks)
+            del workflow.subprocesses[task_id]
+    for wf in (workflow, *workflow.subprocesses.values()):
+        dropped += _compact_tree(wf)
+    return dropped
+
+
+def _compact_tree(workflow) -> int:
+    """Re-root one (sub-)workflow's task tree at the deepest task above every unfinished task.
 
     Finished ancestors above that point can never run again (the engine only looks at a
     task's own subtree and unfinished tasks), so they are dropped. Their data survives:
-    the new root keeps its full data. Returns the number of tasks dropped."""
-    if workflow.subprocesses:
-        return 0  # call activities keep cross-tree references; leave them whole
+    the new root keeps its full data. A running sub-process's caller task is unfinished
+    (started), so it is always kept."""
     live = [t for t in workflow.tasks.values() if not t.has_state(_FINISHED)]
     if not live:
         return 0
