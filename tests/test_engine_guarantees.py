@@ -67,12 +67,13 @@ def test_stale_version_is_a_conflict(district):
 
 def test_new_version_for_new_instances_running_ones_keep_theirs(district):
     old = workorders.report(district, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
-    bpmn = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text()
+    bpmn = (WORKFLOWS / "bpmn" / "rectification.bpmn").read_text()
     v2 = bpmn.replace('name="Review"', 'name="Review (two-person)"', 1)
-    deployed = {d.key: d for d in district.deploy([("work_order.bpmn", v2)], DESIGNER)}
-    assert deployed["work_order"].version == 2 and deployed["work_order"].changed
-    again = {d.key: d for d in district.deploy([("work_order.bpmn", v2)], DESIGNER)}
-    assert not again["work_order"].changed, "same content, same version"
+    deployed = {d.key: d for d in district.deploy([("rectification.bpmn", v2)], DESIGNER)}
+    assert deployed["rectification"].version == 2 and deployed["rectification"].changed
+    assert deployed["work_order"].version == 2 and deployed["work_order"].changed, "its caller is re-pinned"
+    again = {d.key: d for d in district.deploy([("rectification.bpmn", v2)], DESIGNER)}
+    assert not again["rectification"].changed and not again["work_order"].changed, "same content, same version"
     new = workorders.report(district, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     assert district.instance(old.instance_id)["version"] == 1
     assert district.instance(new.instance_id)["version"] == 2
@@ -122,7 +123,7 @@ def test_instances_store_the_spec_by_reference_and_history_does_not_grow_them(di
 def test_restart_keeps_a_designers_newer_version(db_url, clock):
     from engine.system import build
     first = build(db_url, clock=clock)
-    bpmn = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text().replace('name="Review"', 'name="Review by two"', 1)
+    bpmn = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text().replace('name="Close order"', 'name="Close the order"', 1)
     assert {d.key: d.version for d in first.deploy([("work_order.bpmn", bpmn)], DESIGNER)}["work_order"] == 2
     first.db.dispose()
     again = build(db_url, clock=clock)

@@ -62,7 +62,7 @@ def compact(workflow: BpmnWorkflow) -> int:
     task above the deepest task that holds all unfinished ones. Returns the tasks dropped."""
     dropped = 0
     for task_id, sub in list(workflow.subprocesses.items()):
-        caller = workflow.get_task_from_id(task_id)
+        caller = spiff.find_task(workflow, task_id)
         if sub.completed and (caller is None or caller.has_state(_FINISHED)):
             dropped += len(sub.tasks)
             del workflow.subprocesses[task_id]

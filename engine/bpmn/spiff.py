@@ -33,11 +33,13 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
+from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.task import Task
 
 __all__ = ["SERIALIZER_VERSION", "VERSION_KEY", "UNMARKED_VERSION", "TIMER_VALUE", "TIMER_FIRED",
            "StoredVersionError", "OperationTaskSpec", "timer_value", "set_timer_value", "timer_fired",
-           "mark_timer_fired", "detach", "make_serializer", "workflow_to_dict", "workflow_from_dict", "migrate",
+           "mark_timer_fired", "find_task", "detach", "make_serializer", "workflow_to_dict", "workflow_from_dict",
+           "migrate",
            "library_problems"]
 
 VERSION_KEY = BpmnWorkflowSerializer.VERSION_KEY     # "serializer_version"
@@ -68,6 +70,15 @@ def timer_fired(task: Task) -> bool:
 
 def mark_timer_fired(task: Task) -> None:
     task._set_internal_data(**{TIMER_FIRED: True})
+
+
+def find_task(workflow, task_id: UUID) -> Task | None:
+    """The task with `task_id` in a workflow or any of its sub-processes, or None (the
+    library raises TaskNotFoundException instead)."""
+    try:
+        return workflow.get_task_from_id(task_id)
+    except TaskNotFoundException:
+        return None
 
 
 def detach(task: Task) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, update
 from sqlmodel import Session, select
 
 from engine import forms
-from engine.bpmn import expressions, serializer
+from engine.bpmn import expressions, serializer, spiff
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import from_db, to_db, utcnow
 from engine.db import direct
@@ -148,7 +148,7 @@ class CaseEngine:
             raise
         run_deferred(s)
         for task_id, (element, due) in before.timers.items():
-            t = wf.tasks.get(task_id)
+            t = spiff.find_task(wf, task_id)        # (also in a called process)
             if t is not None and t.state == TaskState.COMPLETED:
                 self.record_event(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
         self._record_calls(s, row, actor, before.calls, state.calls(wf))
@@ -292,7 +292,7 @@ class CaseEngine:
         task_id = ot["id"]
 
         def run(wf: BpmnWorkflow) -> None:
-            task = wf.get_task_from_id(UUID(task_id))
+            task = spiff.find_task(wf, UUID(task_id))
             if task is None or task.state != TaskState.READY:
                 raise TaskGone("task is no longer open")
             task.data.update(clean)
@@ -466,7 +466,7 @@ class CaseEngine:
         elif incident.step == "task":
             ot = sub["task"]
             wf = self.load(s, row, actor)
-            task = wf.get_task_from_id(UUID(ot["id"]))
+            task = spiff.find_task(wf, UUID(ot["id"]))
             if task is None or task.state != TaskState.READY:
                 raise Conflict("the parked task is no longer open in its case; resolve the incident instead")
             form = None
@@ -489,7 +489,7 @@ class CaseEngine:
             if incident.step == "task" and row is not None and row.state == "running":
                 ot = json.loads(incident.submission)["task"]
                 wf = self.load(s, row, Actor(by.id))
-                task = wf.get_task_from_id(UUID(ot["id"]))
+                task = spiff.find_task(wf, UUID(ot["id"]))
                 if task is not None and task.state == TaskState.READY and fetch_open_task(s, ot["id"]) is None:
                     self.tasks.reopen(s, row, wf, task)
             incidents.close(s, incident, self.clock(), by.id, "resolved")

@@ -105,7 +105,7 @@ def calls(wf) -> dict:
     in the workflow): call activity task id -> (element id, called process id, done)."""
     found = {}
     for task_id, sub in wf.subprocesses.items():
-        task = wf.get_task_from_id(task_id)
+        task = spiff.find_task(wf, task_id)
         if task is not None and isinstance(task.task_spec, CityCallActivity):
             found[task_id] = (task.task_spec.bpmn_id, task.task_spec.spec, bool(sub.completed))
     return found
