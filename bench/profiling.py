@@ -56,7 +56,7 @@ def run_memory(spec, subprocess_specs, n: int, n50: int, warmup: int) -> dict:
 def profile_cityloop(n: int, warmup: int, out) -> None:
     """cProfile of cityloop's 0-loop lifecycle on a fresh SQLite file, plus SQL statement counts."""
     backend = make_backend("sqlite", None)
-    city, ref, _ = make_sides(backend.url)
+    city, _inline, ref, _ = make_sides(backend)
     try:
         for _ in range(warmup):
             city.lifecycle(0)

@@ -10,18 +10,20 @@ this module registers converters for them, built from the library's own converte
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.event_definition import TimerConditionalEventDefinitionConverter
-from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter
+from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter, SubWorkflowConverter
 from SpiffWorkflow.camunda.serializer.task_spec import UserTaskConverter
 from SpiffWorkflow.task import TaskState
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, select, update
 from sqlalchemy.engine import Engine
 
+from engine.bpmn.calls import CityCallActivity, Mapping
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.bpmn.serializer import reference_serializer as _stock_serializer
 from engine.bpmn.specs import CityServiceTask, CityUserTask, ClockedDuration, ClockedTimeDate
@@ -51,11 +53,27 @@ class CityServiceTaskConverter(BpmnTaskSpecConverter):
         return dct
 
 
+class CityCallActivityConverter(SubWorkflowConverter):
+    """Call activity + its Camunda in/out mappings."""
+
+    def to_dict(self, spec):
+        dct = super().to_dict(spec)
+        dct["in_mappings"] = [asdict(m) for m in spec.in_mappings]
+        dct["out_mappings"] = [asdict(m) for m in spec.out_mappings]
+        return dct
+
+    def from_dict(self, dct):
+        dct["in_mappings"] = [Mapping(**m) for m in dct.get("in_mappings", [])]
+        dct["out_mappings"] = [Mapping(**m) for m in dct.get("out_mappings", [])]
+        return super().from_dict(dct)
+
+
 def reference_serializer() -> BpmnWorkflowSerializer:
     """engine.bpmn.serializer.reference_serializer() plus converters for cityloop's specs."""
     ser = _stock_serializer()
     CityUserTaskConverter(CityUserTask, ser.registry)
     CityServiceTaskConverter(CityServiceTask, ser.registry)
+    CityCallActivityConverter(CityCallActivity, ser.registry)
     TimerConditionalEventDefinitionConverter(ClockedTimeDate, ser.registry)
     TimerConditionalEventDefinitionConverter(ClockedDuration, ser.registry)
     return ser

@@ -128,6 +128,21 @@ class CityloopSide:
         return Lifecycle(steps, total, self._bytes(order.instance_id), by_loop)
 
 
+INLINE = Path(__file__).with_name("work_order_inline.bpmn")
+
+
+class InlineSide(CityloopSide):
+    """(c) cityloop with the rectify/review loop drawn inside work_order, as it was before the
+    loop became the called `rectification` process (bench/work_order_inline.bpmn, deployed as a
+    newer work_order version on its own database): the yardstick for the call activity's cost."""
+    name = "cityloop-inline"
+
+    def __init__(self, url: str, clock):
+        from engine.runtime.errors import Actor
+        super().__init__(url, clock)
+        self.engine.deploy([("work_order.bpmn", INLINE.read_text())], Actor("bench"))
+
+
 class ReferenceSide:
     """(b) stock serializer, spec inside, one JSON row per instance (bench/reference.py)."""
     name = "reference"
@@ -188,21 +203,43 @@ def reset_pg(url: str) -> str:
     return version
 
 
+def twin_pg_url(url: str, suffix: str) -> str:
+    """A database beside `url`'s (`<name>_<suffix>`), created if missing."""
+    from sqlalchemy.engine import make_url
+
+    from engine.db.session import normalize_url
+    main = make_url(normalize_url(url))
+    name = f"{main.database}_{suffix}"
+    eng = create_engine(main, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        if conn.execute(text("select 1 from pg_database where datname = :n"), {"n": name}).first() is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+    return main.set(database=name).render_as_string(hide_password=False)
+
+
 @dataclass
 class Backend:
     label: str
     url: str
     cleanup: object = None  # temp dir to remove
     detail: str = ""
+    inline_url: str = ""    # the inline side's own database
+    ref_url: str = ""       # the reference side's own database
 
 
 def make_backend(kind: str, pg_url: str | None) -> Backend:
     if kind == "sqlite":
         tmp = tempfile.mkdtemp(prefix="cityloop-bench-")
         return Backend("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", tmp,
-                       f"SQLite {sqlite3.sqlite_version}, new file in {tmp} (WAL, synchronous=NORMAL)")
+                       f"SQLite {sqlite3.sqlite_version}, a new file per side in {tmp} (WAL, synchronous=NORMAL)",
+                       f"sqlite:///{Path(tmp) / 'inline.db'}", f"sqlite:///{Path(tmp) / 'reference.db'}")
     version = reset_pg(pg_url)
-    return Backend("postgres", pg_url, None, f"PostgreSQL {version} at {pg_url} (schema public dropped and recreated)")
+    inline, ref = twin_pg_url(pg_url, "inline"), twin_pg_url(pg_url, "reference")
+    reset_pg(inline)
+    reset_pg(ref)
+    return Backend("postgres", pg_url, None, f"PostgreSQL {version} at {pg_url}, with _inline and _reference twins "
+                                             "for those sides (schema public dropped and recreated)", inline, ref)
 
 
 def spec_of(engine):
@@ -212,14 +249,18 @@ def spec_of(engine):
         return engine.definitions.spec(s, definition_id)
 
 
-def make_sides(url: str) -> tuple[CityloopSide, ReferenceSide, tuple]:
-    """Both sides on one database and one clock; the reference starts from cityloop's parsed spec.
-    Returns (cityloop, reference, (spec, subprocess_specs))."""
+def make_sides(backend: Backend) -> tuple[CityloopSide, InlineSide, ReferenceSide, tuple]:
+    """The three sides, each on its own database (so one side's writes do not slow another's
+    commits), on one clock; the reference starts from cityloop's parsed spec. Returns
+    (cityloop, inline, reference, (spec, subprocess_specs))."""
     from engine.clock import ManualClock
+    from engine.db.session import make_engine
     clock = ManualClock(START)
-    city = CityloopSide(url, clock)
+    city = CityloopSide(backend.url, clock)
+    inline = InlineSide(backend.inline_url, clock)
     spec, subprocess_specs = spec_of(city.engine)
-    return city, ReferenceSide(city.engine.db, spec, subprocess_specs, clock), (spec, subprocess_specs)
+    ref = ReferenceSide(make_engine(backend.ref_url), spec, subprocess_specs, clock)
+    return city, inline, ref, (spec, subprocess_specs)
 
 
 # ---- running -------------------------------------------------------------------------------------
@@ -240,8 +281,8 @@ def _why(exc: BaseException) -> str:
 
 def run_backend(backend: Backend, n: int, n50: int, warmup: int, log) -> tuple[list[Result], tuple]:
     """Both sides on one database. A side that raises is reported as FAILED; the other goes on."""
-    city, ref, spec = make_sides(backend.url)
-    sides = (city, ref)
+    city, inline, ref, spec = make_sides(backend)
+    sides = (city, inline, ref)
     failed: dict[str, str] = {}
     results = []
 
@@ -274,4 +315,6 @@ def run_backend(backend: Backend, n: int, n50: int, warmup: int, log) -> tuple[l
                         for side in sides]
     finally:
         city.engine.db.dispose()
+        inline.engine.db.dispose()
+        ref.store.db.dispose()
     return results, spec

@@ -112,6 +112,22 @@ def report(results: list[Result], out) -> None:
         out(f"FAILED: {b} / {side}: {why}")
     by = {k: r for k, r in by.items() if r.runs}  # comparisons below need both sides
 
+    out("\n== Rectification as a called process vs drawn inline (cityloop both; target: call <= 1.2x inline) ==")
+    out("cityloop = bundled work_order calling `rectification`; cityloop-inline = the loop inside work_order")
+    out("(bench/work_order_inline.bpmn) on its own database; per-step mean and p50 over all steps.")
+    rows = []
+    for b in backends:
+        for loops in SCENARIOS:
+            c, i = by.get((b, loops, "cityloop")), by.get((b, loops, "cityloop-inline"))
+            if c is None or i is None:
+                continue
+            sc, si = stats(c), stats(i)
+            rows.append([b, f"{loops} loops", f"{sc.mean_ms:.2f}", f"{si.mean_ms:.2f}",
+                         f"{sc.mean_ms / si.mean_ms:.2f}x", f"{sc.p50:.2f}", f"{si.p50:.2f}",
+                         f"{sc.p50 / si.p50:.2f}x", f"{sc.bytes:.0f}", f"{si.bytes:.0f}"])
+    out(table(["backend", "scenario", "call ms", "inline ms", "mean ratio", "call p50", "inline p50", "p50 ratio",
+               "call bytes", "inline bytes"], rows, right=set(range(2, 10))))
+
     out("\n== Mean ms by step kind, 0 loops (cityloop 'lookup' = TaskIndex.for_actor, included in its step) ==")
     rows = []
     for b in backends:

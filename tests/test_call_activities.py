@@ -279,7 +279,7 @@ def _stored_size(system, iid) -> int:
 
 def test_a_call_in_a_loop_does_not_grow_the_stored_instance(system):
     child = _child()
-    parent = definitions(process("looper", f'''
+    parent = definitions(process("looper", '''
 <bpmn:startEvent id="p_start"/>
 <bpmn:exclusiveGateway id="p_merge" default="f_merge_call"/>
 <bpmn:callActivity id="p_call" calledElement="fix">

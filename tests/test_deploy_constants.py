@@ -12,13 +12,13 @@ from engine.runtime.errors import Actor
 from engine.system import WORKFLOWS, bundled_files
 
 DESIGNER = Actor("designer1", {"designer"})
-WORK_ORDER = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text()
+WORK_ORDER = (WORKFLOWS / "bpmn" / "rectification.bpmn").read_text()   # (the rectify/review loop)
 GAS = (WORKFLOWS / "bpmn" / "gas_inspection.bpmn").read_text()
 DISPATCH = (WORKFLOWS / "dmn" / "dispatch_rules.dmn").read_text()
 SLA_TIMER = '<bpmn:timeDate xsi:type="bpmn:tFormalExpression">sla_due</bpmn:timeDate>'
 
 
-def _refused(engine, source: str, old: str, new: str, name: str = "work_order.bpmn") -> DefinitionError:
+def _refused(engine, source: str, old: str, new: str, name: str = "rectification.bpmn") -> DefinitionError:
     assert old in source, old
     with pytest.raises(DefinitionError) as err:
         engine.deploy([(name, source.replace(old, new, 1))], DESIGNER)
@@ -41,7 +41,7 @@ def test_the_reported_sla_timer_is_refused_twice_over(system):
     assert len(found) == 2, err.problems
     assert "can never be evaluated: exponent of '**' is larger than 64" in found[0]
     assert "gives a bool; a timeDate timer needs an ISO 8601 date-time" in found[1]
-    assert "Event_sla_due" in str(err) and "work_order.bpmn" in str(err)
+    assert "Event_sla_due" in str(err) and "rectification.bpmn" in str(err)
 
 
 @pytest.mark.parametrize("kind,text,message", [
@@ -65,10 +65,11 @@ def test_constant_timers_must_give_their_kind(system, kind, text, message):
 
 def test_constant_timers_that_can_succeed_are_kept(system):
     for text in ('"2026-03-02T08:00:00+08:00"', '"2026-W10-1T08:00:00+08:00"', "${'2026-03-02T08:00:00Z'}"):
-        assert system.deploy([("work_order.bpmn", WORK_ORDER.replace(SLA_TIMER, _timer("timeDate", text)))], DESIGNER)
-    deployed = system.deploy([("work_order.bpmn", WORK_ORDER.replace(SLA_TIMER, _timer("timeDuration", '"P1DT4H"')))],
+        assert system.deploy([("rectification.bpmn", WORK_ORDER.replace(SLA_TIMER, _timer("timeDate", text)))],
                              DESIGNER)
-    assert [(d.key, d.changed) for d in deployed if d.kind == "bpmn"] == [("work_order", True)]
+    deployed = system.deploy([("rectification.bpmn",
+                               WORK_ORDER.replace(SLA_TIMER, _timer("timeDuration", '"P1DT4H"')))], DESIGNER)
+    assert [(d.key, d.changed) for d in deployed if d.kind == "bpmn"] == [("rectification", True), ("work_order", True)]
 
 
 def test_a_cycle_timer_is_refused_and_so_is_its_bad_constant(system):
@@ -148,7 +149,8 @@ def test_the_bundled_definitions_still_deploy(system):
     files = bundled_files()
     assert {name.rsplit(".", 1)[1] for name, _ in files} >= {"bpmn", "dmn", "form"}
     deployed = system.deploy(files, DESIGNER)   # the fixture deployed them already: same content
-    assert {d.key for d in deployed if d.kind == "bpmn"} == {"work_order", "gas_inspection", "crew_attendance"}
+    assert {d.key for d in deployed if d.kind == "bpmn"} == {"work_order", "rectification", "gas_inspection",
+                                                                 "crew_attendance"}
     assert not any(d.changed for d in deployed)
 
 

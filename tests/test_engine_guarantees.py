@@ -123,7 +123,7 @@ def test_instances_store_the_spec_by_reference_and_history_does_not_grow_them(di
 def test_restart_keeps_a_designers_newer_version(db_url, clock):
     from engine.system import build
     first = build(db_url, clock=clock)
-    bpmn = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text().replace('name="Close order"', 'name="Close the order"', 1)
+    bpmn = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text().replace('name="Close order"', 'name="Close it"', 1)
     assert {d.key: d.version for d in first.deploy([("work_order.bpmn", bpmn)], DESIGNER)}["work_order"] == 2
     first.db.dispose()
     again = build(db_url, clock=clock)

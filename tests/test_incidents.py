@@ -22,7 +22,7 @@ def test_a_parked_completion_is_applied_by_a_retry_once_its_cause_is_gone(system
                     {"action": "fixed", "after_photos": [PHOTO]})
     review = only_task(system, REVIEWER, order.number)
     # (the stored definition is changed in place: a stand-in for whatever made the step fail)
-    _tamper(system, "work_order", 'decision == "reject"', "decision == reject_typo")
+    _tamper(system, "rectification", 'decision == "reject"', "decision == reject_typo")
     try:
         system.complete(review["id"], REVIEWER, {"decision": "reject", "reason": "still dirty"})
         raise AssertionError("the step should have failed")
@@ -32,7 +32,7 @@ def test_a_parked_completion_is_applied_by_a_retry_once_its_cause_is_gone(system
     failed = system.retry_incident(incident_id, ADMIN)
     assert failed["resolved_at"] is None and failed["attempts"] == 2 and "reject_typo" in failed["message"]
 
-    _tamper(system, "work_order", "decision == reject_typo", 'decision == "reject"')
+    _tamper(system, "rectification", "decision == reject_typo", 'decision == "reject"')
     done = system.retry_incident(incident_id, ADMIN)
     assert done["resolution"] == "retried"
     with Session(system.db) as s:
@@ -47,7 +47,7 @@ def test_a_parked_completion_is_applied_by_a_retry_once_its_cause_is_gone(system
 def test_a_failing_timer_counts_its_attempts_and_closes_when_the_instance_moves_on(system, clock):
     seed(system)
     order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
-    _tamper(system, "work_order", 'camunda:topic="escalate"', 'camunda:topic="escalate_typo"')
+    _tamper(system, "rectification", 'camunda:topic="escalate"', 'camunda:topic="escalate_typo"')
     with Session(system.db) as s:
         due = s.exec(select(WorkOrder.sla_due).where(WorkOrder.number == order.number)).one()
     clock.set(due.replace(tzinfo=clock().tzinfo) if due.tzinfo is None else due)
@@ -58,7 +58,7 @@ def test_a_failing_timer_counts_its_attempts_and_closes_when_the_instance_moves_
     with Session(system.db) as s:
         (incident,) = s.exec(select(Incident)).all()
     assert (incident.step, incident.attempts, incident.resolved_at) == ("timer", 2, None)
-    _tamper(system, "work_order", 'camunda:topic="escalate_typo"', 'camunda:topic="escalate"')
+    _tamper(system, "rectification", 'camunda:topic="escalate_typo"', 'camunda:topic="escalate"')
     clock.advance(minutes=10)
     system.fire_due_timers()
     with Session(system.db) as s:

@@ -18,6 +18,7 @@ from tests.district import DISPATCHER, PHOTO, REVIEWER, WORKER_EAST, only_task, 
 
 DESIGNER = Actor("designer1", {"designer"})
 WORK_ORDER = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text()
+RECTIFICATION = (WORKFLOWS / "bpmn" / "rectification.bpmn").read_text()   # the rectify/review loop
 CREW = (WORKFLOWS / "bpmn" / "crew_attendance.bpmn").read_text()
 
 # ---- a process-wide audit hook records code execution and process creation ---------
@@ -64,7 +65,11 @@ def escapes(marker: Path) -> list[str]:
     ]
 
 
-def _deploy_variant(engine, old: str, new: str, source: str = WORK_ORDER, name: str = "work_order.bpmn"):
+def _deploy_variant(engine, old: str, new: str, source: str | None = None, name: str | None = None):
+    """Deploy the bundled file holding `old` with it replaced by `new`."""
+    if source is None:
+        source, name = ((WORK_ORDER, "work_order.bpmn") if old in WORK_ORDER
+                        else (RECTIFICATION, "rectification.bpmn"))
     assert old in source, old
     return engine.deploy([(name, source.replace(old, new, 1))], DESIGNER)
 
@@ -99,13 +104,13 @@ def test_deploy_refuses_listeners_and_foreign_extensions(system):
         _deploy_variant(system, 'camunda:formRef="wo_review" camunda:candidateGroups="reviewer">',
                         'camunda:formRef="wo_review" camunda:candidateGroups="reviewer">' + listener)
     assert "executionListener" in _problems(err) and "Task_review" in _problems(err)
-    spiff = WORK_ORDER.replace('xmlns:camunda=',
+    spiff = RECTIFICATION.replace('xmlns:camunda=',
                                'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" xmlns:camunda=', 1)
     with pytest.raises(DefinitionError) as err:
         _deploy_variant(system, 'camunda:formRef="wo_review" camunda:candidateGroups="reviewer">',
                         'camunda:formRef="wo_review" camunda:candidateGroups="reviewer"><bpmn:extensionElements>'
                         '<spiffworkflow:preScript>import os</spiffworkflow:preScript></bpmn:extensionElements>',
-                        source=spiff)
+                        source=spiff, name="rectification.bpmn")
     assert "preScript" in _problems(err)
 
 
@@ -179,7 +184,7 @@ def test_escapes_in_stored_conditions_are_refused_at_run_time(system, tmp_path, 
     seed(system)
     marker = tmp_path / "pwned"
     from xml.sax.saxutils import escape
-    _tamper(system, "work_order", 'decision == "reject"', escape(escapes(marker)[i]))
+    _tamper(system, "rectification", 'decision == "reject"', escape(escapes(marker)[i]))
     order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     system.complete(only_task(system, WORKER_EAST, order.number)["id"], WORKER_EAST,
                     {"action": "fixed", "after_photos": [PHOTO]})
@@ -199,7 +204,7 @@ def test_escapes_in_stored_timers_are_refused_at_run_time(system, tmp_path, watc
     from xml.sax.saxutils import escape
     seed(system)
     marker = tmp_path / "pwned"
-    _tamper(system, "work_order", ">sla_due</bpmn:timeDate>", f">{escape(escapes(marker)[i])}</bpmn:timeDate>")
+    _tamper(system, "rectification", ">sla_due</bpmn:timeDate>", f">{escape(escapes(marker)[i])}</bpmn:timeDate>")
     order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
     assert not marker.exists() and watch == []
     assert system.instance(order.instance_id)["state"] == "incident", "kept, parked, not run"
@@ -269,7 +274,7 @@ def test_the_watch_does_see_the_library_default_engine(system, watch):
 
 
 def test_deploy_checks_the_bpmn_schema(system):
-    invalid = WORK_ORDER.replace('<bpmn:userTask id="Task_review"',
+    invalid = RECTIFICATION.replace('<bpmn:userTask id="Task_review"',
                                  '<bpmn:userTask id="Task_review" priority="high"', 1)
     with pytest.raises(DefinitionError) as err:
         system.deploy([("work_order.bpmn", invalid)], DESIGNER)

@@ -163,15 +163,15 @@ class CaseEngine:
         inside the parent's instance, at the version pinned when the parent was deployed)."""
         for task_id, (element, called, done) in after.items():
             was = before.get(task_id)
-            if was is None or not was[2]:
-                pinned = self.definitions.pinned(s, row.definition_id, "bpmn", called)
-                version = self.definitions.version_of(s, pinned).version if pinned is not None else None
-                if was is None:
-                    self.record_event(s, row, actor.id, "call_started", element=element, process=called,
-                                      version=version)
-                if done:
-                    self.record_event(s, row, actor.id, "call_completed", element=element, process=called,
-                                      version=version)
+            started, ended = was is None, done and (was is None or not was[2])
+            if not (started or ended):
+                continue
+            version = self.definitions.called_version(s, row.definition_id, called)
+            if started:
+                self.record_event(s, row, actor.id, "call_started", element=element, process=called, version=version)
+            if ended:
+                self.record_event(s, row, actor.id, "call_completed", element=element, process=called,
+                                  version=version)
 
     def _save(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor, before: state.Scan) -> None:
         now = self.clock()

@@ -99,6 +99,7 @@ class DefinitionStore:
         self._forms: dict[int, forms.Form] = {}
         self._pins: dict[int, dict] = {}
         self._starts: dict[tuple, dict] = {}
+        self._called: dict[tuple, int | None] = {}
         self._lock = threading.Lock()
 
     # ---- deploy -------------------------------------------------------------------
@@ -343,6 +344,11 @@ class DefinitionStore:
     def pinned_form(self, session, definition_id: int, key: str) -> int | None:
         """Id of form `key` as a process version uses it: its own pin, else that of a
         process it calls (whose user tasks run in the caller's instance)."""
+        return self.pinned_deep(session, definition_id, "form", key)
+
+    def pinned_deep(self, session, definition_id: int, kind: str, key: str) -> int | None:
+        """Id of the `kind` definition `key` a process version runs with: its own pin, else,
+        nearest first, the pin of a process it calls."""
         todo, seen = [definition_id], set()
         while todo:
             current = todo.pop(0)
@@ -350,11 +356,22 @@ class DefinitionStore:
                 continue
             seen.add(current)
             pins = self._pins_of(session, current)
-            found = pins.get("form", {}).get(key)
+            found = pins.get(kind, {}).get(key)
             if found is not None:
                 return found
             todo.extend(pins.get("bpmn", {}).values())
         return None
+
+    def called_version(self, session, definition_id: int, key: str) -> int | None:
+        """The version number of process `key` as a process version calls it (cached: immutable)."""
+        cache_key = (definition_id, key)
+        if cache_key not in self._called:
+            pinned = self.pinned_deep(session, definition_id, "bpmn", key)
+            version = (session.exec(select(Definition.version).where(Definition.id == pinned)).one()
+                       if pinned is not None else None)
+            with self._lock:
+                self._called[cache_key] = version
+        return self._called[cache_key]
 
     def message_starts(self, session) -> dict[str, list[str]]:
         """Message name -> the processes (newest versions) whose start event catches it."""

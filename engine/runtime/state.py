@@ -40,16 +40,19 @@ def timer_due(task) -> datetime | None:
 
 
 def position(wf) -> list[dict]:
-    """Where an instance stands: each ready or waiting element."""
+    """Where an instance stands: each ready, waiting or started element, the innermost first
+    (a user task of a called process before the call activity that waits for it); `process`
+    is the id of the process the element belongs to."""
     out = []
     for t in wf.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
         spec = t.task_spec
         bpmn_id = getattr(spec, "bpmn_id", None)
         if not bpmn_id:
             continue
-        out.append({"element": bpmn_id, "name": getattr(spec, "bpmn_name", None) or bpmn_id,
-                    "state": TaskState.get_name(t.state), "task_id": str(t.id)})
-    return out
+        out.append((-t.workflow.depth, {"element": bpmn_id, "name": getattr(spec, "bpmn_name", None) or bpmn_id,
+                                        "state": TaskState.get_name(t.state), "task_id": str(t.id),
+                                        "process": t.workflow.spec.name}))
+    return [entry for _, entry in sorted(out, key=lambda pair: pair[0])]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,17 @@ def test_diagram_of_the_orders_own_version_for_who_may_see_it(client, tokens, sy
     assert order["unit_code"] == "clean-east"
     r = client.get(f"/api/v1/work-orders/{order['number']}/diagram", headers=bearer(tokens["unit_worker"]))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
-    assert 'id="Task_rectify"' in r.text and "bpmndi:BPMNDiagram" in r.text
+    assert 'id="Call_rectification"' in r.text and "bpmndi:BPMNDiagram" in r.text
+    detail = client.get(f"/api/v1/work-orders/{order['number']}", headers=bearer(tokens["unit_worker"])).json()
+    inner = detail["process"]["position"][0]
+    assert (inner["element"], inner["process"]) == ("Task_rectify", "rectification")
+    called = client.get(f"/api/v1/work-orders/{order['number']}/diagram", params={"process": "rectification"},
+                        headers=bearer(tokens["unit_worker"]))
+    assert called.status_code == 200 and 'id="Task_rectify"' in called.text, "the called process, as pinned"
+    for bad, status in (("gas_inspection", 404), ("../etc", 422)):
+        r2 = client.get(f"/api/v1/work-orders/{order['number']}/diagram", params={"process": bad},
+                        headers=bearer(tokens["unit_worker"]))
+        assert r2.status_code == status, r2.text
     # a unit role may not read process definitions, but this one it may
     assert client.get("/api/v1/processes", headers=bearer(tokens["unit_worker"])).status_code == 403
     other = token_for(system, "worker.roads.9", "unit_worker", "roads")

@@ -10,7 +10,7 @@ from engine.system import WORKFLOWS
 from tests.api.conftest import bearer
 from tests.district import PHOTO, REVIEWER, WORKER_EAST, only_task
 
-WORK_ORDER = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text()
+WORK_ORDER = (WORKFLOWS / "bpmn" / "rectification.bpmn").read_text()   # the rectify/review loop
 # Both deploy (nothing constant is wrong) and fail at run time (the name is never set).
 BROKEN_SLA = WORK_ORDER.replace(">sla_due</bpmn:timeDate>", ">sla_due_typo</bpmn:timeDate>")
 BROKEN_REVIEW = WORK_ORDER.replace('decision == "reject"', "decision == reject_typo")
@@ -18,7 +18,7 @@ NEAR = {"lat": "31.2003", "long": "121.4002"}
 
 
 def _deploy(client, token, text: str) -> int:
-    r = client.post("/api/v1/processes", files=[("files", ("work_order.bpmn", text.encode(), "application/xml"))],
+    r = client.post("/api/v1/processes", files=[("files", ("rectification.bpmn", text.encode(), "application/xml"))],
                     headers=bearer(token))
     assert r.status_code == 201, r.text
     return r.json()["deployed"][0]["version"]

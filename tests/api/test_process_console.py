@@ -8,7 +8,7 @@ from tests.api.conftest import bearer
 from tests.district import DISPATCHER
 
 URL = "/api/v1/processes"
-WORK_ORDER = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text()
+WORK_ORDER = (WORKFLOWS / "bpmn" / "rectification.bpmn").read_text()   # the rectify/review loop
 
 
 def _files(*files):
@@ -36,20 +36,20 @@ def test_validate_runs_the_deploy_checks_and_stores_nothing(client, tokens):
     designer = tokens["designer"]
     before = _versions(client, designer)
     changed = WORK_ORDER.replace('name="Review"', 'name="Check the fix"', 1).encode()
-    ok = client.post(f"{URL}/validate", files=_files(("work_order.bpmn", changed)), headers=bearer(designer))
+    ok = client.post(f"{URL}/validate", files=_files(("rectification.bpmn", changed)), headers=bearer(designer))
     assert ok.status_code == 200, ok.text
     assert ok.json() == {"valid": True, "problems": []}
 
     bad = WORK_ORDER.replace('camunda:topic="escalate"', 'camunda:topic="launch_rockets"').encode()
-    r = client.post(f"{URL}/validate", files=_files(("work_order.bpmn", bad)), headers=bearer(designer))
+    r = client.post(f"{URL}/validate", files=_files(("rectification.bpmn", bad)), headers=bearer(designer))
     assert r.status_code == 200
     body = r.json()
     assert body["valid"] is False
-    assert body["problems"][0]["file"] == "work_order.bpmn"
+    assert body["problems"][0]["file"] == "rectification.bpmn"
     assert body["problems"][0]["element"] == "Task_escalate"
     assert "launch_rockets" in body["problems"][0]["message"]
     # the deploy refuses the same file with the same problems
-    d = client.post(URL, files=_files(("work_order.bpmn", bad)), headers=bearer(designer))
+    d = client.post(URL, files=_files(("rectification.bpmn", bad)), headers=bearer(designer))
     assert d.status_code == 422 and d.json()["error"] == "invalid_definition"
     assert d.json()["errors"]["problems"] == body["problems"]
     assert _versions(client, designer) == before
@@ -73,7 +73,7 @@ def test_validate_refuses_bad_input_clearly(client, tokens):
 
 
 def test_only_designers_validate(client, tokens):
-    files = _files(("work_order.bpmn", WORK_ORDER.encode()))
+    files = _files(("rectification.bpmn", WORK_ORDER.encode()))
     for role in ("dispatcher", "admin", "reviewer", "unit_worker"):
         r = client.post(f"{URL}/validate", files=files, headers=bearer(tokens[role]))
         assert r.status_code == 403, role

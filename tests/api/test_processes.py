@@ -10,7 +10,7 @@ from tests.district import DISPATCHER
 
 URL = "/api/v1/processes"
 WORK_ORDER = (WORKFLOWS / "bpmn" / "work_order.bpmn").read_text()
-MODIFIED = WORK_ORDER.replace('name="Review"', 'name="Review the fix"', 1)
+MODIFIED = WORK_ORDER.replace('name="Close order"', 'name="Close the order"', 1)
 
 
 def _upload(client, token, *files):
@@ -57,7 +57,8 @@ def test_designer_deploys_a_new_version_and_instances_show_theirs(client, system
     assert old.status_code == 200 and old.headers["content-type"].startswith("application/xml")
     assert old.text == WORK_ORDER and "attachment" in old.headers["content-disposition"]
     new = client.get(f"{URL}/bpmn/work_order/2", headers=bearer(designer))
-    assert etree.fromstring(new.content).find(".//{*}userTask[@id='Task_review']").get("name") == "Review the fix"
+    assert etree.fromstring(new.content).find(".//{*}serviceTask[@id='Task_close_order']").get("name") == \
+        "Close the order"
     form = client.get(f"{URL}/form/wo_review/1", headers=bearer(designer))
     assert form.headers["content-type"].startswith("application/json") and form.json()["id"] == "wo_review"
     assert client.get(f"{URL}/bpmn/work_order/3", headers=bearer(designer)).status_code == 404
@@ -68,7 +69,7 @@ def test_a_script_task_is_refused_naming_the_element(client, system, tokens):
     evil = WORK_ORDER.replace(
         '<bpmn:serviceTask id="Task_close_order"',
         '<bpmn:scriptTask id="Task_evil" scriptFormat="python"><bpmn:script>import os</bpmn:script></bpmn:scriptTask>\n'
-        '<bpmn:serviceTask id="Task_close_order"', 1)
+        '<bpmn:serviceTask id="Task_close_order"', 1)   # (work_order's own element)
     assert evil != WORK_ORDER
     r = _upload(client, tokens["designer"], ("work_order.bpmn", evil.encode()))
     assert r.status_code == 422, r.text

@@ -260,14 +260,23 @@ def get_order(number: str, request: Request, principal: Principal = allow("worko
 @router.get("/work-orders/{number}/diagram", response_class=Response,
             responses={200: {"content": {"application/xml": {}}, "description": "BPMN 2.0 XML"}},
             summary="The BPMN diagram of the version this order's process runs on / 工单流程图")
-def get_diagram(number: str, request: Request, principal: Principal = allow("workorders.read")):
-    """The process definition of the order's own instance (its version, not the latest): for
-    showing where the order stands, to anyone who may see the order (unit roles may not read
-    process definitions otherwise)."""
-    with engine_of(request).transaction(write=False) as s:
+def get_diagram(number: str, request: Request, principal: Principal = allow("workorders.read"),
+                process: str | None = Query(None, max_length=128, pattern=r"^[A-Za-z_][\w.\-]*$",
+                                            description="a process the order's process calls (the `process` "
+                                                        "of a position entry), at the version it is pinned to")):
+    """The process definition of the order's own instance (its version, not the latest), or of
+    a process it calls: for showing where the order stands, to anyone who may see the order
+    (unit roles may not read process definitions otherwise)."""
+    engine = engine_of(request)
+    with engine.transaction(write=False) as s:
         order = order_for(s, principal, number)
         row = fetch_instance(s, order.instance_id) if order.instance_id is not None else None
-        definition = s.get(Definition, row.definition_id) if row is not None else None
+        definition_id = row.definition_id if row is not None else None
+        if definition_id is not None and process is not None and process != row.process_key:
+            definition_id = engine.definitions.pinned_deep(s, definition_id, "bpmn", process)
+            if definition_id is None:
+                raise NotFound(f"work order {number[:64]!r}'s process calls no process {process!r}")
+        definition = s.get(Definition, definition_id) if definition_id is not None else None
     if definition is None:
         raise NotFound(f"work order {number[:64]!r} has no process diagram")
     return Response(definition.content.encode("utf-8"), media_type="application/xml; charset=utf-8",

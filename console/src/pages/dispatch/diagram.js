@@ -16,10 +16,14 @@ function loadViewer() {
 export const CURRENT = 'wo-current';
 
 // Render into `el`; resolves to {destroy()}; `position` is the detail's process.position.
+// The diagram shown is that of the innermost process the order stands in (position lists
+// the innermost first): the called rectification process while the unit works on it.
 export async function showDiagram(el, number, position) {
+  const inner = (position || [])[0];
+  const query = inner && inner.process ? `?process=${encodeURIComponent(inner.process)}` : '';
   const [Viewer, xml] = await Promise.all([
     loadViewer(),
-    request('GET', `/api/v1/work-orders/${encodeURIComponent(number)}/diagram`),
+    request('GET', `/api/v1/work-orders/${encodeURIComponent(number)}/diagram${query}`),
   ]);
   const host = h('div.diagram-canvas');
   el.append(host);

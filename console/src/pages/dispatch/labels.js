@@ -52,6 +52,8 @@ const EVENTS = {
   incident_retried: ['异常已重试', 'Incident retried'],
   incident_resolved: ['异常已解决', 'Incident resolved'],
   message_received: ['收到消息', 'Message received'],
+  call_started: ['调用子流程', 'Called process started'],
+  call_completed: ['子流程结束', 'Called process ended'],
 };
 const PRIORITIES = {
   urgent: ['紧急', 'Urgent'],
@@ -70,6 +72,8 @@ const ELEMENTS = {
   Task_escalate: ['升级', 'Escalate'],
   Event_sla_due: ['处置时限', 'SLA due'],
   work_order: ['工单流程', 'Work order'],
+  Call_rectification: ['整改与审核', 'Rectify and review'],
+  rectification: ['整改流程', 'Rectification'],
 };
 
 const table = {};
