@@ -62,6 +62,30 @@ def test_only_declared_variables_go_in_and_come_out(system):
     assert after == {"address": "A-1", "level": 2, "secret": "s", "rectified_by": "w7", "photo_count": 3}
 
 
+def test_a_called_process_with_its_own_business_key(system):
+    """As Camunda 7 starts a called instance with `<camunda:in businessKey="${expr}"/>`: its tasks
+    and timeline are under that key (a gas inspection's rectification is its work order's)."""
+    mappings = '<camunda:in businessKey="${\'WO-\' + str(n)}"/>'
+    system.deploy([("fix.bpmn", _child()), ("caller.bpmn", _parent(mappings=mappings))], DESIGNER)
+    iid = system.start("caller", {"n": 7}, CLERK, business_key="GAS-1")
+    task = _task(system, instance_id=iid)
+    assert task["business_key"] == "WO-7" and task["instance_id"] == iid
+    system.complete(task["id"], CLERK, {})
+    after = _task(system, instance_id=iid)
+    assert after["name"] == "p_after" and after["business_key"] == "GAS-1", "back in the caller: its own key"
+    assert [e["kind"] for e in system.audit(business_key="WO-7")] == ["task_completed"]
+    started = [e for e in system.audit(business_key="GAS-1") if e["kind"] == "call_started"]
+    assert started and started[0]["detail"]["process"] == "fix"
+
+
+def test_a_business_key_expression_that_gives_nothing_is_an_incident(system):
+    system.deploy([("fix.bpmn", _child()),
+                   ("caller.bpmn", _parent(mappings='<camunda:in businessKey="${missing}"/>'))], DESIGNER)
+    iid = system.start("caller", {"missing": None}, CLERK)
+    found = system.instance(iid)
+    assert found["state"] == "incident" and "business key" in found["error"]
+
+
 def test_all_variables_with_variables_all(system):
     system.deploy([("fix.bpmn", _child()),
                    ("caller.bpmn", _parent(mappings='<camunda:in variables="all"/><camunda:out variables="all"/>'))],
@@ -213,7 +237,9 @@ def test_event_subprocess_started_by_a_message_runs_beside_the_main_flow(system)
     ('calledElement="fix"', '<camunda:in sourceExpression="${open(1)}" target="b"/>', "p_call", "open"),
     ('calledElement="fix"', '<camunda:out source="a" sourceExpression="${a}" target="b"/>', "p_call",
      "either source"),
-    ('calledElement="fix"', '<camunda:in businessKey="${order}"/>', "p_call", "shares its caller's business key"),
+    ('calledElement="fix"', '<camunda:in businessKey="order"/>', "p_call", "write ${expression}"),
+    ('calledElement="fix"', '<camunda:in businessKey="${order.__class__}"/>', "p_call", "businessKey"),
+    ('calledElement="fix"', '<camunda:out businessKey="${order}"/>', "p_call", "not supported"),
     ('calledElement="fix"', '<camunda:in variables="local"/>', "p_call", 'only "all"'),
 ])
 def test_bad_call_activities_are_refused_naming_the_element(system, attrs, mappings, element, words):

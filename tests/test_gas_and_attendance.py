@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from engine.domain import attendance, gas
 from engine.domain.models import Attendance, Household, Inspection, Notification, Shift, WorkOrder
 from engine.runtime.errors import Actor, NotFound
-from tests.district import DELIVERER, GAS_OFFICE, PHOTO, only_task
+from tests.district import DELIVERER, GAS_OFFICE, PHOTO, REVIEWER, only_task
 
 GOOD = {"hose_ok": "ok", "valve_leak_test": "pass", "ventilation": "adequate", "co_alarm": "working",
         "cylinder_inspection_date": "2027-05-01", "stove_flameout_protection": "present", "photos": [PHOTO]}
@@ -53,7 +53,19 @@ def test_severe_hazard_suspends_supply_until_reinspection_passes(district):
         order = s.exec(select(WorkOrder)).one()
         notes = {n.recipient for n in s.exec(select(Notification))}
     assert order.unit_code == "gas-office" and "household:3" in notes
-    # the gas office's worker sees the rectification order; the re-inspection is open to deliverer and office
+    assert (order.instance_id, order.source, order.state) == (iid, "inspection", "at_unit")
+    # The inspection rectifies through the called rectification process, under the order's number;
+    # the re-inspection opens once the rectification is approved.
+    assert district.tasks.for_actor(DELIVERER) == [], "no re-inspection before the fix"
+    rectify = only_task(district, GAS_OFFICE, name="Task_rectify")
+    assert (rectify["instance_id"], rectify["business_key"]) == (iid, order.number)
+    district.complete(rectify["id"], GAS_OFFICE, {"action": "fixed", "after_photos": [PHOTO]})
+    review = only_task(district, REVIEWER, business_key=order.number)
+    district.complete(review["id"], REVIEWER, {"decision": "approve"})
+    with Session(district.db) as s:
+        assert s.get(WorkOrder, order.id).state == "closed"
+    timeline = [e["kind"] for e in district.audit(business_key=order.number)]
+    assert timeline[0] == "reported" and {"dispatched", "task_completed", "closed"} <= set(timeline), timeline
     assert only_task(district, GAS_OFFICE, name="Task_reinspect")["instance_id"] == iid
     reinspect = only_task(district, DELIVERER, name="Task_reinspect")
     district.complete(reinspect["id"], DELIVERER, {**GOOD, "valve_leak_test": "leak"})

@@ -23,7 +23,7 @@ from engine.storage import AttachmentStore
 from sync.server import ops
 from sync.server.models import SyncConflict, SyncOp
 from tests.api.conftest import app, bearer, client, token_for, tokens  # noqa: F401  (fixtures)
-from tests.district import DELIVERER, GAS_OFFICE
+from tests.district import DELIVERER, GAS_OFFICE, REVIEWER, only_task
 from tests.sync.syncing import PUSH, batch, op, photo, sha, store_photo
 
 GOOD = {"hose_ok": "ok", "valve_leak_test": "pass", "ventilation": "adequate", "co_alarm": "working",
@@ -99,7 +99,11 @@ def test_a_severe_hazard_answers_with_the_rectification_order_and_suspends_suppl
         order = s.exec(select(WorkOrder).where(WorkOrder.origin == f"gas_inspection:{r['instance_id']}")).one()
     assert r["rectification_order"] == order.number and order.category == "gas_hazard"
     assert household(system, 2).supply_suspended
-    # the re-inspection is the deliverer's open task now: the next delivery inspection completes it
+    # the gas office rectifies (the called rectification process, under the order's number) and a
+    # reviewer approves; then the re-inspection is the deliverer's open task
+    rectify = only_task(system, GAS_OFFICE, business_key=order.number)
+    system.complete(rectify["id"], GAS_OFFICE, {"action": "fixed", "after_photos": [pic]})
+    system.complete(only_task(system, REVIEWER, business_key=order.number)["id"], REVIEWER, {"decision": "approve"})
     [again] = push(client, deliverer, inspect(system, 2, GOOD, [pic]))
     assert again["verdict"] == "applied" and again["result"]["instance_id"] == r["instance_id"]
     assert again["result"]["started"] is False and again["result"]["hazard_level"] == "none"

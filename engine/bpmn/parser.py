@@ -27,8 +27,9 @@ from SpiffWorkflow.camunda.parser.task_spec import CamundaTaskParser, UserTaskPa
 from engine.bpmn.calls import CityCallActivity, Mapping
 from engine.bpmn.specs import CityServiceTask, CityUserTask
 
-__all__ = ["BPMN_NS", "CAMUNDA_NS", "HTML_FORM_PREFIXES", "CityParser", "CityServiceTaskParser", "CityUserTaskParser",
-           "call_mappings", "form_ref_of", "form_id_of_key", "message_payload", "split_groups", "unwrap_embedded"]
+__all__ = ["BPMN_NS", "CAMUNDA_NS", "HTML_FORM_PREFIXES", "SAME_BUSINESS_KEY", "CityParser", "CityServiceTaskParser",
+           "CityUserTaskParser", "call_business_key", "call_mappings", "form_ref_of", "form_id_of_key",
+           "message_payload", "split_groups", "unwrap_embedded"]
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -82,9 +83,22 @@ def _ext(el, name: str) -> list:
     return el.findall(f"{{{BPMN_NS}}}extensionElements/{{{CAMUNDA_NS}}}{name}")
 
 
+SAME_BUSINESS_KEY = ("#{execution.processBusinessKey}", "${execution.processBusinessKey}")
+
+
+def call_business_key(el) -> str | None:
+    """The expression of a called process's own business key (`<camunda:in businessKey="${expr}"/>`),
+    or None when it shares its caller's (no mapping, or the modeler's processBusinessKey)."""
+    for m in _ext(el, "in"):
+        key = m.get("businessKey")
+        if key is not None and key.strip() not in SAME_BUSINESS_KEY:
+            return unwrap_embedded(key)
+    return None
+
+
 def call_mappings(el, direction: str) -> tuple[Mapping, ...]:
-    """The camunda:in (direction "in") or camunda:out mappings of a call activity element.
-    `businessKey` mappings are dropped: a called process runs in its caller's instance."""
+    """The camunda:in (direction "in") or camunda:out mappings of a call activity element
+    (a `businessKey` mapping is read by `call_business_key`)."""
     result = []
     for m in _ext(el, direction):
         if m.get("variables") == "all":
@@ -157,6 +171,7 @@ class CityCallActivityParser(CallActivityParser):
     def create_task(self):
         return self.spec_class(self.spec, self.bpmn_id, subworkflow_spec=self.node.get("calledElement"),
                                in_mappings=call_mappings(self.node, "in"), out_mappings=call_mappings(self.node, "out"),
+                               business_key=call_business_key(self.node),
                                **self.bpmn_attributes)
 
 

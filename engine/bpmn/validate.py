@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 from lxml import etree
 
 from engine.bpmn import expressions, timers
-from engine.bpmn.parser import BPMN_NS, CAMUNDA_NS, form_id_of_key, split_groups
+from engine.bpmn.parser import BPMN_NS, CAMUNDA_NS, SAME_BUSINESS_KEY, form_id_of_key, split_groups
 
 __all__ = ["BPMN_NS", "DMN_NAMESPACES", "MAX_LITERAL", "check_bpmn", "check_dmn"]
 
@@ -263,11 +263,16 @@ def _check_mapping(problems: Problems, el, direction: str) -> None:
         problems.append((owner, f"camunda:{direction} belongs on a call activity (signals are not supported)"))
         return
     what = f"camunda:{direction}"
-    if el.get("businessKey") is not None:
-        if direction != "in" or el.get("businessKey").strip() not in ("#{execution.processBusinessKey}",
-                                                                      "${execution.processBusinessKey}"):
-            problems.append((owner, f"{what} businessKey: a called process always shares its caller's business "
-                                    "key; remove this mapping or keep the modeler's #{execution.processBusinessKey}"))
+    key = el.get("businessKey")
+    if key is not None:
+        if direction != "in":
+            problems.append((owner, "camunda:out businessKey is not supported; a caller keeps its business key"))
+        elif key.strip() not in SAME_BUSINESS_KEY:
+            if not (key.strip().startswith("${") and key.strip().endswith("}")):
+                problems.append((owner, f"{what} businessKey {key[:60]!r}: write ${{expression}} (the called "
+                                        "process's own key) or #{execution.processBusinessKey} (its caller's)"))
+            else:
+                _check_expr(problems, el, key, f"{what} businessKey", owner=owner)
         return
     if el.get("variables") is not None:
         if el.get("variables") != "all":

@@ -17,7 +17,8 @@ from engine.runtime.errors import Actor, NotFound, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
 
 __all__ = ["CHECKLIST", "INSPECTION_MONTHS", "PROCESS", "assess_checklist", "coverage", "due_households",
-           "notify_household", "record_inspection", "register", "resume_supply", "spawn_rectification",
+           "notify_household", "open_rectification_order", "record_inspection", "register", "resume_supply",
+           "spawn_rectification",
            "start_due_inspections", "start_inspection", "suspend_supply"]
 
 PROCESS = "gas_inspection"
@@ -123,6 +124,34 @@ def spawn_rectification(ctx: OpContext, data, params):
     return {"rectification_order": number}
 
 
+def open_rectification_order(ctx: OpContext, data, params):
+    """Open the work order for a hazard (once per inspection task). The inspection's own
+    process then dispatches it and rectifies it through the called rectification process under
+    the order's number, so it waits for the fix before it re-inspects."""
+    hh = _household(ctx, data)
+
+    def open_order():
+        addr = ctx.session.get(AddressCode, hh.address_code)
+        street = ctx.session.get(Street, addr.street_code) if addr else None
+        order_id, number, order_data = workorders.new_order(
+            ctx.session, ctx.now, source="inspection", category="gas_hazard",
+            area=street.area if street else "unknown", address_code=hh.address_code,
+            lat=addr.lat if addr else None, lon=addr.lon if addr else None,
+            description=f"{data.get('hazard_level')} gas hazard: {data.get('hazard_reason')}",
+            origin=f"gas_inspection:{ctx.instance_id}", instance_id=ctx.instance_id)
+        return {**order_data, "rectification_order": number}
+
+    opened = ctx.once("open_rectification_order", open_order)
+    ctx.session.flush()     # (the inspection record_inspection added in this step)
+    latest = ctx.session.exec(select(Inspection).where(Inspection.instance_id == ctx.instance_id)
+                              .order_by(Inspection.id.desc())).first()
+    if latest is not None and latest.work_order_number is None:
+        latest.work_order_number = opened["rectification_order"]
+    ctx.audit("rectification_ordered", work_order=opened["rectification_order"])
+    ctx.audit("reported", key=opened["rectification_order"], source="inspection", household=hh.id)
+    return opened
+
+
 def suspend_supply(ctx: OpContext, data, params):
     """Severe hazard: no more deliveries until a re-inspection passes."""
     hh = _household(ctx, data)
@@ -142,8 +171,10 @@ def resume_supply(ctx: OpContext, data, params):
 
 
 def register(reg: Registry) -> None:
-    for fn in (assess_checklist, record_inspection, notify_household, spawn_rectification, suspend_supply,
-               resume_supply):
+    # spawn_rectification stays registered: gas_inspection versions before the called
+    # rectification process run on with it until their instances end.
+    for fn in (assess_checklist, record_inspection, notify_household, spawn_rectification, open_rectification_order,
+               suspend_supply, resume_supply):
         reg.register(fn.__name__)(fn)
 
 

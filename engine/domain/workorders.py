@@ -19,7 +19,8 @@ from engine.runtime.operations import OpContext, OperationError, Registry
 
 __all__ = ["AFTER_PHOTOS_FIELD", "CATEGORIES", "OrderState", "PHOTO_KINDS", "PROCESS", "PhotoKind", "Reported",
            "SOURCES", "STATES", "STATE_OF_TASK", "close_order", "dispatch", "escalate", "is_overdue",
-           "on_task_opened", "photo_kind_of_field", "register", "reject_order", "report", "unit_workers"]
+           "new_order", "on_task_opened", "photo_kind_of_field", "register", "reject_order", "report",
+           "unit_workers"]
 
 
 class OrderState(StrEnum):
@@ -80,19 +81,30 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
         raise ValidationFailed(errors)
     with engine.transaction(session) as s:
         now = engine.clock()
-        values = dict(number=f"new-{uuid.uuid4().hex[:24]}", source=source, category=category, area=area,
-                      address_code=address_code, lat=lat, lon=lon, description=description[:4000],
-                      reporter=reporter, reported_at=to_db(now), origin=origin, state=OrderState.REPORTED.value,
-                      overdue=False, reject_count=0, reroute_count=0)
-        order_id = direct.execute(s.connection(), _NEW, values).scalar_one()
-        number = f"WO{now:%Y%m%d}-{order_id:06d}"
-        direct.execute(s.connection(), _NUMBER, {"order_id": order_id, "new_number": number})
-        instance_id = engine.start(PROCESS, {
-            "order_id": order_id, "category": category, "area": area, "source": source,
-            "description": values["description"], "reported_at": now.isoformat()}, actor,
-            business_key=number, session=s)
+        order_id, number, data = new_order(s, now, source=source, category=category, area=area,
+                                           description=description, address_code=address_code, lat=lat, lon=lon,
+                                           reporter=reporter, origin=origin)
+        instance_id = engine.start(PROCESS, data, actor, business_key=number, session=s)
         direct.execute(s.connection(), _INSTANCE, {"order_id": order_id, "new_instance": instance_id})
         return Reported(order_id, number, instance_id)
+
+
+def new_order(s: Session, now: datetime, *, source: str, category: str, area: str, description: str = "",
+              address_code: str | None = None, lat: float | None = None, lon: float | None = None,
+              reporter: str | None = None, origin: str | None = None,
+              instance_id: int | None = None) -> tuple[int, str, dict]:
+    """Insert a work order row: (id, number, the process data it starts with). Its process is
+    work_order (started by `report`) or, for an order another process opens and rectifies
+    through the called rectification process, that process's instance (`instance_id`)."""
+    values = dict(number=f"new-{uuid.uuid4().hex[:24]}", source=source, category=category, area=area,
+                  address_code=address_code, lat=lat, lon=lon, description=description[:4000],
+                  reporter=reporter, reported_at=to_db(now), origin=origin, state=OrderState.REPORTED.value,
+                  overdue=False, reject_count=0, reroute_count=0, instance_id=instance_id)
+    order_id = direct.execute(s.connection(), _NEW, values).scalar_one()
+    number = f"WO{now:%Y%m%d}-{order_id:06d}"
+    direct.execute(s.connection(), _NUMBER, {"order_id": order_id, "new_number": number})
+    return order_id, number, {"order_id": order_id, "category": category, "area": area, "source": source,
+                              "description": values["description"], "reported_at": now.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -103,11 +115,12 @@ class Reported:
 
 
 def on_task_opened(session: Session, instance, open_task: dict) -> None:
-    """Mirror the order's state from the human task it waits on."""
-    if instance.process_key != PROCESS or open_task["name"] not in STATE_OF_TASK:
+    """Mirror the order's state from the human task it waits on: a task of the rectification
+    loop under an order's number (work_order's own, or a called rectification's own key)."""
+    if open_task["name"] not in STATE_OF_TASK or not open_task["business_key"]:
         return
     session.flush()  # pending ORM changes to the order first, then this one
-    direct.execute(session.connection(), _SET_STATE, {"order_number": instance.business_key,
+    direct.execute(session.connection(), _SET_STATE, {"order_number": open_task["business_key"],
                                                       "new_state": STATE_OF_TASK[open_task["name"]]})
 
 
@@ -127,7 +140,7 @@ _REJECT = (update(_W).where(_W.id == bindparam("order_id"))
            .returning(_W.number, _W.unit_code, _W.reject_count))
 _CLOSE = (update(_W).where(_W.id == bindparam("order_id"))
           .values(state=OrderState.CLOSED.value, closed_at=bindparam("at"))
-          .returning(_W.unit_code, _W.sla_due))
+          .returning(_W.number, _W.unit_code, _W.sla_due))
 
 
 def _run(ctx: OpContext, data, stmt, **params):
@@ -151,7 +164,7 @@ def dispatch(ctx: OpContext, data, params):
     sla_due = ctx.now + timedelta(hours=hours)
     order = _run(ctx, data, _DISPATCH, new_unit=unit.code, due=to_db(sla_due), at=to_db(ctx.now),
                  new_priority=data.get("priority"), rerouted=int(rerouted))
-    ctx.audit("rerouted" if rerouted else "dispatched", unit=unit.code, priority=order.priority,
+    ctx.audit("rerouted" if rerouted else "dispatched", key=order.number, unit=unit.code, priority=order.priority,
               sla_due=sla_due.isoformat(), reason=data.get("reason") if rerouted else None)
     notify(ctx.session, f"dispatch:{order.number}:{ctx.task_id}", f"unit:{unit.code}",
            f"New work order {order.number}", f"{order.category} in {order.area}: {order.description}", ctx.now)
@@ -172,7 +185,7 @@ def escalate(ctx: OpContext, data, params):
     notify(ctx.session, key + ":dispatch", "dispatcher", f"Overdue: {order.number}",
            f"Unit {order.unit_code} has not rectified {order.number} in time.", ctx.now)
     if first:
-        ctx.audit("escalated", unit=order.unit_code, sla_due=str(order.sla_due))
+        ctx.audit("escalated", key=order.number, unit=order.unit_code, sla_due=str(order.sla_due))
     return {"escalated": True}
 
 
@@ -180,7 +193,7 @@ def reject_order(ctx: OpContext, data, params):
     """Reviewer sent it back: count the loop and tell the unit why."""
     order = _run(ctx, data, _REJECT)
     reason = data.get("reason") or ""
-    ctx.audit("rejected", unit=order.unit_code, reason=reason, loop=order.reject_count)
+    ctx.audit("rejected", key=order.number, unit=order.unit_code, reason=reason, loop=order.reject_count)
     notify(ctx.session, f"reject:{order.number}:{ctx.task_id}", f"unit:{order.unit_code}",
            f"Work order {order.number} sent back", reason, ctx.now)
     return None
@@ -190,7 +203,7 @@ def close_order(ctx: OpContext, data, params):
     """Reviewer approved: the loop is closed."""
     order = _run(ctx, data, _CLOSE, at=to_db(ctx.now))
     on_time = order.sla_due is None or ctx.now <= from_db(order.sla_due)
-    ctx.audit("closed", unit=order.unit_code, on_time=on_time)
+    ctx.audit("closed", key=order.number, unit=order.unit_code, on_time=on_time)
     return None
 
 

@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from engine import forms
 from engine.bpmn import expressions, serializer, spiff
+from engine.bpmn.calls import business_key_of
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import from_db, to_db, utcnow
 from engine.db import direct
@@ -89,10 +90,12 @@ class CaseEngine:
                 yield s
                 flush_audit(s)
 
-    def record_event(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None, **detail):
-        """An audit event of `instance`, written with the transaction."""
-        audit(s, self.clock(), instance.id if instance else None, instance.business_key if instance else None,
-              actor, kind, element, detail)
+    def record_event(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None,
+                     business_key: str | None = None, **detail):
+        """An audit event of `instance`, written with the transaction, under the instance's
+        business key or `business_key` (that of a called process with its own)."""
+        audit(s, self.clock(), instance.id if instance else None,
+              business_key or (instance.business_key if instance else None), actor, kind, element, detail)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -118,7 +121,8 @@ class CaseEngine:
         def run_operation(task, topic: str, params: Mapping[str, str]) -> Any:
             if topic not in self.registry:
                 raise OperationError(f"unknown operation {topic!r}")
-            ctx = OpContext(session=s, now=self.clock(), instance_id=row.id, business_key=row.business_key,
+            ctx = OpContext(session=s, now=self.clock(), instance_id=row.id,
+                            business_key=business_key_of(task, row.business_key),
                             process_key=row.process_key, task_id=str(task.id),
                             element=task.task_spec.bpmn_id or task.task_spec.name, actor=actor.id, engine=self)
             result = self.registry.get(topic)(ctx, task.data, params)
@@ -150,7 +154,8 @@ class CaseEngine:
         for task_id, (element, due) in before.timers.items():
             t = spiff.find_task(wf, task_id)        # (also in a called process)
             if t is not None and t.state == TaskState.COMPLETED:
-                self.record_event(s, row, actor.id, "timer_fired", element=element, due=due.isoformat())
+                self.record_event(s, row, actor.id, "timer_fired", element=element, due=due.isoformat(),
+                                  business_key=business_key_of(t, row.business_key))
         self._record_calls(s, row, actor, before.calls, state.calls(wf))
         thrown = wf.get_events()
         serializer.compact(wf)
@@ -298,7 +303,8 @@ class CaseEngine:
             task.data.update(clean)
             task.run()
 
-        self.record_event(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean)
+        self.record_event(s, row, actor.id, "task_completed", element=ot["name"], title=ot["title"], data=clean,
+                          business_key=ot["business_key"])
         self.run_step(s, row, wf, actor, run)
         if also is not None:
             also(s, ot, row)

@@ -41,8 +41,11 @@ class OpContext:
     actor: str
     engine: Any  # the CaseEngine, for operations that start other processes
 
-    def audit(self, kind: str, **detail) -> None:
-        audit(self.session, self.now, self.instance_id, self.business_key, self.actor, kind, self.element, detail)
+    def audit(self, kind: str, key: str | None = None, **detail) -> None:
+        """An audit event of this step, under the step's business key or `key` (e.g. the number
+        of the work order the operation changed, when the process runs under another key)."""
+        audit(self.session, self.now, self.instance_id, key or self.business_key, self.actor, kind, self.element,
+              detail)
 
     def later(self, name: str, write: Callable[[Session, list], None]) -> list:
         """A list to gather rows in over the many calls of one step (e.g. a batch of

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, or_
 from sqlmodel import Session, select
 
 from engine import forms
+from engine.bpmn.calls import business_key_of
 from engine.clock import from_db, to_db
 from engine.db import direct
 from engine.db.models import OpenTask, TaskGroup
@@ -91,7 +92,7 @@ class TaskIndex:
                     groups.add(str(value))
             task_id = str(task.id)
             rows.append({"id": task_id, "instance_id": row.id, "process_key": row.process_key,
-                         "business_key": row.business_key, "name": spec.bpmn_id or spec.name,
+                         "business_key": business_key_of(task, row.business_key), "name": spec.bpmn_id or spec.name,
                          "title": (spec.bpmn_name or spec.bpmn_id or spec.name)[:255], "form_ref": spec.form_ref,
                          "form_definition_id": form_id, "assignee": str(assignee)[:128] if assignee else None,
                          "claimed_by": None, "due_at": to_db(_as_datetime(_resolve(wf, task, spec.due_date))),

@@ -98,7 +98,7 @@ def upload_photo(engine, store: AttachmentStore, who: Caller, number: str, data:
 def form_photos_to_order(s: Session, task: dict, photos: dict[str, list[str]], by: str, now: datetime) -> None:
     """Photos submitted in a work-order task's file fields become attachments of its order,
     in the completion's transaction (`photos`: field key -> sha256s)."""
-    if not photos or task["process_key"] != workorders.PROCESS or not task["business_key"]:
+    if not photos or not task["business_key"]:   # (a task under an order's number: its own or a called loop's)
         return
     order = direct.execute(s.connection(), _ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
     if order is None:

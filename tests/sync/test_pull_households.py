@@ -16,7 +16,7 @@ from engine.domain import gas
 from engine.domain.models import AddressCode, Household, Staff
 from sync.client import Outbox
 from tests.api.conftest import app, bearer, client, tokens  # noqa: F401  (fixtures)
-from tests.district import DELIVERER
+from tests.district import DELIVERER, GAS_OFFICE, REVIEWER, only_task
 from tests.sync.test_pull import pull
 
 KEYS = {"id", "address_code", "holder", "address", "lat", "lon", "last_inspected_at", "next_due_at", "due",
@@ -58,6 +58,14 @@ def test_a_deliverer_pulls_their_households_whole_and_only_when_changed(client, 
     h1 = fourth["households"][0]
     assert h1["supply_suspended"] and not h1["due"] and h1["last_inspected_at"].startswith("2026-03-02")
     assert h1["next_due_at"].startswith("2026-07-02")
+    assert h1["task_id"] is None and fourth["tasks"] == [], "the gas office rectifies first"
+    # the gas office rectifies the hazard's order and a reviewer approves: the re-inspection opens
+    rectify = only_task(system, GAS_OFFICE, name="Task_rectify")
+    system.complete(rectify["id"], GAS_OFFICE, {"action": "fixed", "after_photos": ["ab" * 32]})
+    system.complete(only_task(system, REVIEWER, business_key=rectify["business_key"])["id"], REVIEWER,
+                    {"decision": "approve"})
+    fourth = pull(client, deliverer, fourth["cursor"])
+    h1 = fourth["households"][0]
     reinspect = [t for t in fourth["tasks"] if t["name"] == "Task_reinspect"]
     assert h1["task_id"] == reinspect[0]["id"], "the re-inspection is the household's open task now"
 
