@@ -69,7 +69,8 @@ def test_constant_timers_that_can_succeed_are_kept(system):
                              DESIGNER)
     deployed = system.deploy([("rectification.bpmn",
                                WORK_ORDER.replace(SLA_TIMER, _timer("timeDuration", '"P1DT4H"')))], DESIGNER)
-    assert [(d.key, d.changed) for d in deployed if d.kind == "bpmn"] == [("rectification", True), ("work_order", True)]
+    assert {(d.key, d.changed) for d in deployed if d.kind == "bpmn"} == {
+        ("rectification", True), ("work_order", True), ("gas_inspection", True)}, "and its callers re-pinned"
 
 
 def test_a_cycle_timer_is_refused_and_so_is_its_bad_constant(system):
