@@ -257,6 +257,7 @@ def test_recursive_calls_are_refused(system):
     with pytest.raises(DefinitionError) as err:
         system.deploy([("a.bpmn", a), ("b.bpmn", b)], DESIGNER)
     assert "recursive call" in str(err.value) and "a -> b -> a" in str(err.value)
+    assert err.value.problems[0][0] == "p_call", "named on the call activity that starts the circle"
     itself = _parent("selfish").replace('calledElement="fix"', 'calledElement="selfish"')
     with pytest.raises(DefinitionError) as err:
         system.deploy([("selfish.bpmn", itself)], DESIGNER)

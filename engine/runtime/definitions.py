@@ -197,9 +197,9 @@ class DefinitionStore:
                     stack.pop()
                     path.pop()
                     continue
-                if nxt == c.key:
-                    element = next((x["element"] for x in c.refs["calls"] if x["key"] == path[1 % len(path)]
-                                    or len(path) == 1), None)
+                if nxt == c.key:    # name the call activity of c that starts the circle
+                    first_hop = path[1] if len(path) > 1 else nxt
+                    element = next((x["element"] for x in c.refs["calls"] if x["key"] == first_hop), None)
                     raise DefinitionError(c.filename, [(element, "recursive call: " + " -> ".join([*path, nxt])
                                                         + "; a process may not call itself, directly or "
                                                           "through others (draw a loop back instead)")])
