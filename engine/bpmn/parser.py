@@ -25,7 +25,7 @@ from SpiffWorkflow.camunda.parser.event_parsers import CamundaEventDefinitionPar
 from SpiffWorkflow.camunda.parser.task_spec import CamundaTaskParser, UserTaskParser
 
 from engine.bpmn.calls import CityCallActivity, Mapping
-from engine.bpmn.specs import CityServiceTask, CityUserTask
+from engine.bpmn.specs import CityServiceTask, CityUserTask, PassThroughManualTask, PassThroughTask
 
 __all__ = ["BPMN_NS", "CAMUNDA_NS", "HTML_FORM_PREFIXES", "SAME_BUSINESS_KEY", "CityParser", "CityServiceTaskParser",
            "CityUserTaskParser", "call_business_key", "call_mappings", "form_ref_of", "form_id_of_key",
@@ -231,4 +231,6 @@ class CityParser(CamundaParser):
         full_tag("boundaryEvent"): (_BoundaryEvents, BoundaryEvent),
         full_tag("sendTask"): (_SendReceiveTasks, SendTask),
         full_tag("receiveTask"): (_SendReceiveTasks, ReceiveTask),
+        full_tag("task"): (CamundaTaskParser, PassThroughTask),
+        full_tag("manualTask"): (CamundaTaskParser, PassThroughManualTask),
     }

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.defaults import ManualTask, NoneTask
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import DurationTimerEventDefinition, TimeDateEventDefinition
 from SpiffWorkflow.camunda.specs.user_task import UserTask as CamundaUserTask
 
 from engine.bpmn import spiff, timers
 
-__all__ = ["CityUserTask", "CityServiceTask", "ClockedTimeDate", "ClockedDuration", "use_engine_clock"]
+__all__ = ["CityUserTask", "CityServiceTask", "ClockedTimeDate", "ClockedDuration", "PassThroughManualTask",
+           "PassThroughTask", "use_engine_clock"]
 
 
 class CityUserTask(CamundaUserTask):
@@ -95,3 +97,20 @@ def use_engine_clock(spec) -> None:
             replacement = _CLOCKED.get(type(d))
             if replacement is not None:
                 d.__class__ = replacement
+
+
+class PassThroughTask(NoneTask):
+    """An undefined `bpmn:task`: it passes at once, as in Camunda 7 (the library leaves it
+    waiting for a caller to run it, and no one would: the instance would stand still)."""
+
+    def __init__(self, wf_spec, bpmn_id, **kwargs):
+        super().__init__(wf_spec, bpmn_id, **kwargs)
+        self.manual = False
+
+
+class PassThroughManualTask(ManualTask):
+    """A `bpmn:manualTask` (work done outside any system): it passes at once, as in Camunda 7."""
+
+    def __init__(self, wf_spec, bpmn_id, **kwargs):
+        super().__init__(wf_spec, bpmn_id, **kwargs)
+        self.manual = False

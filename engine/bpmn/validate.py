@@ -52,6 +52,7 @@ _UNSUPPORTED = {
                            "on the business key",
     "dataStoreReference": "data stores are not supported; keep data in process variables",
     "dataStore": "data stores are not supported; keep data in process variables",
+    "linkEventDefinition": "link events are not supported; draw the sequence flow to where the link leads",
 }
 _HTML_FORM = ("HTML forms cannot be shown on tablets; draw a form-js form and reference it with "
               "camunda:formRef=\"ID\" or camunda:formKey=\"camunda-forms:deployment:ID.form\"")
@@ -168,8 +169,14 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
     for el in root.iter(etree.Element):
         ns, name = _ns(el), _local(el)
         if ns == BPMN_NS:
-            if name in _UNSUPPORTED:
-                problems.append((_owner_id(el), _UNSUPPORTED[name]))
+            if name in _UNSUPPORTED:    # (an event definition is reported on its event, which designers select)
+                owner = _event_id(el) if name.endswith("EventDefinition") else _owner_id(el)
+                problems.append((owner, _UNSUPPORTED[name]))
+            if name == "multiInstanceLoopCharacteristics" and (el.get(f"{{{CAMUNDA_NS}}}collection") is not None
+                                                                or el.get(f"{{{CAMUNDA_NS}}}elementVariable")):
+                problems.append((_owner_id(el), "multi-instance over a collection (camunda:collection) is not "
+                                                "supported; use loopCardinality with a number or a variable "
+                                                "holding one"))
         elif ns == CAMUNDA_NS:
             if name not in _ALLOWED_CAMUNDA_ELEMENTS:
                 problems.append((_owner_id(el), f"camunda:{name} is not allowed (no listeners, scripts or connectors)"))

@@ -462,7 +462,7 @@ def _parse_spec(filename: str, bpmn_text: str, called_texts: list[str], dmn_text
         spec = parser.get_spec(process_id)
         subprocess_specs = parser.get_subprocess_specs(process_id)
     except ValidationException as exc:
-        element = getattr(exc, "id", None) or getattr(exc, "name", None)
+        element = getattr(exc, "id", None) or getattr(exc, "name", None) or None   # ('' for schema errors)
         line = getattr(exc, "line_number", None)
         where = f" (line {line})" if line else ""
         raise DefinitionError(filename, [(element, str(exc).split("\n")[0] + where)]) from None
