@@ -12,7 +12,7 @@ from SpiffWorkflow.camunda.specs.user_task import UserTask as CamundaUserTask
 from engine.bpmn import spiff, timers
 
 __all__ = ["CityUserTask", "CityServiceTask", "ClockedTimeDate", "ClockedDuration", "PassThroughManualTask",
-           "PassThroughTask", "use_engine_clock"]
+           "PassThroughTask", "ignore_data_associations", "use_engine_clock"]
 
 
 class CityUserTask(CamundaUserTask):
@@ -114,3 +114,14 @@ class PassThroughManualTask(ManualTask):
     def __init__(self, wf_spec, bpmn_id, **kwargs):
         super().__init__(wf_spec, bpmn_id, **kwargs)
         self.manual = False
+
+
+def ignore_data_associations(spec) -> None:
+    """Data objects and their associations are drawing only, as in Camunda 7: the library
+    would move a task's variable into the data object on completion (and fail the step when
+    the variable is missing). Process variables are the data; the drawing stays as it is."""
+    for task_spec in spec.task_specs.values():
+        if getattr(task_spec, "data_input_associations", None):
+            task_spec.data_input_associations = []
+        if getattr(task_spec, "data_output_associations", None):
+            task_spec.data_output_associations = []

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from engine import forms
 from engine.bpmn.parser import CAMUNDA_NS, CityParser, form_ref_of
-from engine.bpmn.specs import use_engine_clock
+from engine.bpmn.specs import ignore_data_associations, use_engine_clock
 from engine.bpmn.validate import BPMN_NS, check_bpmn, check_dmn
 from engine.bpmn.xml import DefinitionError, load_xml
 from engine.clock import to_db
@@ -472,6 +472,7 @@ def _parse_spec(filename: str, bpmn_text: str, called_texts: list[str], dmn_text
         raise DefinitionError(filename, [(None, f"{type(exc).__name__}: {exc}")]) from None
     for s in (spec, *subprocess_specs.values()):
         use_engine_clock(s)
+        ignore_data_associations(s)
     return spec, subprocess_specs
 
 
