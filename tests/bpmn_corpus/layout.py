@@ -4,7 +4,9 @@ The corpus files are written by hand as a designer's modeler would save their se
 drawing coordinates by hand for fifty files is error-prone, so this lays them out: each
 process (or pool) left to right by longest path, boundary events on their host's lower
 edge, sub-processes collapsed with a plane of their own (as Camunda Modeler 5 saves a
-collapsed sub-process: bpmn-js drills down into it), pools stacked, lanes as bands.
+collapsed sub-process: bpmn-js drills down into it), pools stacked, lanes as bands. Flow
+nodes also get the `incoming`/`outgoing` references a modeler writes (bpmn-js and bpmnlint
+read a node's flows from them, not from the flows' sourceRef/targetRef).
 
     python -m tests.bpmn_corpus.layout FILE...      # adds a diagram to each file that has none
 
@@ -224,11 +226,36 @@ def _n(v: float) -> str:
     return str(int(round(v)))
 
 
+def _add_flow_refs(root) -> None:
+    """<bpmn:incoming>/<bpmn:outgoing> in each flow node, where the XSD puts them (after
+    documentation and extensionElements, before everything else)."""
+    nodes = {el.get("id"): el for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+    refs: dict[str, list[tuple[str, str]]] = {}
+    for flow in root.iter(f"{{{BPMN}}}sequenceFlow"):
+        refs.setdefault(flow.get("sourceRef"), []).append(("outgoing", flow.get("id")))
+        refs.setdefault(flow.get("targetRef"), []).append(("incoming", flow.get("id")))
+    for node_id, items in refs.items():
+        node = nodes.get(node_id)
+        if node is None or node.find(f"{{{BPMN}}}incoming") is not None or node.find(f"{{{BPMN}}}outgoing") is not None:
+            continue
+        at = 0
+        while at < len(node) and _local(node[at]) in ("documentation", "extensionElements"):
+            at += 1
+        for kind in ("incoming", "outgoing"):
+            for k, flow_id in items:
+                if k == kind:
+                    ref = etree.Element(f"{{{BPMN}}}{kind}")
+                    ref.text = flow_id
+                    node.insert(at, ref)
+                    at += 1
+
+
 def add_diagram(xml: bytes) -> bytes:
     """`xml` with a bpmndi diagram added (unchanged when it has one already)."""
     root = etree.fromstring(xml)
     if root.find(f"{{{BPMNDI}}}BPMNDiagram") is not None:
         return xml
+    _add_flow_refs(root)
     lay = _Layout(root)
     lay.boundary_ids = {b.get("id") for b in root.iter(f"{{{BPMN}}}boundaryEvent")}
     processes = {p.get("id"): p for p in root.findall(f"{{{BPMN}}}process")}
