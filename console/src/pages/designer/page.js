@@ -74,6 +74,7 @@ class Designer {
     known.forms = new Set(choices.forms);
     choices.decisions = [...new Set(defs.filter((d) => d.kind === 'dmn').map((d) => d.key))].sort();
     known.decisions = new Set(choices.decisions);
+    known.processes = new Set(defs.filter((d) => d.kind === 'bpmn').map((d) => d.key));
     this.renderList();
   }
 

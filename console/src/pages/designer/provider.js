@@ -1,12 +1,17 @@
 // A properties-panel provider of cityloop's own: a service task's operation is picked from the
 // server's registry (GET /api/v1/processes/operations), a user task's form from the deployed
-// forms and a business rule task's decision from the deployed decision tables, never typed. Camunda groups the engine refuses (listeners, scripts, connectors, Java
-// implementations) are taken out of the panel so a designer is not offered them.
+// forms and a business rule task's decision from the deployed decision tables, never typed.
+// Camunda groups and entries the engine refuses (listeners, scripts, connectors, Java
+// implementations, CMMN and tenants of a call activity, delegate variable mappings) are taken
+// out of the panel so a designer is not offered them; what plan 15 accepts stays: a call
+// activity's called element, binding and version, its camunda:in/out mappings and business
+// key, and the input parameters a message carries.
 import { SelectEntry, isSelectEntryEdited } from '@bpmn-io/properties-panel';
 import { createElement } from '@bpmn-io/properties-panel/preact';
 import { useService } from 'bpmn-js-properties-panel';
 import { getBusinessObject, is } from 'bpmn-js/lib/util/ModelUtil';
 
+import { formIdOfKey } from './lint.js';
 import { choices, known } from './state.js';
 import { t } from '../../i18n.js';
 
@@ -16,6 +21,15 @@ const REFUSED_GROUPS = new Set([
   'CamundaPlatform__ConnectorOutput', 'CamundaPlatform__FieldInjection', 'CamundaPlatform__Script',
   'CamundaPlatform__Errors', 'CamundaPlatform__FormData', 'CamundaPlatform__Form', 'CamundaPlatform__JobExecution',
   'CamundaPlatform__ExternalTask', 'CamundaPlatform__HistoryCleanup', 'CamundaPlatform__AsynchronousContinuations',
+]);
+// groups only a call activity keeps
+const CALL_ONLY_GROUPS = new Set(['CamundaPlatform__InMapping', 'CamundaPlatform__InMappingPropagation',
+  'CamundaPlatform__OutMapping', 'CamundaPlatform__OutMappingPropagation']);
+// entries of the call activity group the engine refuses (the group's other entries stay)
+const REFUSED_CALL_ENTRIES = new Set([
+  'calledElementTenantId', 'calledElementVersionTag', 'calledElementDelegateVariableMappingType',
+  'calledElementVariableMappingClass', 'calledElementVariableMappingDelegateExpression', 'calledElementCaseRef',
+  'calledElementCaseBinding', 'calledElementCaseTenantId', 'calledElementCaseVersion',
 ]);
 
 function OperationSelect(props) {
@@ -48,7 +62,8 @@ function FormSelect(props) {
   const { element, id } = props;
   const modeling = useService('modeling');
   const bo = getBusinessObject(element);
-  const current = bo.get('camunda:formRef') || '';
+  // a camunda:formKey naming a form-js form shows as that form; picking one writes camunda:formRef
+  const current = bo.get('camunda:formRef') || formIdOfKey(bo.get('camunda:formKey')) || '';
   return createElement(SelectEntry, {
     element,
     id,
@@ -115,6 +130,12 @@ CityloopPropertiesProvider.prototype.getGroups = function getGroups(element) {
         label: t('designer.prop.decision_group'),
         entries: [{ id: 'cityloop-decision-select', element, component: DecisionSelect, isEdited: isSelectEntryEdited }],
       });
+    }
+    if (is(element, 'bpmn:CallActivity')) {
+      kept = kept.map((g) => (g.id === 'CamundaPlatform__CallActivity'
+        ? { ...g, entries: g.entries.filter((e) => !REFUSED_CALL_ENTRIES.has(e.id)) } : g));
+    } else {   // Camunda also offers in mappings on signal throws: signals are refused
+      kept = kept.filter((g) => !CALL_ONLY_GROUPS.has(g.id));
     }
     if (is(element, 'bpmn:UserTask')) {
       kept.splice(1, 0, {
