@@ -57,6 +57,8 @@ class _Layout:
         self.root = root
         self.bounds: dict[str, tuple[float, float, float, float]] = {}     # id -> x, y, w, h
         self.planes: list[tuple[str, list]] = []                           # (bpmnElement, DI elements)
+        self.pools: set[str] = set()
+        self.boundary_ids: set[str] = set()
 
     # ---- one container (a process or a sub-process): nodes by longest path -------------
     def place(self, container, x0: float, y0: float, lanes: list | None = None) -> tuple[float, float]:
@@ -120,14 +122,36 @@ class _Layout:
         for index, (_, members) in enumerate(lanes or []):
             for m in members:
                 lane_of[m] = index
-        rows: dict[tuple[int, int], int] = {}
-        row_of = {}
-        for i in order:
-            if i in row_of:
+        # rows: breadth first from the starts, a node on its discoverer's row (one lower for the
+        # path out of a boundary event) or the next free row below it in its layer
+        normal: dict[str, list[str]] = {}
+        via_boundary: dict[str, list[str]] = {}
+        for s, t in flows:
+            (via_boundary if s in host_of else normal).setdefault(host_of.get(s, s), []).append(t)
+        taken: dict[tuple[int, int], set[int]] = {}
+        row_of: dict[str, int] = {}
+
+        def put(i: str, wanted: int) -> None:
+            used = taken.setdefault((lane_of.get(i, 0), layer[i]), set())
+            row = wanted
+            while row in used:
+                row += 1
+            used.add(row)
+            row_of[i] = row
+
+        for first in order:
+            if first in row_of:
                 continue
-            key = (lane_of.get(i, 0), layer[i])
-            row_of[i] = rows.get(key, 0)
-            rows[key] = row_of[i] + 1
+            put(first, 0)
+            queue = [first]
+            while queue:
+                cur = queue.pop(0)
+                for nxt, extra in [(t, 0) for t in normal.get(cur, [])] + [(t, 1) for t in via_boundary.get(cur, [])]:
+                    if nxt in layer and nxt not in row_of:
+                        same_lane = lane_of.get(nxt, 0) == lane_of.get(cur, 0)
+                        put(nxt, (row_of[cur] if same_lane else 0) + extra)
+                        queue.append(nxt)
+        rows = {key: max(used) + 1 for key, used in taken.items()}
         lane_rows = [max([r for (ln, _), r in rows.items() if ln == index] or [1])
                      for index in range(max(1, len(lanes or [])))]
         lane_top = [sum(lane_rows[:k]) * _STEP_Y for k in range(len(lane_rows))]
@@ -278,6 +302,7 @@ def add_diagram(xml: bytes) -> bytes:
             top += h + 60
         width = max(600, *(w + 60 for _, _, w, _ in sizes))
         top = 80
+        lay.pools = {pool.get("id") for pool in pools}
         for pool, proc, _, h in sizes:
             h = h if proc is not None else 60
             lay.bounds[pool.get("id")] = (130, top, width, h)
@@ -331,6 +356,10 @@ def _message_points(lay: _Layout, source: str, target: str) -> list:
     sx, sy, sw, sh = lay.bounds[source]
     tx, ty, tw, th = lay.bounds[target]
     scx, tcx = sx + sw / 2, tx + tw / 2
+    if source in lay.pools:        # a (collapsed) pool: the flow leaves it straight below/above the node
+        scx = tcx
+    elif target in lay.pools:
+        tcx = scx
     if ty > sy:
         return [(scx, sy + sh), (scx, (sy + sh + ty) / 2), (tcx, (sy + sh + ty) / 2), (tcx, ty)]
     return [(scx, sy), (scx, (sy + ty + th) / 2), (tcx, (sy + ty + th) / 2), (tcx, ty + th)]
