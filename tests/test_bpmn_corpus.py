@@ -65,6 +65,33 @@ def test_manifest_and_folder_agree():
     assert len(content("z06_oversize.bpmn")) > MAX_DEFINITION_BYTES
 
 
+_DRAWN = ("startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent", "task",
+          "userTask", "serviceTask", "sendTask", "receiveTask", "scriptTask", "businessRuleTask", "callActivity",
+          "subProcess", "transaction", "adHocSubProcess", "exclusiveGateway", "inclusiveGateway", "parallelGateway",
+          "eventBasedGateway", "complexGateway", "sequenceFlow", "messageFlow", "participant", "lane",
+          "dataObjectReference", "dataStoreReference", "textAnnotation", "association")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in FILES if n[0] in "abcder"))
+def test_every_element_is_drawn(name):
+    """The files open in the designer as a modeler saved them: every element a modeler draws
+    has its shape or edge, on a plane of an element of the file, and every flow node lists its
+    flows (bpmn-js and bpmnlint read a node's flows from its incoming/outgoing)."""
+    root = etree.fromstring(content(name))
+    di = "http://www.omg.org/spec/BPMN/20100524/DI"
+    drawn = {el.get("bpmnElement") for el in root.iter(f"{{{di}}}BPMNShape", f"{{{di}}}BPMNEdge")}
+    planes = {el.get("bpmnElement") for el in root.iter(f"{{{di}}}BPMNPlane")}
+    ids = _ids(content(name))
+    missing = [el.get("id") for el in root.iter() if isinstance(el.tag, str)
+               and etree.QName(el).namespace == BPMN_NS and etree.QName(el).localname in _DRAWN
+               and el.get("id") not in drawn]
+    assert missing == [], f"{name}: not drawn: {missing}"
+    assert planes <= ids and drawn <= ids
+    for flow in root.iter(f"{{{BPMN_NS}}}sequenceFlow"):
+        source = root.find(f".//*[@id='{flow.get('sourceRef')}']")
+        assert flow.get("id") in [o.text for o in source.findall(f"{{{BPMN_NS}}}outgoing")], (name, flow.get("id"))
+
+
 @pytest.fixture(scope="module")
 def corpus(module_db_url):
     """One engine on one database for the whole corpus, with the corpus's forms and decision
