@@ -48,7 +48,7 @@ const UNSUPPORTED_EVENTS = {
   'bpmn:ConditionalEventDefinition': 'conditional events are not supported; use an exclusive gateway, or a message '
     + 'the server sends when the condition holds',
   // SpiffWorkflow 3.2 does not read link events: the throw would end its path silently
-  'bpmn:LinkEventDefinition': 'link events are not supported; draw the sequence flow instead',
+  'bpmn:LinkEventDefinition': 'link events are not supported; draw the sequence flow to where the link leads',
 };
 const HTML_FORM = 'HTML forms cannot be shown on tablets; draw a form-js form and reference it with '
   + 'camunda:formRef="ID" or camunda:formKey="camunda-forms:deployment:ID.form"';
@@ -158,15 +158,20 @@ function checkMapping(node, mapping, reporter) {
 }
 
 const cityloopRules = {
-  // script tasks, complex gateways, transactions, ad-hoc sub-processes, data stores; cancel,
-  // compensation, signal, conditional and link events; cycle timers where BPMN or the server
-  // does not repeat them
+  // script tasks, complex gateways, transactions, ad-hoc sub-processes, data stores, correlation
+  // properties, multi-instance over a collection; cancel, compensation, signal, conditional and
+  // link events; cycle timers where BPMN or the server does not repeat them
   unsupported: rule((node, reporter) => {
     for (const [type, message] of Object.entries(UNSUPPORTED)) {
       if (is(node, type)) reporter.report(node.id, message);
     }
     for (const [type, message] of Object.entries(UNSUPPORTED_EVENTS)) {
       if (is(node, type)) reporter.report(ownerId(eventOf(node)), message);
+    }
+    if (is(node, 'bpmn:MultiInstanceLoopCharacteristics')
+      && (node.get('camunda:collection') !== undefined || node.get('camunda:elementVariable'))) {
+      reporter.report(ownerId(node), 'multi-instance over a collection (camunda:collection) is not supported; use '
+        + 'loopCardinality with a number or a variable holding one');
     }
     if (is(node, 'bpmn:TimerEventDefinition') && node.timeCycle) {
       const event = eventOf(node);
@@ -205,21 +210,13 @@ const cityloopRules = {
       }
     }
   }),
-  // accepted by deploy today but not run as drawn (tests/bpmn_corpus e05, e06, e09, e10): warned
+  // accepted by deploy today but not run as drawn (tests/bpmn_corpus e06): warned
   'not-run': rule((node, reporter) => {
     const owner = processOf(node);
     if (owner && owner.isExecutable === false) return;     // a pool drawn for documentation is not deployed
-    if (node.$type === 'bpmn:Task' || is(node, 'bpmn:ManualTask')) {
-      reporter.report(node.id, 'manual and undefined tasks do not run here: an instance stops at one with nothing to do; '
-        + 'draw a user task (someone confirms it) or leave the step out');
-    }
     if (is(node, 'bpmn:Activity') && ((node.dataInputAssociations || []).length || (node.dataOutputAssociations || []).length)) {
       reporter.report(node.id, 'data associations are drawing only and a task with one cannot complete here: keep data '
         + 'in process variables (say what the task produces in a text annotation)');
-    }
-    if (is(node, 'bpmn:MultiInstanceLoopCharacteristics') && node.get('camunda:collection')) {
-      reporter.report(ownerId(node), 'multi-instance over camunda:collection does not start here: give the count with '
-        + 'loopCardinality');
     }
     if (is(node, 'bpmn:UserTask') && node.get('camunda:candidateUsers')) {
       reporter.report(node.id, 'camunda:candidateUsers is ignored: use camunda:assignee or camunda:candidateGroups');
