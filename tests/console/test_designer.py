@@ -221,6 +221,11 @@ def test_a_call_activity_with_mappings_passes_the_browser_checks_and_a_signal_do
     expect(page.locator("#bio-properties-panel-calledElementTenantId")).to_have_count(0)   # refused: not offered
     expect(page.locator("[data-group-id='group-CamundaPlatform__InMapping']")).to_be_visible()
     expect(page.locator("[data-group-id='group-CamundaPlatform__OutMapping']")).to_be_visible()
+    page.click("[data-group-id='group-CamundaPlatform__InMapping'] .bio-properties-panel-group-header")
+    expect(page.locator("[data-group-id='group-CamundaPlatform__InMapping'] .bio-properties-panel-collapsible-entry"))\
+        .to_have_count(2)    # source and sourceExpression (the business key mapping has a group of its own)
+    expect(call).to_have_count(0)
+    shot(page, "designer-call-activity-mappings-en")
     # the check runs on the call activity: an expression as the called element is flagged...
     called.fill("${which}")
     expect(call).to_contain_text("must be a process id")
@@ -235,11 +240,11 @@ def test_a_call_activity_with_mappings_passes_the_browser_checks_and_a_signal_do
     expect(page.locator("[data-group-id='group-CamundaPlatform__InMapping']")).to_have_count(0)  # (a call's only)
     expect(call).to_have_count(0)
     page.click("#dsg-validate")
-    # (the server names the signal's event definition, not the event: tests/bpmn_corpus r02 is
-    # pending on that; the words are the same)
     server = page.locator(".dsg-problem[data-source='server']")
     expect(server).to_have_count(1)
+    expect(server).to_have_attribute("data-element", "EndEvent_1")   # the event, not its event definition
     expect(server).to_contain_text("signal events are not supported; use a message event")
+    expect(page.locator(".djs-element.dsg-server-error[data-element-id='EndEvent_1']")).to_have_count(1)
     expect(page.locator(".dsg-problem[data-source='server'][data-element='Call_rectify']")).to_have_count(0)
     shot(page, "designer-call-activity-signal-en")
     page.click("#lang-toggle")
