@@ -69,7 +69,7 @@ _DRAWN = ("startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrow
           "userTask", "serviceTask", "sendTask", "receiveTask", "scriptTask", "businessRuleTask", "callActivity",
           "subProcess", "transaction", "adHocSubProcess", "exclusiveGateway", "inclusiveGateway", "parallelGateway",
           "eventBasedGateway", "complexGateway", "sequenceFlow", "messageFlow", "participant", "lane",
-          "dataObjectReference", "dataStoreReference", "textAnnotation", "association")
+          "dataObjectReference", "dataStoreReference", "textAnnotation", "association", "group")
 
 
 @pytest.mark.parametrize("name", sorted(n for n in FILES if n[0] in "abcder"))

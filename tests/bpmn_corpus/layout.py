@@ -214,6 +214,13 @@ class _Layout:
                     out.append(self.shape(el))
             elif name == "boundaryEvent":
                 out.append(self.shape(el))
+        for el in container:          # a group: drawn around the container's nodes
+            if _local(el) == "group":
+                boxes = [self.bounds[n.get("id")] for n in container if _kind(n) is not None]
+                left, top = min(b[0] for b in boxes) - 20, min(b[1] for b in boxes) - 20
+                right, bottom = max(b[0] + b[2] for b in boxes) + 20, max(b[1] + b[3] for b in boxes) + 30
+                self.bounds[el.get("id")] = (left, top, right - left, bottom - top)
+                out.append(self.shape(el))
         for el in container:
             name = _local(el)
             if name == "sequenceFlow":
