@@ -226,13 +226,14 @@ const cityloopRules = {
   'call-activity': rule((node, reporter) => {
     if (!is(node, 'bpmn:CallActivity')) return;
     const called = node.calledElement;
+    const cycle = called && NCNAME.test(called) ? callCycle(node, called) : null;
     if (!called) {
       reporter.report(node.id, 'call activity without calledElement: name the id of the process to call');
     } else if (!NCNAME.test(called)) {
       reporter.report(node.id, `calledElement '${called.slice(0, 60)}' must be a process id (expressions are not `
         + 'supported: draw an exclusive gateway before several call activities)');
-    } else if (callCycle(node, called)) {
-      reporter.report(node.id, `recursive call: ${callCycle(node, called).join(' -> ')}; a process may not call itself, `
+    } else if (cycle) {
+      reporter.report(node.id, `recursive call: ${cycle.join(' -> ')}; a process may not call itself, `
         + 'directly or through others (draw a loop back instead)');
     } else if (known.processes.size && !known.processes.has(called) && !processIdsOf(node).has(called)) {
       reporter.report(node.id, `unknown called process '${called}': deploy it first or in the same deploy`);
