@@ -210,14 +210,10 @@ const cityloopRules = {
       }
     }
   }),
-  // accepted by deploy today but not run as drawn (tests/bpmn_corpus e06): warned
+  // accepted by deploy but not run as drawn: warned
   'not-run': rule((node, reporter) => {
     const owner = processOf(node);
     if (owner && owner.isExecutable === false) return;     // a pool drawn for documentation is not deployed
-    if (is(node, 'bpmn:Activity') && ((node.dataInputAssociations || []).length || (node.dataOutputAssociations || []).length)) {
-      reporter.report(node.id, 'data associations are drawing only and a task with one cannot complete here: keep data '
-        + 'in process variables (say what the task produces in a text annotation)');
-    }
     if (is(node, 'bpmn:UserTask') && node.get('camunda:candidateUsers')) {
       reporter.report(node.id, 'camunda:candidateUsers is ignored: use camunda:assignee or camunda:candidateGroups');
     }
