@@ -151,6 +151,7 @@ class CityUserTaskParser(UserTaskParser):
             form=self.get_form(),
             assignee=self.attribute("assignee", "camunda"),
             candidate_groups=split_groups(self.attribute("candidateGroups", "camunda")),
+            candidate_users=split_groups(self.attribute("candidateUsers", "camunda")),
             due_date=self.attribute("dueDate", "camunda"),
             form_ref=form_ref_of(self.node),
             **self.bpmn_attributes,

@@ -19,10 +19,11 @@ class CityUserTask(CamundaUserTask):
     """A human task: performers and the form come from Camunda attributes."""
 
     def __init__(self, wf_spec, bpmn_id, form=None, assignee=None, candidate_groups=(),
-                 due_date=None, form_ref=None, **kwargs):
+                 due_date=None, form_ref=None, candidate_users=(), **kwargs):
         super().__init__(wf_spec, bpmn_id, form, **kwargs)
         self.assignee = assignee
         self.candidate_groups = tuple(candidate_groups)
+        self.candidate_users = tuple(candidate_users)
         self.due_date = due_date
         self.form_ref = form_ref
 

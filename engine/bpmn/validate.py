@@ -209,6 +209,8 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
                             value_check=timers.parse_due_date)
             for group in split_groups(el.get(f"{{{CAMUNDA_NS}}}candidateGroups")):
                 _check_embedded(problems, el, group, "candidate group")
+            for user in split_groups(el.get(f"{{{CAMUNDA_NS}}}candidateUsers")):
+                _check_embedded(problems, el, user, "candidate user")
         elif name == "callActivity":
             _check_call(problems, el)
         elif name in _THROWS or name in ("receiveTask", "messageEventDefinition"):
@@ -219,11 +221,24 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
                 problems.append((_owner_id(el), f"{name} language {lang!r} is not allowed"))
             owner = el.getparent() if name == "conditionExpression" else el
             _check_expr(problems, owner, el.text, name)
+        elif name in ("timeDate", "timeDuration", "timeCycle") and _unquoted_timer_text(el.text):
+            text = el.text.strip()
+            problems.append((_event_id(el), f"timer {name} {text[:60]!r}: a timer text is an expression, so "
+                                            f"quote it: \"{text[:60]}\" (or name a variable holding it)"))
         elif name in ("timeDate", "timeDuration", "timeCycle"):
             _check_expr(problems, el, el.text, f"timer {name}", owner=_event_id(el), **_timer_checks(name))
             if name == "timeCycle":
                 _check_cycle_position(problems, el)
     return problems
+
+
+_ISO_LIKE = re.compile(r"R\d*/\S+|P(?=[\dT])[\dYMWDTHS.,]*\d[\dYMWDTHS.,]*|\d{4}-\d{2}-\d{2}(?:[T ]\S*)?")
+
+
+def _unquoted_timer_text(text: str | None) -> bool:
+    """An ISO 8601 text written bare, as Camunda takes it (PT4H, R3/PT1H, 2026-03-02T08:00):
+    as an expression it is a variable name or a division, never a time."""
+    return bool(text) and _ISO_LIKE.fullmatch(text.strip()) is not None
 
 
 def _check_form(problems: Problems, el, form_ids: set) -> None:

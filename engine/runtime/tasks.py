@@ -29,7 +29,12 @@ from engine.runtime.rows import (
     insert_rows,
 )
 
-__all__ = ["FormsOf", "TaskIndex"]
+__all__ = ["FormsOf", "TaskIndex", "user_group"]
+
+
+def user_group(person: str) -> str:
+    """The group a task's camunda:candidateUsers entry offers it to: `user:<person id>`."""
+    return f"user:{person}"
 
 
 def _resolve(wf, task, text: str | None):
@@ -90,6 +95,10 @@ class TaskIndex:
                     groups.update(str(v) for v in value if v)
                 elif value:
                     groups.add(str(value))
+            for u in spec.candidate_users:      # a candidate user is offered it as the group user:<id>
+                value = _resolve(wf, task, u)
+                people = value if isinstance(value, (list, tuple, set)) else [value]
+                groups.update(user_group(str(p)) for p in people if p)
             task_id = str(task.id)
             rows.append({"id": task_id, "instance_id": row.id, "process_key": row.process_key,
                          "business_key": business_key_of(task, row.business_key), "name": spec.bpmn_id or spec.name,
@@ -117,9 +126,10 @@ class TaskIndex:
         ot, row, groups = found
         if actor.id in (ot["assignee"], ot["claimed_by"]):
             return ot, row
-        if ot["claimed_by"] is None and groups & actor.groups:
+        mine = groups & (actor.groups | {user_group(actor.id)})
+        if ot["claimed_by"] is None and mine:
             return ot, row
-        if ot["claimed_by"] is not None and groups & actor.groups:
+        if ot["claimed_by"] is not None and mine:
             raise TaskTaken(f"task is claimed by {ot['claimed_by']}")
         raise Forbidden("this task is not assigned to you or your groups")
 
@@ -128,7 +138,8 @@ class TaskIndex:
                   limit: int = 100, offset: int = 0) -> list[dict]:
         """Open tasks a person may work on: assigned to them, claimed by them, or unclaimed
         in one of their groups; optionally narrowed to a process, business key or instance."""
-        params = {"actor": actor.id if actor else None, "groups": sorted(actor.groups) if actor else [],
+        params = {"actor": actor.id if actor else None,
+                  "groups": sorted(actor.groups | {user_group(actor.id)}) if actor else [],
                   "process_key": process_key, "business_key": business_key, "instance_id": instance_id,
                   "limit": max(0, min(limit, 1000)), "offset": max(0, offset)}
         q = _task_query(actor is not None, process_key is not None, business_key is not None, instance_id is not None)

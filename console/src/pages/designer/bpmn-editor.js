@@ -72,7 +72,7 @@ export async function openBpmn(container, xml, { onChange, onLint, readOnly }) {
   });
   modeler.on('commandStack.changed', () => onChange && onChange());
   await modeler.importXML(xml);
-  fitBeside(modeler.get('canvas'), 80);
+  fitBeside(modeler.get('canvas'), 120);   // (clear of the two-column palette)
   if (readOnly) canvas.classList.add('dsg-readonly');
   return editor;
 }

@@ -210,14 +210,6 @@ const cityloopRules = {
       }
     }
   }),
-  // accepted by deploy but not run as drawn: warned
-  'not-run': rule((node, reporter) => {
-    const owner = processOf(node);
-    if (owner && owner.isExecutable === false) return;     // a pool drawn for documentation is not deployed
-    if (is(node, 'bpmn:UserTask') && node.get('camunda:candidateUsers')) {
-      reporter.report(node.id, 'camunda:candidateUsers is ignored: use camunda:assignee or camunda:candidateGroups');
-    }
-  }),
   // a call activity names a process by its id, pinned at deploy (latest, or one version)
   'call-activity': rule((node, reporter) => {
     if (!is(node, 'bpmn:CallActivity')) return;
@@ -347,7 +339,7 @@ const config = {
   rules: {
     ...Object.fromEntries(Object.keys(recommended).map((name) => [name,
       ['fake-join', 'no-overlapping-elements', 'superfluous-gateway', 'label-required'].includes(name) ? 'warn' : 'error'])),
-    ...Object.fromEntries(Object.keys(cityloopRules).map((name) => [`cityloop/${name}`, name === 'not-run' ? 'warn' : 'error'])),
+    ...Object.fromEntries(Object.keys(cityloopRules).map((name) => [`cityloop/${name}`, 'error'])),
   },
 };
 
