@@ -78,6 +78,15 @@ def test_messages_flow_between_the_pools(system):
     assert ("message_received", "complaint") in kinds and ("message_received", "reply") in kinds
 
 
+def test_a_message_sent_through_the_api_starts_the_process_that_catches_it(system):
+    _deploy(system, CITIZEN, OFFICE, PRESS)
+    started = system.send_message("complaint", {"text": "by phone"}, CLERK, business_key="C-9")
+    [office] = started
+    assert system.instance(office)["process_key"] == "office"
+    assert system.instance(office)["data"] == {"complaint": {"text": "by phone"}}
+    assert [t["name"] for t in system.tasks.for_actor(CLERK, business_key="C-9")] == ["o_handle"]
+
+
 def test_a_message_nobody_takes_fails_the_senders_step(system):
     system.deploy([("citizen.bpmn", definitions(MESSAGES, CITIZEN))], DESIGNER)     # no office to answer
     iid = system.start("citizen", {"text": "x"}, CLERK, business_key="C-2")

@@ -19,9 +19,12 @@ MAX_HOPS = 16   # messages passed on within one transaction (a loop between proc
 
 
 def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
-            business_key: str | None, instance_id: int | None) -> dict[int, int]:
-    """Deliver each payload in turn to every instance awaiting `name`; an instance is loaded
-    and saved once however many payloads it takes. Returns {instance id: payloads taken}."""
+            business_key: str | None, instance_id: int | None, exclude: int | None = None) -> dict[int, int]:
+    """Deliver each payload in turn to every instance awaiting `name` (but `exclude`); an
+    instance is loaded and saved once however many payloads it takes. When none awaits it (and
+    no instance was named), each deployed process whose start event catches the message starts
+    with `business_key` and takes it, as Camunda's message correlation does. Returns
+    {instance id: payloads taken}."""
     if business_key is None and instance_id is None:
         raise NotFound("a message needs a business key or an instance id")
     q = select(AwaitedMessage.instance_id).where(AwaitedMessage.name == name)
@@ -29,10 +32,16 @@ def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
         q = q.where(AwaitedMessage.business_key == business_key)
     if instance_id is not None:
         q = q.where(AwaitedMessage.instance_id == instance_id)
+    if exclude is not None:
+        q = q.where(AwaitedMessage.instance_id != exclude)
     ids = sorted(s.exec(q).all())
+    if not ids and instance_id is None:
+        ids = [engine.start(key, {}, actor, business_key=business_key, session=s)
+               for key in engine.definitions.message_starts(s).get(name, [])]
     if not ids:
         raise NotFound(f"no running instance is waiting for message {name!r}"
-                       + (f" with key {business_key!r}" if business_key else ""))
+                       + (f" with key {business_key!r}" if business_key else "")
+                       + ", and no deployed process starts on it")
     delivered: dict[int, int] = {}
     for iid in ids:
         row = fetch_instance(s, iid, lock=True)
@@ -86,16 +95,16 @@ def forward(engine, s: Session, row, events: list, actor: Actor) -> None:
 def _pass_on(engine, s: Session, row, name: str, payload: dict, actor: Actor) -> None:
     key = row.business_key
     if key is not None:
-        waiting = s.exec(select(AwaitedMessage.instance_id).where(AwaitedMessage.name == name,
-                                                                  AwaitedMessage.business_key == key,
-                                                                  AwaitedMessage.instance_id != row.id)).all()
-        if waiting:
-            deliver(engine, s, name, [payload], actor, key, None)
+        try:
+            deliver(engine, s, name, [payload], actor, key, None, exclude=row.id)
             return
+        except NotFound:
+            raise ProcessError(f"no running instance with business key {key!r} awaits message {name!r}, and "
+                               "no deployed process starts on it") from None
     starts = engine.definitions.message_starts(s).get(name, [])
     if not starts:
-        raise ProcessError(f"no running instance with business key {key!r} awaits message {name!r}, and no "
+        raise ProcessError(f"no instance awaits message {name!r} (its sender has no business key), and no "
                            "deployed process starts on it")
     for process_key in starts:
-        started = engine.start(process_key, {}, actor, business_key=key, session=s)
+        started = engine.start(process_key, {}, actor, business_key=None, session=s)
         deliver(engine, s, name, [payload], actor, None, started)
