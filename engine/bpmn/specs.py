@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventJoin
 from SpiffWorkflow.bpmn.specs.defaults import ManualTask, NoneTask
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -18,6 +19,7 @@ from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
 from SpiffWorkflow.bpmn.util import PendingBpmnEvent
 from SpiffWorkflow.camunda.specs.user_task import UserTask as CamundaUserTask
 from SpiffWorkflow.task import TaskState
+from SpiffWorkflow.util.deep_merge import DeepMerge
 
 from engine.bpmn import spiff, timers
 
@@ -156,6 +158,7 @@ class ClockedCycle(TimerEventDefinition):
             raise _timer_error(my_task, self.expression, exc) from None
         origin = timers.parse_date(armed["origin"])
         following = cycle.after(origin, timers.Occurrence(armed["index"], timers.parse_date(armed["due"])), now)
+        _drop_finished_firings(my_task)
         if following is None:
             return                            # the series is over
         # As the library's cycle adds its path at each firing: a task of the same event
@@ -165,6 +168,55 @@ class ClockedCycle(TimerEventDefinition):
         spiff.set_timer_value(again, _armed(cycle, origin, following))
         again.task_spec._predict(again, mask=TaskState.NOT_FINISHED_MASK)
         again.task_spec._update(again)
+
+
+def _drop_finished_firings(my_task) -> int:
+    """Take earlier firings of `my_task`'s cycle whose paths have run to their end out of
+    the task tree, so that an instance does not grow with every firing (their history is in
+    the audit log). Returns how many were taken out.
+
+    What such a path leaves for the end of its process is its end event's data, which the
+    process's end join merges, oldest arrival first, when the process ends. That data is
+    merged in the same order into the end event of the path that arrived last, whose end
+    join still waits in the tree, so the process ends with the same data."""
+    wf = my_task.workflow
+    end = wf.spec.end
+    done = []
+    for sibling in my_task.parent.children:
+        if sibling is my_task or sibling.task_spec is not my_task.task_spec or sibling.state != TaskState.COMPLETED:
+            continue
+        tasks = _subtree(sibling)
+        # (a boundary event's path also holds its own instance of the join after the
+        # activity, waiting for the activity; the instance the activity reaches goes on)
+        if wf.last_task not in tasks and all(t.has_state(TaskState.FINISHED_MASK)
+                                             or isinstance(t.task_spec, BoundaryEventJoin) for t in tasks):
+            done.append((sibling, tasks))
+    ends = sorted((t for _, tasks in done for t in tasks if t.task_spec is end), key=lambda t: t.last_state_change)
+    if ends:
+        waiting = wf.get_tasks(state=TaskState.WAITING, spec_name=end.name, skip_subprocesses=True)
+        if len(waiting) != 1:
+            return 0                          # (no path to hand the data to: keep them all)
+        data: dict = {}
+        for t in ends:
+            DeepMerge.merge(data, t.parent.data)
+        last = waiting[0].parent
+        last.data = DeepMerge.merge(data, last.data)
+    top = wf.top_workflow
+    for sibling, tasks in done:
+        for t in tasks:
+            if t.id in top.subprocesses:
+                top.delete_subprocess(t)
+        wf._remove_task(sibling.id)
+    return len(done)
+
+
+def _subtree(task) -> list:
+    found, stack = [], [task]
+    while stack:
+        t = stack.pop()
+        found.append(t)
+        stack.extend(t.children)
+    return found
 
 
 def _armed(cycle: timers.Cycle, origin: datetime, occurrence: timers.Occurrence | None) -> dict:
