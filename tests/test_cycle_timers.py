@@ -347,3 +347,58 @@ def test_monthly_cycles_keep_the_day_or_take_the_month_end():
     origin = cycle.origin(START)
     assert [cycle.nth(origin, i).date().isoformat() for i in range(4)] == [
         "2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30"]
+
+
+# ---- history does not pile up ---------------------------------------------------------------
+def _call_process() -> str:
+    """Each firing opens a call-the-household task on its own path to an end event."""
+    return definitions(process("calling", f'''
+<bpmn:startEvent id="start"/>
+<bpmn:userTask id="review" name="Review" camunda:candidateGroups="dispatcher"/>
+<bpmn:boundaryEvent id="remind_timer" attachedToRef="review" cancelActivity="false">
+  {_timer('"R/PT1H"')}
+</bpmn:boundaryEvent>
+<bpmn:userTask id="call" name="Call" camunda:candidateGroups="dispatcher"/>
+<bpmn:endEvent id="end"/>
+<bpmn:endEvent id="called"/>
+{flows("start", "review", "end")}
+{flows("remind_timer", "call", "called", prefix="r")}'''))
+
+
+def _stored_size(engine, iid) -> int:
+    from engine.db.models import Instance
+    with Session(engine.db) as s:
+        return len(s.get(Instance, iid).workflow)
+
+
+def test_finished_firings_leave_the_stored_instance_but_not_their_data(system, clock):
+    system.deploy([("calling.bpmn", _call_process())], DESIGNER)
+    iid = system.start("calling", {"case": "A"}, CLERK)
+    for n in range(1, 5):
+        assert _sweep_at(system, clock, START + n * HOUR) == 1
+        call = _open(system, iid, "call")
+        assert len(call) == 1, "the earlier calls were made"
+        system.complete(call[0]["id"], CLERK, {f"call_{n}": n, "last_call": n})
+    size = _stored_size(system, iid)
+    for n in range(5, 25):
+        assert _sweep_at(system, clock, START + n * HOUR) == 1
+        system.complete(_open(system, iid, "call")[0]["id"], CLERK, {f"call_{n}": n, "last_call": n})
+    assert _stored_size(system, iid) < size * 1.2, "twenty more firings, about the same size"
+    system.complete(_open(system, iid)[0]["id"], CLERK, {"reviewed": True})
+    found = system.instance(iid)
+    assert found["state"] == "completed"
+    calls = {f"call_{n}": n for n in range(1, 25)}
+    assert found["data"] == {"case": "A", "reviewed": True, "last_call": 24, **calls}, \
+        "every path's data reaches the end, the latest last"
+    assert len(_fired(system, iid)) == 24
+
+
+def test_a_firing_still_running_keeps_the_process_open(system, clock):
+    system.deploy([("calling.bpmn", _call_process())], DESIGNER)
+    iid = system.start("calling", {}, CLERK)
+    assert _sweep_at(system, clock, START + HOUR) == 1
+    system.complete(_open(system, iid)[0]["id"], CLERK, {})
+    found = system.instance(iid)
+    assert found["state"] == "running" and found["next_timer_at"] is None, "the cycle stopped; the call is open"
+    system.complete(_open(system, iid, "call")[0]["id"], CLERK, {"called": True})
+    assert system.instance(iid)["state"] == "completed"
