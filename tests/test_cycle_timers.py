@@ -402,3 +402,30 @@ def test_a_firing_still_running_keeps_the_process_open(system, clock):
     assert found["state"] == "running" and found["next_timer_at"] is None, "the cycle stopped; the call is open"
     system.complete(_open(system, iid, "call")[0]["id"], CLERK, {"called": True})
     assert system.instance(iid)["state"] == "completed"
+
+
+def test_cycles_inside_a_called_process_end_with_it(system, clock):
+    """A called process runs inside its caller's instance: its cycle timers are the
+    instance's, and its event sub-process starts no more when its own flow has ended."""
+    caller = definitions(process("caller", f'''
+<bpmn:startEvent id="p_start"/>
+<bpmn:callActivity id="p_call" calledElement="watched"/>
+<bpmn:userTask id="p_after" name="After" camunda:candidateGroups="dispatcher"/>
+<bpmn:endEvent id="p_end"/>
+{flows("p_start", "p_call", "p_after", "p_end")}'''))
+    system.deploy([("watched.bpmn", _event_subprocess_process('"R/PT1H"', TASK_BODY)), ("caller.bpmn", caller)],
+                  DESIGNER)
+    iid = system.start("caller", {}, CLERK, business_key="K-1")
+    for n in (1, 2):
+        assert _sweep_at(system, clock, START + n * HOUR) == 1
+    assert _next(system, iid) == START + 3 * HOUR
+    system.complete(_open(system, iid)[0]["id"], CLERK, {})          # the called process's own task
+    assert _next(system, iid) is None, "the called process's flow ended, and its cycle with it"
+    checks = _open(system, iid, "watch_step")
+    assert len(checks) == 2, "one check per firing"
+    for check in checks:
+        assert _open(system, iid, "p_after") == [], "the called process waits for its running firings"
+        system.complete(check["id"], CLERK, {})
+    assert len(_open(system, iid, "p_after")) == 1
+    assert [e["element"] for e in system.audit(business_key="K-1") if e["kind"] == "timer_fired"] == \
+        ["watch_timer", "watch_timer"]
