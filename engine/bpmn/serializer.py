@@ -13,12 +13,16 @@ import json
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import DurationTimerEventDefinition, TimeDateEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimeDateEventDefinition,
+)
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.task import TaskState
 
 from engine.bpmn import spiff
-from engine.bpmn.specs import ClockedDuration, ClockedTimeDate
+from engine.bpmn.specs import ClockedCycle, ClockedDuration, ClockedTimeDate
 
 __all__ = ["dumps", "loads", "compact", "config", "reference_serializer", "SERIALIZER_VERSION", "StoredVersionError"]
 
@@ -32,6 +36,7 @@ def config() -> dict:
     # Fired timer events are kept in workflow state; the clocked classes serialize as theirs.
     result[ClockedTimeDate] = result[TimeDateEventDefinition]
     result[ClockedDuration] = result[DurationTimerEventDefinition]
+    result[ClockedCycle] = result[CycleTimerEventDefinition]
     return result
 
 

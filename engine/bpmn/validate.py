@@ -36,7 +36,6 @@ _FORBIDDEN_CAMUNDA_ATTRS = ("class", "expression", "delegateExpression", "result
                             "variableMappingDelegateExpression", "caseRef")
 _UNSUPPORTED = {
     "scriptTask": "script tasks are not allowed; use a service task naming a registered operation",
-    "timeCycle": "cycle timers are not supported in processes; calendar jobs run in the scheduler",
     "complexGateway": "complex gateways are not supported; use an inclusive gateway with conditions",
     "transaction": "transactions are not supported; use an embedded sub-process with an error boundary event",
     "cancelEventDefinition": "cancel events are not supported (they belong to transactions); use an error "

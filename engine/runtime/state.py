@@ -26,11 +26,15 @@ def _definitions(task) -> list:
 
 
 def timer_due(task) -> datetime | None:
-    """When a waiting timer task is due (None if it is not a timer, or not armed yet)."""
+    """When a waiting timer task is due (None if it is not a timer, or not armed yet, or a
+    cycle whose series is over). A cycle timer (engine.bpmn.specs.ClockedCycle) stores its
+    next firing under "due"; the others store the due time itself."""
     if not any(isinstance(d, TimerEventDefinition) for d in _definitions(task)):
         return None
     value = spiff.timer_value(task)
-    if value is None:
+    if isinstance(value, dict):
+        value = value.get("due")
+    if not isinstance(value, str):
         return None
     try:
         due = TimerEventDefinition.parse_time_or_duration(value)
