@@ -165,10 +165,7 @@ class ClockedCycle(TimerEventDefinition):
         # As the library's cycle adds its path at each firing: a task of the same event
         # beside this one (under the same parent), its outgoing path predicted, then updated
         # so that it waits (it is not due) and the workflow's event manager lists it.
-        again = my_task.parent._add_child(my_task.task_spec, TaskState.FUTURE)
-        spiff.set_timer_value(again, _armed(cycle, origin, following))
-        again.task_spec._predict(again, mask=TaskState.NOT_FINISHED_MASK)
-        again.task_spec._update(again)
+        spiff.repeat_waiting(my_task, _armed(cycle, origin, following))
 
 
 def _drop_finished_firings(my_task) -> int:
@@ -207,7 +204,7 @@ def _drop_finished_firings(my_task) -> int:
         for t in tasks:
             if t.id in top.subprocesses:
                 top.delete_subprocess(t)
-        wf._remove_task(sibling.id)
+        spiff.remove_subtree(wf, sibling)
     return len(done)
 
 
@@ -277,12 +274,12 @@ def _stop_event_subprocess(my_task, esp) -> None:
     waiting_ends = sub.get_tasks(state=TaskState.WAITING, spec_name=sub.spec.end.name, skip_subprocesses=True)
     if waiting_ends:                          # an earlier firing ran to its end: finish normally
         for t in waiting_ends:
-            t.task_spec._update(t)
+            spiff.refresh(t)
     else:
         esp.cancel()
         for t in esp.workflow.get_tasks(state=TaskState.WAITING, spec_name=esp.workflow.spec.end.name,
                                         skip_subprocesses=True):
-            t.task_spec._update(t)
+            spiff.refresh(t)
     sub.top_workflow.do_engine_steps()
 
 

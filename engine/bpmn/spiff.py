@@ -4,7 +4,8 @@ Everything here depends on something the library does not promise to keep: priva
 (``Task._get_internal_data``), internal data keys (a timer's due time under
 ``"event_value"``), converter internals (the by-reference workflow converter skips
 ``BpmnWorkflowConverter.to_dict`` and rebuilds ``from_dict`` from its parts), the
-``TaskSpec._execute`` hook, and the serializer's migration table. The rest of engine/
+``TaskSpec._execute`` hook, the task-tree surgery a repeating timer needs (``Task._add_child``,
+``TaskSpec._predict``/``_update``, ``Workflow._remove_task``), and the serializer's migration table. The rest of engine/
 calls the functions below. tests/test_spiff_adapter.py exercises each against the
 installed library, and `library_problems()` lists, by name, what an upgrade removed or
 changed; run that test first after moving SpiffWorkflow.
@@ -34,11 +35,15 @@ from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
 from SpiffWorkflow.exceptions import TaskNotFoundException
+from SpiffWorkflow.specs.base import TaskSpec
 from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.workflow import Workflow
 
 __all__ = ["SERIALIZER_VERSION", "VERSION_KEY", "UNMARKED_VERSION", "TIMER_VALUE", "TIMER_FIRED",
            "StoredVersionError", "OperationTaskSpec", "timer_value", "set_timer_value", "timer_fired",
-           "mark_timer_fired", "find_task", "detach", "make_serializer", "workflow_to_dict", "workflow_from_dict",
+           "mark_timer_fired", "find_task", "repeat_waiting", "refresh", "remove_subtree", "detach",
+           "make_serializer", "workflow_to_dict", "workflow_from_dict",
            "migrate",
            "library_problems"]
 
@@ -79,6 +84,27 @@ def find_task(workflow, task_id: UUID) -> Task | None:
         return workflow.get_task_from_id(task_id)
     except TaskNotFoundException:
         return None
+
+
+def repeat_waiting(task: Task, timer: Any) -> Task:
+    """A second task of `task`'s event beside it (same parent), holding `timer` as its due
+    time, with its outgoing path predicted and itself brought up to date (waiting, and listed
+    by the workflow's event manager): what the library's own cycle timer does at each firing."""
+    again = task.parent._add_child(task.task_spec, TaskState.FUTURE)
+    set_timer_value(again, timer)
+    again.task_spec._predict(again, mask=TaskState.NOT_FINISHED_MASK)
+    again.task_spec._update(again)
+    return again
+
+
+def refresh(task: Task) -> None:
+    """Let a waiting task check again whether it may go on (the library's update hook)."""
+    task.task_spec._update(task)
+
+
+def remove_subtree(workflow, task: Task) -> None:
+    """Take `task` and everything under it out of `workflow`'s task tree."""
+    workflow._remove_task(task.id)
 
 
 def detach(task: Task) -> None:
@@ -171,6 +197,10 @@ _NEEDED: list[tuple[object, str, tuple[str, ...]]] = [
     (Task, "_get_internal_data", ("name", "default")),
     (Task, "_set_internal_data", ()),
     (Task, "parent", ()),
+    (Task, "_add_child", ("task_spec", "state")),
+    (TaskSpec, "_predict", ("my_task", "mask")),
+    (TaskSpec, "_update", ("my_task",)),
+    (Workflow, "_remove_task", ("task_id",)),
     (ServiceTask, "_execute", ("task",)),
     (WorkflowConverter, "to_dict", ("workflow",)),
     (BpmnWorkflowConverter, "mapping_to_dict", ("mapping",)),
