@@ -212,6 +212,8 @@ def check_bpmn(root, operations: Iterable[str], form_ids: Iterable[str], decisio
                 _check_embedded(problems, el, user, "candidate user")
         elif name == "callActivity":
             _check_call(problems, el)
+        elif name == "subProcess" and el.get("triggeredByEvent") == "true":
+            _check_event_subprocess(problems, el)
         elif name in _THROWS or name in ("receiveTask", "messageEventDefinition"):
             _check_message_use(problems, root, el, name)
         elif name in ("conditionExpression", "completionCondition", "loopCardinality", "loopCondition"):
@@ -238,6 +240,26 @@ def _unquoted_timer_text(text: str | None) -> bool:
     """An ISO 8601 text written bare, as Camunda takes it (PT4H, R3/PT1H, 2026-03-02T08:00):
     as an expression it is a variable name or a division, never a time."""
     return bool(text) and _ISO_LIKE.fullmatch(text.strip()) is not None
+
+
+def _check_event_subprocess(problems: Problems, el) -> None:
+    """What the engine runs of an event sub-process: non-interrupting message, timer (cycle)
+    and escalation starts, and error starts. SpiffWorkflow does not cancel the main flow for
+    an interrupting start, and a timeDate/timeDuration start that has not fired keeps its
+    process from ending."""
+    for start in el.findall(f"{{{BPMN_NS}}}startEvent"):
+        kinds = {_local(d) for d in start if _local(d).endswith("EventDefinition")}
+        if "errorEventDefinition" in kinds:
+            continue
+        if start.get("isInterrupting", "true") != "false":
+            problems.append((start.get("id"), "an interrupting event sub-process is not supported (the main flow "
+                                              "would not be cancelled): mark its start event non-interrupting, or "
+                                              "put the work in a sub-process with an interrupting boundary event"))
+        timer = start.find(f"{{{BPMN_NS}}}timerEventDefinition")
+        if timer is not None and timer.find(f"{{{BPMN_NS}}}timeCycle") is None:
+            problems.append((start.get("id"), "an event sub-process started by a timeDate or timeDuration timer "
+                                              "keeps its process from ending until it fires: use a non-interrupting "
+                                              "boundary timer on the activity it watches, or a cycle"))
 
 
 def _check_form(problems: Problems, el, form_ids: set) -> None:

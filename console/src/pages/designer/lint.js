@@ -133,10 +133,13 @@ function checkMapping(node, mapping, reporter) {
     return;
   }
   if (mapping.businessKey !== undefined) {
-    if (what !== 'camunda:in' || !['#{execution.processBusinessKey}', '${execution.processBusinessKey}']
-      .includes(mapping.businessKey.trim())) {
-      reporter.report(node.id, `${what} businessKey: a called process always shares its caller's business key; remove `
-        + "this mapping or keep the modeler's #{execution.processBusinessKey}");
+    const key = mapping.businessKey.trim();
+    if (what !== 'camunda:in') {
+      reporter.report(node.id, 'camunda:out businessKey is not supported; a caller keeps its business key');
+    } else if (!['#{execution.processBusinessKey}', '${execution.processBusinessKey}'].includes(key)
+      && !(key.startsWith('${') && key.endsWith('}'))) {
+      reporter.report(node.id, `${what} businessKey '${key.slice(0, 60)}': write \${expression} (the called `
+        + "process's own key) or #{execution.processBusinessKey} (its caller's)");
     }
     return;
   }
@@ -207,6 +210,25 @@ const cityloopRules = {
               + 'and scripts are not supported)');
           }
         }
+      }
+    }
+  }),
+  // what the engine runs of an event sub-process (engine/bpmn/validate.py _check_event_subprocess)
+  'event-subprocess': rule((node, reporter) => {
+    if (!is(node, 'bpmn:SubProcess') || !node.triggeredByEvent) return;
+    for (const start of (node.flowElements || []).filter((e) => is(e, 'bpmn:StartEvent'))) {
+      const defs = start.eventDefinitions || [];
+      if (defs.some((d) => is(d, 'bpmn:ErrorEventDefinition'))) continue;
+      if (start.isInterrupting !== false) {
+        reporter.report(start.id, 'an interrupting event sub-process is not supported (the main flow would not be '
+          + 'cancelled): mark its start event non-interrupting, or put the work in a sub-process with an '
+          + 'interrupting boundary event');
+      }
+      const timer = defs.find((d) => is(d, 'bpmn:TimerEventDefinition'));
+      if (timer && !timer.timeCycle) {
+        reporter.report(start.id, 'an event sub-process started by a timeDate or timeDuration timer keeps its '
+          + 'process from ending until it fires: use a non-interrupting boundary timer on the activity it watches, '
+          + 'or a cycle');
       }
     }
   }),
