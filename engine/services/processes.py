@@ -27,7 +27,7 @@ PARAMETERS: dict[str, list[dict]] = {
                   "description": "reroute: the order comes back from the re-route desk to its new unit"}],
 }
 # Audit events that mark an element as passed by an instance.
-_PASSED = ("task_completed", "timer_fired")
+_PASSED = ("task_completed", "timer_fired", "call_completed")
 
 
 class _DryRun(Exception):
@@ -51,6 +51,36 @@ def validate(engine, files: list[tuple[str, bytes]], actor: Actor) -> list[dict]
         return []
     except DefinitionError as exc:
         return [{"file": exc.source, "element": el, "message": msg} for el, msg in exc.problems]
+
+
+def _called_elements(engine, s, definition_id: int, content: str, filename: str, key: str) -> dict[str, str]:
+    """Element id of a called process (at the version this one is pinned to, and of what that
+    calls in turn) -> the call activity of this process that leads to it: the caller's diagram
+    shows a called process's waiting tasks and incidents on its call activity."""
+    root = load_xml(content, filename)
+    process = next((p for p in root.iter(f"{{{BPMN_NS}}}process") if p.get("id") == key), None)
+    if process is None:
+        return {}
+    own = {el.get("id") for el in process.iter() if isinstance(el.tag, str) and el.get("id")}
+    found: dict[str, str] = {}
+    for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
+        todo, seen = [(call.get("calledElement"), definition_id)], set()
+        while todo:
+            called, caller_id = todo.pop()
+            pinned = engine.definitions.pinned(s, caller_id, "bpmn", called)
+            if pinned is None or pinned in seen:
+                continue
+            seen.add(pinned)
+            child = s.get(Definition, pinned)
+            child_root = load_xml(child.content, child.filename)
+            for proc in child_root.iter(f"{{{BPMN_NS}}}process"):
+                if proc.get("id") != called:
+                    continue
+                for el in proc.iter():
+                    if isinstance(el.tag, str) and el.get("id") and el.get("id") not in own:
+                        found.setdefault(el.get("id"), call.get("id"))
+                todo.extend((c.get("calledElement"), pinned) for c in proc.iter(f"{{{BPMN_NS}}}callActivity"))
+    return found
 
 
 def _message_elements(content: str, filename: str) -> dict[str, list[str]]:
@@ -108,6 +138,10 @@ def activity(engine, key: str, version: int) -> dict:
             .group_by(AuditEvent.element))})
         counts = dict(s.exec(select(Instance.state, func.count()).where(Instance.definition_id == definition_id)
                              .group_by(Instance.state)).all())
+        via_call = _called_elements(engine, s, definition_id, row.content, row.filename, key)
+    for counter in (waiting, incidents):    # a called process's elements count on their call activity
+        for el in [el for el in counter if el in via_call]:
+            counter[via_call[el]] += counter.pop(el)
     elements = {el: {"waiting": waiting.get(el, 0), "incidents": incidents.get(el, 0), "passed": passed.get(el, 0)}
                 for el in sorted(set(waiting) | set(incidents) | set(passed))}
     return {"process": key, "version": version, "running": counts.get("running", 0),

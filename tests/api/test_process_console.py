@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.domain import workorders
 from engine.system import WORKFLOWS
 from tests.api.conftest import bearer
-from tests.district import DISPATCHER
+from tests.district import DISPATCHER, PHOTO, REVIEWER, WORKER_EAST, only_task
 
 URL = "/api/v1/processes"
 WORK_ORDER = (WORKFLOWS / "bpmn" / "rectification.bpmn").read_text()   # the rectify/review loop
@@ -92,7 +92,15 @@ def test_activity_counts_waiting_instances_per_element(client, system, tokens):
     assert body["running"] >= 3
     waiting = {el: c["waiting"] for el, c in body["elements"].items() if c["waiting"]}
     assert sum(waiting.values()) == body["running"]          # every running order waits at one task
-    assert waiting.get("Task_rectify", 0) >= len(orders)
+    assert waiting.get("Call_rectification", 0) >= len(orders), "the called rectification's tasks count on its call"
+    assert "Task_rectify" not in waiting, "(an element of the called process, not of this diagram)"
+    done = orders[0]     # rectified and approved: it has passed the call activity
+    system.complete(only_task(system, WORKER_EAST, done.number)["id"], WORKER_EAST,
+                    {"action": "fixed", "after_photos": [PHOTO]})
+    system.complete(only_task(system, REVIEWER, done.number)["id"], REVIEWER, {"decision": "approve"})
+    after = client.get(f"{URL}/work_order/versions/{version}/activity", headers=bearer(tokens["dispatcher"])).json()
+    assert after["elements"]["Call_rectification"]["passed"] == 1
+    assert after["elements"]["Call_rectification"]["waiting"] == waiting["Call_rectification"] - 1
     assert all(set(c) == {"waiting", "incidents", "passed"} for c in body["elements"].values())
 
     assert client.get(f"{URL}/work_order/versions/999/activity", headers=bearer(tokens["designer"])).status_code == 404
