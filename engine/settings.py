@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     advertise: bool = Field(default=False, description="announce the sync API on the LAN (mDNS)")
     server_id: str | None = Field(default=None, max_length=32, description="the id announced on the LAN")
     debug: bool = False
+    live_workflows: int = Field(default=1000, ge=0, le=100_000,
+                                description="workflows of recent steps each worker keeps in memory (0: none)")
 
     # ---- log-in limits (engine.auth.service explains the numbers) ------------------------
     login_account_failures: int = Field(default=5, ge=1, le=1000, description="failures per account at one address")

@@ -9,6 +9,7 @@ from lxml import etree
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from engine import settings
 from engine.clock import utcnow
 from engine.db.migrate import upgrade
 from engine.db.models import Definition
@@ -69,7 +70,7 @@ def build(url: str | None = None, clock: Callable = utcnow, deploy_bundled: bool
     unless told otherwise, the bundled processes deployed where none of that name is."""
     db = make_engine(url)
     upgrade(db)
-    engine = CaseEngine(db, build_registry(), clock=clock)
+    engine = CaseEngine(db, build_registry(), clock=clock, live_workflows=settings.current().live_workflows)
     engine.task_listeners.append(workorders.on_task_opened)
     if deploy_bundled:
         deploy_missing_bundled(engine)

@@ -177,6 +177,7 @@ def _tamper(engine, process_key: str, old: str, new: str) -> None:
         s.add(row)
         s.commit()
     engine.definitions._specs.clear()
+    engine.live.clear()
 
 
 @pytest.mark.parametrize("i", range(7))

@@ -44,6 +44,7 @@ from engine.runtime.errors import (
     ValidationFailed,
     VersionConflict,
 )
+from engine.runtime.live import LiveWorkflows
 from engine.runtime.messages import deliver, forward
 from engine.runtime.operations import OpContext, OperationError, Registry, drop_deferred, run_deferred
 from engine.runtime.rows import (
@@ -63,13 +64,14 @@ INCIDENT_RETRY = timedelta(minutes=5)
 
 
 class CaseEngine:
-    def __init__(self, db, registry: Registry, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, db, registry: Registry, clock: Callable[[], datetime] = utcnow, live_workflows: int = 1000):
         self.db = db
         self._reader = db.execution_options(isolation_level="AUTOCOMMIT") if db.dialect.name == "postgresql" else db
         self.registry = registry
         self.clock = clock
         self.definitions = DefinitionStore(registry.names())
         self.tasks = TaskIndex(self)
+        self.live = LiveWorkflows(live_workflows)   # this worker's workflows of its last steps
         # Called as fn(session, instance, open_task) when a human task opens (domain state mirrors).
         self.task_listeners: list[Callable] = []
 
@@ -89,6 +91,7 @@ class CaseEngine:
                 s.connection(execution_options=options)
                 yield s
                 flush_audit(s)
+            self.live.committed(s.info)     # (reached only once the transaction has committed)
 
     def record_event(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None,
                      business_key: str | None = None, **detail):
@@ -131,9 +134,13 @@ class CaseEngine:
             return True
         return SafeScriptEngine(self.clock, run_operation)
 
-    def load(self, s: Session, row: InstanceRow, actor: Actor) -> BpmnWorkflow:
-        spec, subprocess_specs = self.definitions.spec(s, row.definition_id)
-        wf = serializer.loads(row.workflow, spec, subprocess_specs)
+    def load(self, s: Session, row: InstanceRow, actor: Actor, reuse: bool = True) -> BpmnWorkflow:
+        """The instance's workflow: this worker's live copy when it saved the row's current
+        version (`reuse`, for a step, which then owns it), else deserialized from the row."""
+        wf = self.live.take(row.id, row.version) if reuse else None
+        if wf is None:
+            spec, subprocess_specs = self.definitions.spec(s, row.definition_id)
+            wf = serializer.loads(row.workflow, spec, subprocess_specs)
         # A deserialized workflow carries the library's eval-based engine: replace it, always.
         wf.script_engine = self._script_engine(s, row, actor)
         return wf
@@ -196,6 +203,8 @@ class CaseEngine:
         for k, v in values.items():
             setattr(row, k, v)
         self.tasks.sync(s, row, wf, before, after)
+        if not done:
+            self.live.saved(s.info, row.id, row.version, wf)
         if done:
             self.record_event(s, row, actor.id, "instance_completed")
 
@@ -510,7 +519,7 @@ class CaseEngine:
             row = fetch_instance(s, instance_id)
             if row is None:
                 raise NotFound(f"no instance {instance_id}")
-            wf = self.load(s, row, Actor("reader"))
+            wf = self.load(s, row, Actor("reader"), reuse=False)
             definition = self.definitions.version_of(s, row.definition_id)
             return {"id": row.id, "process_key": row.process_key, "version": definition.version,
                     "definition_id": row.definition_id, "business_key": row.business_key, "state": row.state,

@@ -1,0 +1,98 @@
+"""Each worker keeps the workflows of its last steps (engine.runtime.live): the next step on the
+same instance skips deserialization, and nothing stale is ever used: not after another worker
+stepped the instance, not after a step failed, not after a transaction rolled back."""
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session
+
+from engine.db.models import Instance
+from engine.domain import workorders
+from engine.domain.models import WorkOrder
+from engine.runtime.errors import Actor, ProcessError, ValidationFailed
+from engine.system import build
+from tests.district import DISPATCHER, PHOTO, REVIEWER, WORKER_EAST, only_task, seed
+from tests.test_security import _tamper
+
+FIXED = {"action": "fixed", "after_photos": [PHOTO]}
+
+
+def _report(engine):
+    return workorders.report(engine, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
+
+
+def _state(engine, order) -> str:
+    with Session(engine.db) as s:
+        return s.get(WorkOrder, order.id).state
+
+
+def test_the_next_step_uses_the_workflow_this_worker_saved(district):
+    order = _report(district)
+    hits = district.live.hits
+    district.complete(only_task(district, WORKER_EAST, order.number)["id"], WORKER_EAST, FIXED)
+    assert district.live.hits == hits + 1, "the start step's workflow was reused"
+    district.complete(only_task(district, REVIEWER, order.number)["id"], REVIEWER, {"decision": "reject",
+                                                                                   "reason": "still dirty"})
+    district.complete(only_task(district, WORKER_EAST, order.number)["id"], WORKER_EAST, FIXED)
+    district.complete(only_task(district, REVIEWER, order.number)["id"], REVIEWER, {"decision": "approve"})
+    assert district.live.hits == hits + 4
+    assert _state(district, order) == "closed" and district.instance(order.instance_id)["state"] == "completed"
+    assert district.live.kept(order.instance_id) is None, "a completed instance is not kept"
+
+
+def test_two_workers_alternating_on_one_instance(db_url, clock):
+    one, two = build(db_url, clock=clock), build(db_url, clock=clock)
+    try:
+        seed(one)
+        order = _report(one)                              # worker one keeps version 2
+        two.complete(only_task(two, WORKER_EAST, order.number)["id"], WORKER_EAST, FIXED)
+        assert (two.live.hits, two.live.misses) == (0, 1), "worker two had nothing: read from the row"
+        reject = {"decision": "reject", "reason": "again"}
+        misses = one.live.misses
+        one.complete(only_task(one, REVIEWER, order.number)["id"], REVIEWER, reject)
+        assert one.live.misses == misses + 1, "worker one's copy is of an older version: not used"
+        two.complete(only_task(two, WORKER_EAST, order.number)["id"], WORKER_EAST, FIXED)
+        one.complete(only_task(one, REVIEWER, order.number)["id"], REVIEWER, {"decision": "approve"})
+        assert _state(one, order) == "closed"
+        kinds = [e["kind"] for e in one.audit(business_key=order.number)]
+        assert kinds.count("task_completed") == 4 and kinds.count("rejected") == 1 and kinds[-1] == "instance_completed"
+    finally:
+        one.db.dispose()
+        two.db.dispose()
+
+
+def test_a_transaction_rolled_back_after_the_save_leaves_nothing_to_reuse(district):
+    order = _report(district)
+    task = only_task(district, WORKER_EAST, order.number)
+
+    def refuse(s, ot, row):     # e.g. the service's own check after the step: the whole completion is undone
+        raise ValidationFailed({"after_photos": "not stored"})
+
+    with pytest.raises(ValidationFailed):
+        district.complete(task["id"], WORKER_EAST, FIXED, also=refuse)
+    assert district.live.kept(order.instance_id) is None, "taken by the step, not put back by the rollback"
+    misses = district.live.misses
+    district.complete(task["id"], WORKER_EAST, FIXED)       # the same task again: from the row, as committed
+    assert district.live.misses == misses + 1
+    assert only_task(district, REVIEWER, order.number)["name"] == "Task_review"
+
+
+def test_a_step_that_raises_leaves_nothing_to_reuse(district):
+    order = _report(district)
+    district.complete(only_task(district, WORKER_EAST, order.number)["id"], WORKER_EAST, FIXED)
+    _tamper(district, "rectification", 'decision == "reject"', "decision == reject_typo")
+    review = only_task(district, REVIEWER, order.number)
+    with pytest.raises(ProcessError) as failed:
+        district.complete(review["id"], REVIEWER, {"decision": "reject", "reason": "still dirty"})
+    assert "reject_typo" in str(failed.value)
+    assert district.live.kept(order.instance_id) is None, "the object the failed step changed is gone"
+    with Session(district.db) as s:
+        row = s.get(Instance, order.instance_id)
+        assert row.error and "reject_typo" in row.error, "the failed completion is parked, the row as before it"
+    # the designer's fix; the parked completion retried reads the row, not a stale object
+    _tamper(district, "rectification", "decision == reject_typo", 'decision == "reject"')
+    hits = district.live.hits
+    retried = district.retry_incident(failed.value.incident, Actor("admin1", {"admin"}))
+    assert retried["resolved_at"] is not None, retried
+    assert district.live.hits == hits, "nothing kept from the failed step was reused"
+    assert _state(district, order) == "at_unit", "the reviewer's rejection, applied from the row"
