@@ -189,34 +189,10 @@ class _MessageParsing(CamundaEventDefinitionParser):
         return definition
 
 
-class _StartEvents(_MessageParsing, StartEventParser):
-    def create_task(self):
-        return StartEventParser.create_task(self)
-
-
-class _EndEvents(_MessageParsing, EndEventParser):
-    def create_task(self):
-        return EndEventParser.create_task(self)
-
-
-class _CatchEvents(_MessageParsing, IntermediateCatchEventParser):
-    def create_task(self):
-        return IntermediateCatchEventParser.create_task(self)
-
-
-class _ThrowEvents(_MessageParsing, IntermediateThrowEventParser):
-    def create_task(self):
-        return IntermediateThrowEventParser.create_task(self)
-
-
-class _BoundaryEvents(_MessageParsing, BoundaryEventParser):
-    def create_task(self):
-        return BoundaryEventParser.create_task(self)
-
-
-class _SendReceiveTasks(_MessageParsing, SendTaskParser):
-    def create_task(self):
-        return SendTaskParser.create_task(self)
+def _with_messages(base):
+    """`base` (a library event or send/receive task parser) reading messages as _MessageParsing
+    does; the library's parser mixins need create_task named on the concrete parser."""
+    return type(f"City{base.__name__}", (_MessageParsing, base), {"create_task": base.create_task})
 
 
 class CityParser(CamundaParser):
@@ -225,13 +201,13 @@ class CityParser(CamundaParser):
         full_tag("userTask"): (CityUserTaskParser, CityUserTask),
         full_tag("serviceTask"): (CityServiceTaskParser, CityServiceTask),
         full_tag("callActivity"): (CityCallActivityParser, CityCallActivity),
-        full_tag("startEvent"): (_StartEvents, StartEvent),
-        full_tag("endEvent"): (_EndEvents, EndEvent),
-        full_tag("intermediateCatchEvent"): (_CatchEvents, IntermediateCatchEvent),
-        full_tag("intermediateThrowEvent"): (_ThrowEvents, IntermediateThrowEvent),
-        full_tag("boundaryEvent"): (_BoundaryEvents, BoundaryEvent),
-        full_tag("sendTask"): (_SendReceiveTasks, SendTask),
-        full_tag("receiveTask"): (_SendReceiveTasks, ReceiveTask),
+        full_tag("startEvent"): (_with_messages(StartEventParser), StartEvent),
+        full_tag("endEvent"): (_with_messages(EndEventParser), EndEvent),
+        full_tag("intermediateCatchEvent"): (_with_messages(IntermediateCatchEventParser), IntermediateCatchEvent),
+        full_tag("intermediateThrowEvent"): (_with_messages(IntermediateThrowEventParser), IntermediateThrowEvent),
+        full_tag("boundaryEvent"): (_with_messages(BoundaryEventParser), BoundaryEvent),
+        full_tag("sendTask"): (_with_messages(SendTaskParser), SendTask),
+        full_tag("receiveTask"): (_with_messages(SendTaskParser), ReceiveTask),
         full_tag("task"): (CamundaTaskParser, PassThroughTask),
         full_tag("manualTask"): (CamundaTaskParser, PassThroughManualTask),
     }

@@ -146,11 +146,17 @@ def _check_embedded(problems: Problems, el, text: str | None, what: str,
         problems.append((_owner_id(el), f"{what} {text[:60]!r}...: longer than {MAX_LITERAL} characters"))
 
 
-def _event_id(el) -> str | None:
-    """The event a timer definition belongs to: what the designer sees in the modeler."""
+def _event_of(el):
+    """The event element an event definition (or its timer text) belongs to, or None."""
     node = el.getparent()
     while node is not None and not _local(node).endswith("Event"):
         node = node.getparent()
+    return node
+
+
+def _event_id(el) -> str | None:
+    """The event a definition belongs to: what the designer sees in the modeler."""
+    node = _event_of(el)
     return _owner_id(node if node is not None else el)
 
 
@@ -367,9 +373,7 @@ def _check_message_use(problems: Problems, root, el, name: str) -> None:
 
 
 def _check_cycle_position(problems: Problems, el) -> None:
-    event = el.getparent()
-    while event is not None and not _local(event).endswith("Event"):
-        event = event.getparent()
+    event = _event_of(el)
     if event is None:
         return
     kind, container = _local(event), event.getparent()

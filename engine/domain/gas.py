@@ -101,26 +101,37 @@ def notify_household(ctx: OpContext, data, params):
     return None
 
 
-def spawn_rectification(ctx: OpContext, data, params):
-    """Open a rectification work order for the gas office (once per inspection)."""
-    hh = _household(ctx, data)
+def _hazard_order(ctx: OpContext, hh: Household, data) -> dict:
+    """What a rectification work order for this inspection's hazard is opened with."""
+    addr = ctx.session.get(AddressCode, hh.address_code)
+    street = ctx.session.get(Street, addr.street_code) if addr else None
+    return dict(source="inspection", category="gas_hazard", area=street.area if street else "unknown",
+                address_code=hh.address_code, lat=addr.lat if addr else None, lon=addr.lon if addr else None,
+                description=f"{data.get('hazard_level')} gas hazard: {data.get('hazard_reason')}",
+                origin=f"gas_inspection:{ctx.instance_id}")
 
-    def spawn():
-        addr = ctx.session.get(AddressCode, hh.address_code)
-        street = ctx.session.get(Street, addr.street_code) if addr else None
-        order = workorders.report(ctx.engine, Actor(ctx.actor), source="inspection", category="gas_hazard",
-                                  area=street.area if street else "unknown", address_code=hh.address_code,
-                                  lat=addr.lat if addr else None, lon=addr.lon if addr else None,
-                                  description=f"{data.get('hazard_level')} gas hazard: {data.get('hazard_reason')}",
-                                  origin=f"gas_inspection:{ctx.instance_id}", session=ctx.session)
-        return order.number
 
-    number = ctx.once("spawn_rectification", spawn)
+def _ordered(ctx: OpContext, number: str) -> None:
+    """Note the order on the inspection this step recorded, and in the timeline."""
+    ctx.session.flush()     # (the inspection record_inspection added in this step)
     latest = ctx.session.exec(select(Inspection).where(Inspection.instance_id == ctx.instance_id)
                               .order_by(Inspection.id.desc())).first()
     if latest is not None and latest.work_order_number is None:
         latest.work_order_number = number
     ctx.audit("rectification_ordered", work_order=number)
+
+
+def spawn_rectification(ctx: OpContext, data, params):
+    """Open a rectification work order for the gas office (once per inspection), with a
+    work_order process of its own (gas_inspection versions before the called rectification)."""
+    hh = _household(ctx, data)
+
+    def spawn():
+        return workorders.report(ctx.engine, Actor(ctx.actor), **_hazard_order(ctx, hh, data),
+                                 session=ctx.session).number
+
+    number = ctx.once("spawn_rectification", spawn)
+    _ordered(ctx, number)
     return {"rectification_order": number}
 
 
@@ -131,23 +142,12 @@ def open_rectification_order(ctx: OpContext, data, params):
     hh = _household(ctx, data)
 
     def open_order():
-        addr = ctx.session.get(AddressCode, hh.address_code)
-        street = ctx.session.get(Street, addr.street_code) if addr else None
-        order_id, number, order_data = workorders.new_order(
-            ctx.session, ctx.now, source="inspection", category="gas_hazard",
-            area=street.area if street else "unknown", address_code=hh.address_code,
-            lat=addr.lat if addr else None, lon=addr.lon if addr else None,
-            description=f"{data.get('hazard_level')} gas hazard: {data.get('hazard_reason')}",
-            origin=f"gas_inspection:{ctx.instance_id}", instance_id=ctx.instance_id)
+        order_id, number, order_data = workorders.new_order(ctx.session, ctx.now, **_hazard_order(ctx, hh, data),
+                                                            instance_id=ctx.instance_id)
         return {**order_data, "rectification_order": number}
 
     opened = ctx.once("open_rectification_order", open_order)
-    ctx.session.flush()     # (the inspection record_inspection added in this step)
-    latest = ctx.session.exec(select(Inspection).where(Inspection.instance_id == ctx.instance_id)
-                              .order_by(Inspection.id.desc())).first()
-    if latest is not None and latest.work_order_number is None:
-        latest.work_order_number = opened["rectification_order"]
-    ctx.audit("rectification_ordered", work_order=opened["rectification_order"])
+    _ordered(ctx, opened["rectification_order"])
     ctx.audit("reported", key=opened["rectification_order"], source="inspection", household=hh.id)
     return opened
 

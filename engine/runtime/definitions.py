@@ -208,6 +208,12 @@ class DefinitionStore:
                 path.append(nxt)
                 stack.append(iter(callees(nxt)))
 
+    def _called_row(self, session, call: dict) -> Definition:
+        """The stored version a call (one of a process's refs["calls"]) is pinned to now."""
+        if call["version"] is not None:
+            return self._version_row(session, call["key"], call["version"])
+        return self._latest(session, "bpmn", call["key"])
+
     def _version_row(self, session, key: str, version: int) -> Definition | None:
         return session.exec(select(Definition).where(Definition.kind == "bpmn", Definition.key == key,
                                                      Definition.version == version)).first()
@@ -232,9 +238,7 @@ class DefinitionStore:
                 if callee is not None:
                     todo.append(callee)
                     continue
-                row = (self._version_row(session, call["key"], call["version"]) if call["version"] is not None
-                       else self._latest(session, "bpmn", call["key"]))
-                self._stored_sources(session, row.id, bpmn, dmn, stored)
+                self._stored_sources(session, self._called_row(session, call).id, bpmn, dmn, stored)
         bpmn.pop(_sha(c.content), None)
         return list(bpmn.values()), list(dmn.values())
 
@@ -282,9 +286,7 @@ class DefinitionStore:
             pins = {kind: {k: self._latest(session, kind, k).id for k in c.refs[kind]} for kind in ("dmn", "form")}
             calls = {}
             for call in c.refs["calls"]:
-                row = (self._version_row(session, call["key"], call["version"]) if call["version"] is not None
-                       else self._latest(session, "bpmn", call["key"]))
-                calls[call["key"]] = row.id
+                calls[call["key"]] = self._called_row(session, call).id
             if calls:
                 pins["bpmn"] = calls
             d, _ = self._put(session, c, json.dumps(pins, sort_keys=True), actor, now)

@@ -53,11 +53,10 @@ def validate(engine, files: list[tuple[str, bytes]], actor: Actor) -> list[dict]
         return [{"file": exc.source, "element": el, "message": msg} for el, msg in exc.problems]
 
 
-def _called_elements(engine, s, definition_id: int, content: str, filename: str, key: str) -> dict[str, str]:
+def _called_elements(engine, s, definition_id: int, root, key: str) -> dict[str, str]:
     """Element id of a called process (at the version this one is pinned to, and of what that
     calls in turn) -> the call activity of this process that leads to it: the caller's diagram
     shows a called process's waiting tasks and incidents on its call activity."""
-    root = load_xml(content, filename)
     process = next((p for p in root.iter(f"{{{BPMN_NS}}}process") if p.get("id") == key), None)
     if process is None:
         return {}
@@ -83,10 +82,9 @@ def _called_elements(engine, s, definition_id: int, content: str, filename: str,
     return found
 
 
-def _message_elements(content: str, filename: str) -> dict[str, list[str]]:
+def _message_elements(root) -> dict[str, list[str]]:
     """Message name -> ids of the intermediate catch events and receive tasks that wait for it
     (a boundary event waits alongside its task, which is counted already)."""
-    root = load_xml(content, filename)
     names = {m.get("id"): m.get("name") or m.get("id") for m in root.iter(f"{{{BPMN_NS}}}message")}
     waiting: dict[str, list[str]] = {}
     for med in root.iter(f"{{{BPMN_NS}}}messageEventDefinition"):
@@ -120,8 +118,9 @@ def activity(engine, key: str, version: int) -> dict:
         messages = dict(s.exec(select(AwaitedMessage.name, func.count(func.distinct(AwaitedMessage.instance_id)))
                                .where(col(AwaitedMessage.instance_id).in_(running))
                                .group_by(AwaitedMessage.name)).all())
+        root = load_xml(row.content, row.filename)
         if messages:
-            where = _message_elements(row.content, row.filename)
+            where = _message_elements(root)
             for name, n in messages.items():
                 for element in where.get(name, [])[:1]:   # the first event that waits for it
                     waiting[element] += n
@@ -138,7 +137,7 @@ def activity(engine, key: str, version: int) -> dict:
             .group_by(AuditEvent.element))})
         counts = dict(s.exec(select(Instance.state, func.count()).where(Instance.definition_id == definition_id)
                              .group_by(Instance.state)).all())
-        via_call = _called_elements(engine, s, definition_id, row.content, row.filename, key)
+        via_call = _called_elements(engine, s, definition_id, root, key)
     for counter in (waiting, incidents):    # a called process's elements count on their call activity
         for el in [el for el in counter if el in via_call]:
             counter[via_call[el]] += counter.pop(el)
