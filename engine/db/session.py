@@ -6,6 +6,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
 from engine import settings
+from engine.db import direct
 from engine.db.sqlite_writer import WriterConnection, WriterLock
 
 __all__ = ["database_url", "is_sqlite", "make_engine", "normalize_url"]
@@ -80,4 +81,6 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     # task completion's samples in a py-spy profile of bench.http_api). A connection the server dropped while it
     # sat in the pool fails its first statement instead; SQLAlchemy then discards the whole
     # pool, and the API answers that one request 503 + Retry-After (nothing was written).
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    direct.watch_deferred(engine)   # (a step's writes go out in one pipeline: engine.db.direct)
+    return engine

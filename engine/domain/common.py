@@ -8,11 +8,11 @@ from datetime import datetime
 from sqlmodel import Session
 
 from engine.clock import to_db
-from engine.db.upsert import insert_if_new
+from engine.db.upsert import insert_if_new, insert_later
 from engine.domain.models import Notification
 from engine.runtime.operations import OperationError
 
-__all__ = ["add_months", "dumps", "exclusive", "load", "need", "notify", "parse_time"]
+__all__ = ["add_months", "dumps", "exclusive", "load", "need", "notify", "notify_once", "parse_time"]
 
 
 def add_months(when: datetime, months: int) -> datetime:
@@ -23,12 +23,20 @@ def add_months(when: datetime, months: int) -> datetime:
     return when.replace(year=year, month=month, day=day)
 
 
-def notify(session: Session, key: str, recipient: str, subject: str, body: str, now: datetime) -> bool:
-    """Queue a notification once per key (one INSERT ... ON CONFLICT DO NOTHING).
-    Returns False if it was already queued."""
-    return insert_if_new(session, Notification, {"key": key[:200], "recipient": recipient[:120],
-                                                 "subject": subject[:200], "body": body, "created_at": to_db(now)},
-                         conflict=("key",))
+def notify(session: Session, key: str, recipient: str, subject: str, body: str, now: datetime) -> None:
+    """Queue a notification once per key (INSERT ... ON CONFLICT DO NOTHING, sent with the
+    step's other writes)."""
+    insert_later(session, Notification, _notification(key, recipient, subject, body, now), conflict=("key",))
+
+
+def notify_once(session: Session, key: str, recipient: str, subject: str, body: str, now: datetime) -> bool:
+    """`notify`, saying whether it was new: False if a notification with this key was already queued."""
+    return insert_if_new(session, Notification, _notification(key, recipient, subject, body, now), conflict=("key",))
+
+
+def _notification(key: str, recipient: str, subject: str, body: str, now: datetime) -> dict:
+    return {"key": key[:200], "recipient": recipient[:120], "subject": subject[:200], "body": body,
+            "created_at": to_db(now)}
 
 
 def need(data, name: str, kind=None):

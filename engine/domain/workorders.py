@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
 from engine.db import direct
-from engine.domain.common import need, notify
+from engine.domain.common import need, notify, notify_once
 from engine.domain.models import Staff, Unit, WorkOrder
 from engine.runtime.errors import Actor, ValidationFailed
 from engine.runtime.operations import OpContext, OperationError, Registry
@@ -85,7 +85,7 @@ def report(engine, actor: Actor, *, source: str, category: str, area: str, descr
                                            description=description, address_code=address_code, lat=lat, lon=lon,
                                            reporter=reporter, origin=origin)
         instance_id = engine.start(PROCESS, data, actor, business_key=number, session=s)
-        direct.execute(s.connection(), _INSTANCE, {"order_id": order_id, "new_instance": instance_id})
+        direct.defer(s.connection(), _INSTANCE, {"order_id": order_id, "new_instance": instance_id})
         return Reported(order_id, number, instance_id)
 
 
@@ -102,7 +102,7 @@ def new_order(s: Session, now: datetime, *, source: str, category: str, area: st
                   overdue=False, reject_count=0, reroute_count=0, instance_id=instance_id)
     order_id = direct.execute(s.connection(), _NEW, values).scalar_one()
     number = f"WO{now:%Y%m%d}-{order_id:06d}"
-    direct.execute(s.connection(), _NUMBER, {"order_id": order_id, "new_number": number})
+    direct.defer(s.connection(), _NUMBER, {"order_id": order_id, "new_number": number})   # (with the step's writes)
     return order_id, number, {"order_id": order_id, "category": category, "area": area, "source": source,
                               "description": values["description"], "reported_at": now.isoformat()}
 
@@ -120,8 +120,8 @@ def on_task_opened(session: Session, instance, open_task: dict) -> None:
     if open_task["name"] not in STATE_OF_TASK or not open_task["business_key"]:
         return
     session.flush()  # pending ORM changes to the order first, then this one
-    direct.execute(session.connection(), _SET_STATE, {"order_number": open_task["business_key"],
-                                                      "new_state": STATE_OF_TASK[open_task["name"]]})
+    direct.defer(session.connection(), _SET_STATE, {"order_number": open_task["business_key"],
+                                                    "new_state": STATE_OF_TASK[open_task["name"]]})
 
 
 # Each operation is one UPDATE ... RETURNING on the order: on PostgreSQL every round trip
@@ -180,7 +180,7 @@ def escalate(ctx: OpContext, data, params):
             if order.unit_code else None)
     leader = unit.leader_id if unit and unit.leader_id else f"leader:{order.unit_code}"
     key = f"escalate:{order.number}:{from_db(order.sla_due).isoformat() if order.sla_due else ''}"
-    first = notify(ctx.session, key + ":leader", leader, f"Overdue: {order.number}",
+    first = notify_once(ctx.session, key + ":leader", leader, f"Overdue: {order.number}",
                    f"{order.category} at {order.area} passed its SLA ({order.sla_due}).", ctx.now)
     notify(ctx.session, key + ":dispatch", "dispatcher", f"Overdue: {order.number}",
            f"Unit {order.unit_code} has not rectified {order.number} in time.", ctx.now)

@@ -1,5 +1,6 @@
 """The append-only audit log. Rows are buffered per transaction and written in one batch
-just before it commits, so a step with many events costs one INSERT."""
+just before it commits (with the step's other writes, engine.db.direct.defer), so a step with
+many events costs one INSERT."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,8 @@ from datetime import datetime
 from sqlmodel import Session
 
 from engine.clock import to_db
-from engine.runtime.rows import INSERT_AUDIT, insert_rows
+from engine.db import direct
+from engine.runtime.rows import INSERT_AUDIT
 
 __all__ = ["audit", "flush_audit", "forget_since", "mark"]
 
@@ -24,7 +26,7 @@ def audit(s: Session, now: datetime, instance_id: int | None, business_key: str 
 def flush_audit(s: Session) -> None:
     rows = s.info.pop("audit", None)
     if rows:
-        insert_rows(s.connection(), INSERT_AUDIT, rows)
+        direct.defer_many(s.connection(), INSERT_AUDIT, rows)
 
 
 def mark(s: Session) -> int:

@@ -91,6 +91,7 @@ class CaseEngine:
                 s.connection(execution_options=options)
                 yield s
                 flush_audit(s)
+                direct.flush(s.connection())    # (the step's writes, in one pipeline on PostgreSQL)
             self.live.committed(s.info)     # (reached only once the transaction has committed)
 
     def record_event(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None,
@@ -195,9 +196,12 @@ class CaseEngine:
         params = {**values, "row_id": row.id, "row_version": row.version}
         if done:
             values["completed_at"] = params["completed_at"] = to_db(now)
-        result = direct.execute(s.connection(), SAVE_COMPLETED if done else SAVE_INSTANCE, params)
-        if result.rowcount != 1:
-            raise Conflict(f"instance {row.id} was changed by someone else; reload and retry")
+
+        def saved(rowcount: int, instance_id=row.id) -> None:
+            if rowcount != 1:   # (the row is locked for the step on PostgreSQL: a safety net)
+                raise Conflict(f"instance {instance_id} was changed by someone else; reload and retry")
+        # sent with the step's other writes (engine.db.direct.defer), checked before the commit
+        direct.defer(s.connection(), SAVE_COMPLETED if done else SAVE_INSTANCE, params, after=saved)
         if row.error is not None:     # an earlier step failed (a timer, say): this one went through
             incidents.close_instance(s, row.id, now, actor.id)
         for k, v in values.items():
@@ -269,8 +273,10 @@ class CaseEngine:
                 raise Conflict("you have not claimed this task")
             if not release and ot["claimed_by"] not in (None, actor.id):
                 raise TaskTaken(f"task already claimed by {ot['claimed_by']}")
-            s.connection().execute(update(OpenTask).where(OpenTask.id == task_id)
-                                   .values(claimed_by=None if release else actor.id))
+            changed = s.connection().execute(update(OpenTask).where(OpenTask.id == task_id)
+                                             .values(claimed_by=None if release else actor.id))
+            if changed.rowcount != 1:   # completed by a step we queued behind (it held the instance)
+                raise TaskGone(f"task {task_id} is not open (already completed, cancelled or unknown)")
             self.record_event(s, row, actor.id, "task_released" if release else "task_claimed", element=ot["name"])
 
     def complete(self, task_id: str, actor: Actor, data: Mapping[str, Any],
@@ -326,7 +332,8 @@ class CaseEngine:
         log.warning("task %s (%s) of instance %s could not be completed: %s", ot["id"], ot["name"],
                     ot["instance_id"], exc)
         with self.transaction() as s:
-            row = fetch_instance(s, ot["instance_id"])
+            # the instance first, as every step locks it (then the task): no deadlock with a step
+            row = fetch_instance(s, ot["instance_id"], lock=True)
             if row is None or fetch_open_task(s, ot["id"], lock=True) is None:
                 return   # someone else moved it on meanwhile: nothing to park
             direct.execute(s.connection(), DELETE_TASK, {"id": ot["id"]})

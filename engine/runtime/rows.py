@@ -15,9 +15,10 @@ from sqlmodel import Session
 from engine.db import direct
 from engine.db.models import AuditEvent, AwaitedMessage, Definition, Instance, OpenTask, TaskGroup
 
-__all__ = ["DELETE_AWAITED", "DELETE_TASK", "DELETE_TASKS", "GROUP_SEPARATOR", "INSERT_AUDIT", "INSERT_AWAITED",
+__all__ = ["DELETE_AWAITED", "DELETE_TASK", "DELETE_TASKS", "GROUP_SEPARATOR", "GROUPS_JOINED", "INSERT_AUDIT",
+           "INSERT_AWAITED",
            "INSERT_GROUPS", "INSERT_TASKS", "InstanceRow", "LATEST_PROCESS", "SAVE_COMPLETED", "SAVE_INSTANCE",
-           "fetch_instance", "fetch_open_task", "fetch_task_with_instance", "insert_instance", "insert_rows",
+           "fetch_instance", "fetch_open_task", "fetch_task_with_instance", "insert_instance",
            "instance_query", "task_groups"]
 
 _INSTANCE_COLUMNS = (Instance.id, Instance.process_key, Instance.definition_id, Instance.business_key,
@@ -71,17 +72,6 @@ LATEST_PROCESS = (select(Definition.id, Definition.version)
                   .order_by(Definition.version.desc()).limit(1))
 
 
-def insert_rows(conn, stmt, rows: list[dict]) -> None:
-    """INSERT rows; one row as a plain execute. A list goes through the driver's executemany,
-    which on psycopg is a pipeline with a sync round trip of its own (measured: one audit row
-    through executemany cost twice a plain INSERT). (A multi-row VALUES statement is no
-    better for a few rows: SQLAlchemy compiles it anew on every call.)"""
-    if len(rows) == 1:
-        direct.execute(conn, stmt, rows[0])
-    elif rows:
-        direct.execute_many(conn, stmt, rows)
-
-
 def fetch_instance(s: Session, instance_id: int, lock: bool = False) -> InstanceRow | None:
     found = direct.execute(s.connection(), _BY_ID_LOCKED if lock else _BY_ID, {"id": instance_id}).first()
     return InstanceRow(*found) if found else None
@@ -97,17 +87,20 @@ def fetch_open_task(s: Session, task_id: str, lock: bool = False):
 
 
 GROUP_SEPARATOR = "\x1f"   # (ASCII unit separator: never in a group name; such names are not stored)
-_GROUPS_JOINED = (select(func.aggregate_strings(TaskGroup.group_name, GROUP_SEPARATOR))
+# a task's candidate groups joined by GROUP_SEPARATOR (a correlated subquery of an open_task query)
+GROUPS_JOINED = (select(func.aggregate_strings(TaskGroup.group_name, GROUP_SEPARATOR))
                   .where(TaskGroup.task_id == OpenTask.id).scalar_subquery())
 _TASK_WITH_INSTANCE = (select(OpenTask.__table__, *[c.label(f"i_{c.key}") for c in _INSTANCE_COLUMNS],
-                              _GROUPS_JOINED.label("groups_joined"))
+                              GROUPS_JOINED.label("groups_joined"))
                        .join(Instance.__table__, Instance.id == OpenTask.instance_id)
-                       .where(OpenTask.id == bindparam("id")).with_for_update(of=OpenTask.__table__))
+                       .where(OpenTask.id == bindparam("id")).with_for_update(of=Instance.__table__))
 
 
 def fetch_task_with_instance(s: Session, task_id: str):
-    """(open task mapping, InstanceRow, its candidate groups) in one round trip, the task
-    row locked."""
+    """(open task mapping, InstanceRow, its candidate groups) in one round trip, the instance
+    row locked (PostgreSQL), as every step locks it first: two steps on one instance queue here.
+    The task row is as it was when the statement began: one that a step completed meanwhile is
+    found gone in the workflow itself (engine.runtime.case_engine)."""
     found = direct.execute(s.connection(), _TASK_WITH_INSTANCE, {"id": task_id}).first()
     if found is None:
         return None

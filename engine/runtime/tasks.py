@@ -20,13 +20,13 @@ from engine.runtime.rows import (
     DELETE_TASK,
     DELETE_TASKS,
     GROUP_SEPARATOR,
+    GROUPS_JOINED,
     INSERT_AWAITED,
     INSERT_GROUPS,
     INSERT_TASKS,
     fetch_instance,
     fetch_open_task,
     fetch_task_with_instance,
-    insert_rows,
 )
 
 __all__ = ["FormsOf", "TaskIndex", "user_group"]
@@ -63,7 +63,7 @@ class TaskIndex:
         gone = before.ready.keys() - ready.keys()
         conn = s.connection()
         if len(gone) == 1:  # their task_group rows go with them (ON DELETE CASCADE)
-            direct.execute(conn, DELETE_TASK, {"id": next(iter(gone))})
+            direct.defer(conn, DELETE_TASK, {"id": next(iter(gone))})
         elif gone:          # (an expanding IN is compiled on every call: only when several go)
             conn.execute(DELETE_TASKS, {"ids": sorted(gone)})
         new_ids = ready.keys() - before.ready.keys()
@@ -71,9 +71,9 @@ class TaskIndex:
             self._open(s, row, wf, [ready[i] for i in sorted(new_ids)])
         awaited = after.awaited
         if awaited != before.awaited:
-            direct.execute(conn, DELETE_AWAITED, {"id": row.id})
+            direct.defer(conn, DELETE_AWAITED, {"id": row.id})
             if awaited:
-                insert_rows(conn, INSERT_AWAITED, [{"instance_id": row.id, "name": n,
+                direct.defer_many(conn, INSERT_AWAITED, [{"instance_id": row.id, "name": n,
                                                     "business_key": row.business_key} for n in sorted(awaited)])
 
     def reopen(self, s: Session, row, wf, task) -> None:
@@ -109,8 +109,8 @@ class TaskIndex:
             group_rows.extend({"task_id": task_id, "group_name": g[:128]} for g in sorted(groups)
                               if GROUP_SEPARATOR not in g)
         conn = s.connection()
-        insert_rows(conn, INSERT_TASKS, rows)
-        insert_rows(conn, INSERT_GROUPS, group_rows)
+        direct.defer_many(conn, INSERT_TASKS, rows)
+        direct.defer_many(conn, INSERT_GROUPS, group_rows)
         for listener in self.engine.task_listeners:
             for r in rows:
                 listener(s, row, r)
@@ -143,16 +143,16 @@ class TaskIndex:
                   "process_key": process_key, "business_key": business_key, "instance_id": instance_id,
                   "limit": max(0, min(limit, 1000)), "offset": max(0, offset)}
         q = _task_query(actor is not None, process_key is not None, business_key is not None, instance_id is not None)
-        with self.engine.transaction(write=False) as s:
-            conn = s.connection()
+        with self.engine.reading() as conn:     # (one statement: the groups come joined with each task)
             rows = conn.execute(q, params).mappings().all()
-            groups: dict[str, list[str]] = {}
-            if rows:
-                for tid, g in conn.execute(_GROUPS_OF, {"ids": [r["id"] for r in rows]}):
-                    groups.setdefault(tid, []).append(g)
-            return [{**r, "groups": sorted(groups.get(r["id"], [])), "due_at": from_db(r["due_at"]),
-                     "created_at": from_db(r["created_at"])}
-                    for r in rows]
+        out = []
+        for r in rows:
+            task = dict(r)
+            joined = task.pop("groups_joined")
+            task.update(groups=sorted(joined.split(GROUP_SEPARATOR)) if joined else [],
+                        due_at=from_db(task["due_at"]), created_at=from_db(task["created_at"]))
+            out.append(task)
+        return out
 
     def form(self, task_id: str):
         """The form-js schema a task needs, or None."""
@@ -182,14 +182,10 @@ class FormsOf:
         return self.seen[key]
 
 
-_GROUPS_OF = (select(TaskGroup.task_id, TaskGroup.group_name)
-              .where(TaskGroup.task_id.in_(bindparam("ids", expanding=True))))
-
-
 @functools.lru_cache(maxsize=None)
 def _task_query(by_actor: bool, by_process: bool, by_key: bool, by_instance: bool):
     """One prebuilt statement per combination of filters (16 at most)."""
-    q = select(OpenTask.__table__)
+    q = select(OpenTask.__table__, GROUPS_JOINED.label("groups_joined"))
     if by_actor:
         by_group = select(TaskGroup.task_id).where(TaskGroup.group_name.in_(bindparam("groups", expanding=True)))
         q = q.where(or_(OpenTask.assignee == bindparam("actor"), OpenTask.claimed_by == bindparam("actor"),

@@ -1,0 +1,125 @@
+"""engine.db.direct's deferred writes: a step's writes wait and go to PostgreSQL together (one
+pipeline), yet every read sees them, a rollback drops them and a check on a row count still
+stops the commit. On SQLite a deferred write runs at once: the same outcomes, checked on the
+backend this run uses."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from engine.db import direct
+from engine.db.models import AuditEvent
+from engine.domain.models import Unit
+
+AT = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)
+_ADD_UNIT = insert(Unit)
+_UNIT_NAME = select(Unit.name).where(Unit.code == bindparam("code"))
+_RENAME = update(Unit).where(Unit.code == bindparam("code_of")).values(name=bindparam("new_name"))
+_ADD_AUDIT = insert(AuditEvent)
+
+
+def unit(code: str, name: str = "Unit") -> dict:
+    return {"code": code, "name": name, "name_zh": name, "kind": "test", "leader_id": None}
+
+
+def audit(kind: str) -> dict:
+    return {"instance_id": None, "business_key": "K", "at": AT, "actor": "t", "kind": kind, "element": None,
+            "detail": "{}"}
+
+
+def names(system) -> dict[str, str]:
+    with Session(system.db) as s:
+        return {u.code: u.name for u in s.query(Unit).all()}
+
+
+def deferring(conn) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def test_reads_see_deferred_writes_and_the_commit_sends_them(system):
+    with Session(system.db) as s, s.begin():
+        conn = s.connection()
+        direct.defer(conn, _ADD_UNIT, unit("d1", "first"))
+        direct.defer(conn, _RENAME, {"code_of": "d1", "new_name": "renamed"})
+        assert direct.pending(conn) == (2 if deferring(conn) else 0)
+        # a read on the cursor sends them first (same round trip) and sees them
+        assert direct.execute(conn, _UNIT_NAME, {"code": "d1"}).scalar() == "renamed"
+        assert direct.pending(conn) == 0
+        direct.defer_many(conn, _ADD_AUDIT, [audit("a"), audit("b")])
+        # a statement SQLAlchemy runs (here the ORM) sees them too
+        assert sorted(e.kind for e in s.query(AuditEvent).filter(AuditEvent.business_key == "K")) == ["a", "b"]
+        direct.defer(conn, _ADD_UNIT, unit("d2", "second"))
+    assert names(system)["d2"] == "second", "sent before the commit"
+
+
+def test_a_rollback_drops_what_was_deferred(system):
+    with pytest.raises(RuntimeError):
+        with Session(system.db) as s, s.begin():
+            conn = s.connection()
+            direct.defer(conn, _ADD_UNIT, unit("gone"))
+            raise RuntimeError("the step failed")
+    assert "gone" not in names(system)
+    with Session(system.db) as s, s.begin():     # (the pooled connection carries nothing over)
+        conn = s.connection()
+        assert direct.pending(conn) == 0
+        direct.defer(conn, _ADD_UNIT, unit("kept"))
+    assert "gone" not in names(system) and "kept" in names(system)
+
+
+def test_a_failed_check_stops_the_commit(system):
+    def exactly_one(rowcount: int) -> None:
+        if rowcount != 1:
+            raise LookupError(f"{rowcount} rows changed")
+    with pytest.raises(LookupError, match="0 rows changed"):
+        with Session(system.db) as s, s.begin():
+            conn = s.connection()
+            direct.defer(conn, _ADD_UNIT, unit("with-check"))
+            direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, after=exactly_one)
+            direct.flush(conn)
+    assert "with-check" not in names(system), "the check rolled the transaction back"
+    seen: list[int] = []
+    with Session(system.db) as s, s.begin():
+        conn = s.connection()
+        direct.defer(conn, _ADD_UNIT, unit("checked"))
+        direct.defer(conn, _RENAME, {"code_of": "checked", "new_name": "ok"}, after=seen.append)
+        direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, after=seen.append)
+    assert seen == [1, 0] and names(system)["checked"] == "ok"
+
+
+def test_a_database_error_in_a_deferred_write_is_sqlalchemys(system):
+    with Session(system.db) as s, s.begin():
+        direct.execute(s.connection(), _ADD_UNIT, unit("dup"))
+    with pytest.raises(IntegrityError):
+        with Session(system.db) as s, s.begin():
+            conn = s.connection()
+            direct.defer(conn, _ADD_UNIT, unit("before-dup"))
+            direct.defer(conn, _ADD_UNIT, unit("dup"))
+            direct.defer(conn, _ADD_UNIT, unit("after-dup"))
+            direct.flush(conn)
+    assert not {"before-dup", "after-dup"} & names(system).keys()
+
+
+def test_savepoint_undoes_its_block_and_keeps_what_came_before(system):
+    with Session(system.db) as s, s.begin():
+        conn = s.connection()
+        direct.defer(conn, _ADD_UNIT, unit("outer"))
+        with pytest.raises(RuntimeError):
+            with direct.savepoint(s, "unsent"):     # fails before anything of it reached the server
+                direct.defer(conn, _ADD_UNIT, unit("inner-unsent"))
+                raise RuntimeError("step failed")
+        with pytest.raises(RuntimeError):
+            with direct.savepoint(s, "sent"):       # fails after a read sent its writes
+                direct.defer(conn, _ADD_UNIT, unit("inner-sent"))
+                assert direct.execute(conn, _UNIT_NAME, {"code": "inner-sent"}).scalar() == "Unit"
+                direct.defer(conn, _ADD_UNIT, unit("inner-late"))
+                raise RuntimeError("step failed")
+        with direct.savepoint(s, "ok"):
+            direct.defer(conn, _ADD_UNIT, unit("inner-ok"))
+        direct.defer(conn, _ADD_UNIT, unit("after"))
+    kept = names(system).keys()
+    assert {"outer", "inner-ok", "after"} <= kept
+    assert not {"inner-unsent", "inner-sent", "inner-late"} & kept
