@@ -10,7 +10,13 @@ with the review tasks, over HTTP with bearer tokens), and badge check-ins/s post
 batches by a gateway device, each item with the frame its badge advertised (minted with the
 badge's own key; the server verifies every frame, and only check-ins it verified count).
 The load generator runs in this process on the same two cores, on keep-alive connections
-(bench/http_client.py). A table, not assertions. Load goes only to 127.0.0.1."""
+(bench/http_client.py).
+
+On PostgreSQL it then measures, in the same run, the floor (bench/floor.py): the same server
+layout and load generator on a FastAPI route that runs one `SELECT 1` in a transaction, and
+prints task completions/s as a share of that route's requests/s, so that runs on a busier or
+quieter machine can be compared (--no-floor leaves it out). A table, not assertions. Load
+goes only to 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +37,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
 
+from bench import floor
 from bench.http_client import LeanClient
 from devices import token as badge_token
 from engine.auth import service
@@ -41,6 +48,8 @@ from engine.domain import attendance
 from engine.domain.badges import master_key, register
 from engine.domain.models import Badge, Cleaner, Contract, Crew, Staff, Unit
 from engine.system import build
+
+__all__ = ["PG_DEFAULT", "UNITS", "Server", "main", "pct", "prepare", "reset_pg", "tiny_png", "token"]
 
 PASSWORD = "bench-password-1"
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -260,6 +269,19 @@ def run(backend: str, url: str, args) -> list[tuple]:
     ]
 
 
+def floor_share(url: str, rows: list[tuple], args) -> str:
+    """The one-SELECT floor measured now on `url`, and task completions/s as a share of it."""
+    (_, what, rate), = floor.measure(url, (floor.ONE_SELECT,), requests=args.floor_requests, clients=args.clients)
+    completions = next(r for r in rows if r[0] == "postgres" and r[1] == "task completions")
+    per_s, p95 = completions[4], completions[6]
+    met = "MET" if per_s >= 400 and p95 < 100 else "MISSED"
+    return (f"postgres: task completions/s = {per_s / rate:.0%} of the one-SELECT floor ({per_s:.1f} completions/s;"
+            f" floor route '{what}': {rate:.0f} requests/s, same server layout and {args.clients} clients,"
+            f" measured in this run)\n"
+            f"Target for PostgreSQL, 2 workers (issue 14; printed, not asserted): >= 400 task completions/s with"
+            f" p95 < 100 ms: {per_s:.1f}/s, p95 {p95:.1f} ms: {met}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sqlite", action="store_true")
@@ -269,6 +291,8 @@ def main(argv=None) -> int:
     p.add_argument("--badges", type=int, default=8000)
     p.add_argument("--crew-size", type=int, default=40)
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--floor-requests", type=int, default=6000, help="timed requests to the one-SELECT floor route")
+    p.add_argument("--no-floor", action="store_true", help="leave out the one-SELECT floor on PostgreSQL")
     args = p.parse_args(argv)
     backends = []
     if args.sqlite or not args.pg:
@@ -280,11 +304,16 @@ def main(argv=None) -> int:
     print(f"cityloop HTTP benchmark: uvicorn --workers 2 on this {os.cpu_count()}-core machine, "
           f"{args.clients} client threads in this process, all on 127.0.0.1")
     rows = []
+    share = None
     for backend, url in backends:
         rows.extend(run(backend, url, args))
+        if backend == "postgres" and not args.no_floor:
+            share = floor_share(url, rows, args)
     print(f"\n{'backend':9} {'what':24} {'ok':>6} {'errors':>6} {'per s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for b, what, ok, err, rate, p50, p95, p99 in rows:
         print(f"{b:9} {what:24} {ok:6d} {err:6d} {rate:8.1f} {p50:8.1f} {p95:8.1f} {p99:8.1f}")
+    if share:
+        print(f"\n{share}")
     print("\nTargets (printed, not asserted): >= 500 task completions/s, >= 1000 check-ins/s, p95 < 100 ms"
           " (check-in latency is per batch).")
     return 0
