@@ -8,7 +8,9 @@ threads in this process post a small JSON body on keep-alive connections, as
 bench.http_api does. Routes: no database; one `SELECT 1` in a transaction; ten of them
 through SQLAlchemy; ten on the driver's cursor. A task completion needs about a dozen
 statements plus authentication, the BPMN step and its JSON, so the ten-statement rows bound
-what bench.http_api can show here. A table, not assertions."""
+what bench.http_api can show here; bench.http_api measures the one-SELECT route in its own
+run on PostgreSQL (`measure`) and prints its completions/s as a share of it. A table, not
+assertions."""
 from __future__ import annotations
 
 import argparse
@@ -23,8 +25,11 @@ import httpx
 
 from bench.http_client import LeanClient
 
+__all__ = ["ONE_SELECT", "ROUTES", "create_app", "main", "measure"]
+
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
-ROUTES = (("/plain", "no database"), ("/one", "1 SELECT 1, SQLAlchemy"), ("/ten", "10 x SELECT 1, SQLAlchemy"),
+ONE_SELECT = "/one"
+ROUTES = (("/plain", "no database"), (ONE_SELECT, "1 SELECT 1, SQLAlchemy"), ("/ten", "10 x SELECT 1, SQLAlchemy"),
           ("/ten-cursor", "10 x SELECT 1, driver cursor"))
 
 
@@ -77,20 +82,21 @@ def create_app():
     return app
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pg", default=PG_DEFAULT)
-    p.add_argument("--requests", type=int, default=6000)
-    p.add_argument("--clients", type=int, default=16)
-    args = p.parse_args(argv)
+def measure(url: str, paths: tuple[str, ...] | None = None, requests: int = 6000,
+            clients: int = 16) -> list[tuple[str, str, float]]:
+    """Start the floor server on `url` (2 workers), load each route in `paths` (all when None;
+    300 warm-up requests, then `requests` timed ones from `clients` threads) and stop it:
+    (path, what, requests/s) per route. bench.http_api calls it for the one-SELECT route in
+    its own run."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.floor:create_app", "--factory",
                                "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
                                "--log-level", "warning", "--no-access-log"],
-                              env={**os.environ, "FLOOR_DATABASE_URL": args.pg})
+                              env={**os.environ, "FLOOR_DATABASE_URL": url})
     http = LeanClient(f"http://127.0.0.1:{port}")
+    rates = []
     try:
         for _ in range(300):
             try:
@@ -100,24 +106,37 @@ def main(argv=None) -> int:
                 time.sleep(0.2)
         else:
             raise RuntimeError("the floor server did not start")
-        print(f"FastAPI floor: uvicorn --workers 2 on this {os.cpu_count()}-core machine, "
-              f"{args.clients} client threads "
-              f"in this process, PostgreSQL at {args.pg}\n")
-        print(f"{'route':32} {'requests/s':>10}")
         body = {"data": {"decision": "approve"}}
         for path, what in ROUTES:
+            if paths is not None and path not in paths:
+                continue
+
             def call(_, path=path):
                 r = http.post(path, json_body=body)
                 if r.status != 200:
                     raise RuntimeError(f"{path} answered {r.status}: {r.body[:200]!r}")
-            with ThreadPoolExecutor(args.clients) as pool:
+            with ThreadPoolExecutor(clients) as pool:
                 list(pool.map(call, range(300)))            # warm-up: connections, prepared statements
                 t0 = time.perf_counter()
-                list(pool.map(call, range(args.requests)))
-            print(f"{what:32} {args.requests / (time.perf_counter() - t0):10.0f}")
+                list(pool.map(call, range(requests)))
+            rates.append((path, what, requests / (time.perf_counter() - t0)))
     finally:
         server.terminate()
         server.wait(30)
+    return rates
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pg", default=PG_DEFAULT)
+    p.add_argument("--requests", type=int, default=6000)
+    p.add_argument("--clients", type=int, default=16)
+    args = p.parse_args(argv)
+    print(f"FastAPI floor: uvicorn --workers 2 on this {os.cpu_count()}-core machine, "
+          f"{args.clients} client threads in this process, PostgreSQL at {args.pg}\n")
+    print(f"{'route':32} {'requests/s':>10}")
+    for _, what, rate in measure(args.pg, requests=args.requests, clients=args.clients):
+        print(f"{what:32} {rate:10.0f}")
     return 0
 
 

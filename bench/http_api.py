@@ -10,7 +10,14 @@ with the review tasks, over HTTP with bearer tokens), and badge check-ins/s post
 batches by a gateway device, each item with the frame its badge advertised (minted with the
 badge's own key; the server verifies every frame, and only check-ins it verified count).
 The load generator runs in this process on the same two cores, on keep-alive connections
-(bench/http_client.py). A table, not assertions. Load goes only to 127.0.0.1."""
+(bench/http_client.py).
+
+On PostgreSQL it also measures, in the same run, the floor (bench/floor.py): the same server
+layout and load generator on a FastAPI route that runs one `SELECT 1` in a transaction, just
+before the cityloop server starts and just after it stops, and prints task completions/s as a
+share of the mean of those two rates, so that runs on a busier or quieter machine can be
+compared (--no-floor leaves it out). A table, not assertions. Load
+goes only to 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +38,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
 
+from bench import floor
 from bench.http_client import LeanClient
 from devices import token as badge_token
 from engine.auth import service
@@ -41,6 +49,8 @@ from engine.domain import attendance
 from engine.domain.badges import master_key, register
 from engine.domain.models import Badge, Cleaner, Contract, Crew, Staff, Unit
 from engine.system import build
+
+__all__ = ["PG_DEFAULT", "UNITS", "Server", "main", "pct", "prepare", "reset_pg", "tiny_png", "token"]
 
 PASSWORD = "bench-password-1"
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -239,17 +249,29 @@ def checkins(base: str, keys: dict[str, bytes], shifts: list[int], badges: int, 
             "batches": len(jobs)}
 
 
-def run(backend: str, url: str, args) -> list[tuple]:
+def one_select_floor(url: str, args) -> float:
+    """Requests/s of bench.floor's one-SELECT route on `url`, measured now."""
+    ((_, _, rate),) = floor.measure(url, (floor.ONE_SELECT,), requests=args.floor_requests, clients=args.clients)
+    return rate
+
+
+def run(backend: str, url: str, args, floor_rates: list[float] | None = None) -> list[tuple]:
+    """The backend's rows; with `floor_rates`, the one-SELECT floor is measured just before
+    the server starts and just after it stops, and both rates are appended to it."""
     data_dir = tempfile.mkdtemp(prefix="cityloop-httpbench-")
     t = time.perf_counter()
     shifts = prepare(url, args.badges, args.crew_size)
     print(f"  {backend}: prepared {args.badges} badges in {len(shifts)} crews in {time.perf_counter() - t:.1f} s")
+    if floor_rates is not None:
+        floor_rates.append(one_select_floor(url, args))
     server = Server(url, data_dir)
     try:
         lc = lifecycles(server.base, args.lifecycles, args.clients)
         ci = checkins(server.base, badge_keys(url), shifts, args.badges, args.crew_size, args.batch, args.clients)
     finally:
         server.stop()
+    if floor_rates is not None:
+        floor_rates.append(one_select_floor(url, args))
     ms = [x * 1000 for x in lc["lat"]]
     bms = [x * 1000 for x in ci["lat"]]
     return [
@@ -258,6 +280,21 @@ def run(backend: str, url: str, args) -> list[tuple]:
         (backend, f"check-ins ({args.batch}/batch)", ci["applied"], ci["errors"], ci["applied"] / ci["wall"],
          statistics.median(bms) if bms else float("nan"), pct(bms, 0.95), pct(bms, 0.99)),
     ]
+
+
+def floor_share(rates: list[float], rows: list[tuple], args) -> str:
+    """Task completions/s on PostgreSQL as a share of the one-SELECT floor (the mean of the
+    rates measured before and after the cityloop server ran), and issue 14's target."""
+    floor_rate = statistics.fmean(rates)
+    completions = next(r for r in rows if r[0] == "postgres" and r[1] == "task completions")
+    per_s, p95 = completions[4], completions[6]
+    met = "MET" if per_s >= 400 and p95 < 100 else "MISSED"
+    return (f"postgres: task completions/s = {per_s / floor_rate:.0%} of the one-SELECT floor ({per_s:.1f}"
+            f" completions/s; bench.floor's one-SELECT route: {floor_rate:.0f} requests/s, the mean of"
+            f" {' and '.join(f'{r:.0f}' for r in rates)} measured just before and after the cityloop server ran,"
+            f" same layout, {args.clients} clients)\n"
+            f"Target for PostgreSQL, 2 workers (issue 14; printed, not asserted): >= 400 task completions/s with"
+            f" p95 < 100 ms: {per_s:.1f}/s, p95 {p95:.1f} ms: {met}")
 
 
 def main(argv=None) -> int:
@@ -269,6 +306,8 @@ def main(argv=None) -> int:
     p.add_argument("--badges", type=int, default=8000)
     p.add_argument("--crew-size", type=int, default=40)
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--floor-requests", type=int, default=6000, help="timed requests to the one-SELECT floor route")
+    p.add_argument("--no-floor", action="store_true", help="leave out the one-SELECT floor on PostgreSQL")
     args = p.parse_args(argv)
     backends = []
     if args.sqlite or not args.pg:
@@ -280,11 +319,17 @@ def main(argv=None) -> int:
     print(f"cityloop HTTP benchmark: uvicorn --workers 2 on this {os.cpu_count()}-core machine, "
           f"{args.clients} client threads in this process, all on 127.0.0.1")
     rows = []
+    share = None
     for backend, url in backends:
-        rows.extend(run(backend, url, args))
+        rates: list[float] | None = [] if backend == "postgres" and not args.no_floor else None
+        rows.extend(run(backend, url, args, rates))
+        if rates:
+            share = floor_share(rates, rows, args)
     print(f"\n{'backend':9} {'what':24} {'ok':>6} {'errors':>6} {'per s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for b, what, ok, err, rate, p50, p95, p99 in rows:
         print(f"{b:9} {what:24} {ok:6d} {err:6d} {rate:8.1f} {p50:8.1f} {p95:8.1f} {p99:8.1f}")
+    if share:
+        print(f"\n{share}")
     print("\nTargets (printed, not asserted): >= 500 task completions/s, >= 1000 check-ins/s, p95 < 100 ms"
           " (check-in latency is per batch).")
     return 0

@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import sys
 
+from bench.lifecycle_wire import report_round_trips
 from bench.profiling import profile_cityloop, run_memory
 from bench.scenarios import Result, make_backend, pg_reachable, run_backend
 from bench.tables import report, report_memory
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
                     help="also cProfile cityloop's 0-loop lifecycle on SQLite (top 25 cumulative)")
     ap.add_argument("--profile-only", action="store_true", help="only the profile")
     ap.add_argument("--no-memory", action="store_true", help="skip the in-memory floor (no database) table")
+    ap.add_argument("--no-wire", action="store_true",
+                    help="skip the untimed pass counting database round trips per step on PostgreSQL")
     args = ap.parse_args(argv)
 
     def out(s: str = "") -> None:
@@ -108,6 +111,8 @@ def main(argv=None) -> int:
         report(results, out)
     else:
         out("\nNo backend ran; nothing to report.")
+    if "postgres" in kinds and pg_url and not args.no_wire:
+        report_round_trips(pg_url, out)
     if spec is not None and not args.no_memory:
         report_memory(run_memory(*spec, args.n, args.n50, args.warmup), out)
     if args.profile:

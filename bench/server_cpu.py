@@ -14,6 +14,13 @@ answered, for each kind of request the field runs on:
 - a 200 KB photo upload in one PATCH that releases nothing, and one that applies the op
   waiting for it.
 
+On PostgreSQL the worker reaches the database through bench/pgwire.py, a proxy that reads the
+protocol the driver sends: beside the CPU the table gives database round trips (the times the
+server waited for PostgreSQL: each Sync, simple Query, or mid-pipeline Flush), statements
+(Execute + Query messages) and parses (Parse messages: statements not prepared on that
+connection) per request. The proxy hop adds to the wall ms (not to the server's CPU);
+--direct leaves it out, and the round-trip columns empty.
+
 Compare two commits by running it on each, alternately, more than once. A table, not
 assertions. The PostgreSQL database is wiped first: never point --pg at data you care about."""
 from __future__ import annotations
@@ -34,15 +41,20 @@ import httpx
 
 from bench import http_api, sync_push
 from bench.http_client import LeanClient
+from bench.pgwire import Tally, WireProxy, figures
 from bench.sync_tablet import Conn, upload
+
+__all__ = ["main"]
 
 PHOTO = 200 * 1024
 
 
 class Worker:
-    """One uvicorn worker, no scheduler, and the CPU it has used so far."""
+    """One uvicorn worker, no scheduler, and the CPU it has used so far. `tally` counts the
+    PostgreSQL messages it sends when it was given a proxy (bench/pgwire.py)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, tally: Tally | None = None):
+        self.tally = tally
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -70,18 +82,22 @@ class Worker:
         self.proc.wait(30)
 
 
-def measure(worker: Worker, requests: list, send) -> tuple[float, float, int]:
-    """(server CPU ms, wall ms) per request, and how many were sent."""
+def measure(worker: Worker, requests: list, send) -> tuple[float, float, int, dict[str, float] | None]:
+    """(server CPU ms, wall ms) per request, how many were sent, and the database round trips,
+    statements and parses per request (None without a proxy)."""
+    w0 = worker.tally.snapshot() if worker.tally else None
     c0, t0 = worker.cpu(), time.perf_counter()
     for r in requests:
         send(r)
+    c1, t1 = worker.cpu(), time.perf_counter()
+    wire = figures(w0, worker.tally.snapshot(), len(requests)) if worker.tally and w0 is not None else None
     n = max(1, len(requests))
-    return (worker.cpu() - c0) / n * 1000, (time.perf_counter() - t0) / n * 1000, len(requests)
+    return (c1 - c0) / n * 1000, (t1 - t0) / n * 1000, len(requests), wire
 
 
-def http_rows(url: str, n: int) -> list[tuple]:
+def http_rows(url: str, n: int, proxy: WireProxy | None = None) -> list[tuple]:
     http_api.prepare(url, 40, 40)
-    worker = Worker(url)
+    worker = Worker(proxy.url, proxy.tally) if proxy else Worker(url)
     try:
         with httpx.Client(base_url=worker.base, timeout=60) as c:
             heads = {u: {"Authorization": f"Bearer {http_api.token(c, u)}"}
@@ -118,9 +134,9 @@ def http_rows(url: str, n: int) -> list[tuple]:
         worker.stop()
 
 
-def sync_rows(url: str, devices: int) -> list[tuple]:
+def sync_rows(url: str, devices: int, proxy: WireProxy | None = None) -> list[tuple]:
     plan = sync_push.prepare(url, devices, 20)
-    worker = Worker(url)
+    worker = Worker(proxy.url, proxy.tally) if proxy else Worker(url)
     out = {"retries": 0, "errors": []}
     base = os.urandom(PHOTO)
     try:
@@ -166,6 +182,8 @@ def main(argv=None) -> int:
     p.add_argument("--pg", nargs="?", const=http_api.PG_DEFAULT)
     p.add_argument("--n", type=int, default=300, help="work orders completed over HTTP (rectify, then review)")
     p.add_argument("--devices", type=int, default=20, help="tablets pushing 20 ops each (CPU is read in 10 ms ticks)")
+    p.add_argument("--direct", action="store_true",
+                   help="PostgreSQL without the counting proxy (wall ms without its hop; no round trips)")
     args = p.parse_args(argv)
     backends = []
     if args.pg or not args.sqlite:
@@ -181,10 +199,24 @@ def main(argv=None) -> int:
             elif not http_api.reset_pg(url):
                 break
             size = args.n if part is http_rows else args.devices
-            rows += [(backend, *row) for row in part(url, size)]
-    print(f"\n{'backend':9} {'request':32} {'server CPU ms':>13} {'wall ms':>8} {'n':>5}")
-    for backend, what, cpu, wall, n in rows:
-        print(f"{backend:9} {what:32} {cpu:13.2f} {wall:8.2f} {n:5d}")
+            if backend == "postgres" and not args.direct:
+                with WireProxy(url) as proxy:    # the worker talks to PostgreSQL through it
+                    rows += [(backend, *row) for row in part(url, size, proxy)]
+                    if proxy.errors:
+                        print(f"  pgwire proxy errors: {proxy.errors[:3]}")
+            else:
+                rows += [(backend, *row) for row in part(url, size)]
+    print(f"\n{'backend':9} {'request':32} {'server CPU ms':>13} {'wall ms':>8} {'n':>5} "
+          f"{'DB round trips':>14} {'statements':>10} {'parses':>6}")
+    for backend, what, cpu, wall, n, wire in rows:
+        db = (f"{wire['round_trips']:14.2f} {wire['statements']:10.2f} {wire['parses']:6.2f}" if wire
+              else f"{'-':>14} {'-':>10} {'-':>6}")
+        print(f"{backend:9} {what:32} {cpu:13.2f} {wall:8.2f} {n:5d} {db}")
+    if any(wire for *_, wire in rows):
+        print("\nDB round trips: times the server waited for PostgreSQL per request (Sync, simple Query, or a Flush"
+              " mid-pipeline, counted on the wire by bench/pgwire.py); statements: Execute + Query messages;"
+              " parses: Parse messages (statements not yet prepared on that connection). Wall ms includes the"
+              " proxy hop (--direct leaves it out).")
     return 0
 
 
