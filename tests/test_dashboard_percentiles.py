@@ -1,10 +1,11 @@
-"""The median and p90 hours to close, computed by the database (percentile_cont on PostgreSQL,
-window functions on SQLite), against `metrics.percentile` over the same orders loaded into
-Python as the dashboard used to: equal to the last bit, overall and per district-local day.
+"""The median and p90 hours to close, computed by the database (percentile_cont on PostgreSQL;
+exact integer spans and local day numbers on SQLite), against `metrics.percentile` over the
+same orders loaded into Python as the dashboard used to: equal to the last bit, overall and per
+district-local day.
 
 The orders are written straight into the table: report and close times with microseconds,
 closes a microsecond and 0.3 ms either side of every local midnight (SQLite's date functions
-would round 23:59:59.9997 up to the next day), ties, days of one, two, three and more orders,
+would round 23:59:59.9997 up to the next second), ties, days of one, two, three and more orders,
 and zones with daylight saving (Berlin; Havana, whose clocks skip local midnight), a negative
 offset and a quarter-hour one."""
 from __future__ import annotations

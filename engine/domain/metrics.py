@@ -1,18 +1,19 @@
 """Dashboard figures: work-order cycle times, on-time rate, backlog; attendance rates; gas
 inspection coverage. Plain functions over a session, computed by SQL: counts by aggregates; the
-median and p90 hours to close (`close_times`) by percentile_cont on PostgreSQL and by window
-functions on SQLite, each giving what `percentile` gives over the same hours, to the last bit
-(issue 14: loading 100k closed orders into Python cost ~0.75 s a request). The district-local
-day is computed in Python only for attendance (a few rows per shift).
+median and p90 hours to close (`close_times`) by percentile_cont on PostgreSQL; on SQLite, SQL
+gives exact integer spans and day numbers and Python sorts them. Both give what `percentile`
+gives over the same hours, to the last bit (issue 14: loading every closed order as datetimes
+cost ~0.75 s a request on 100k of them). The district-local day is computed in Python only for
+attendance (a few rows per shift).
 
 `unit` narrows everything to one responsible unit (a unit leader's view)."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import NamedTuple
 
-from sqlalchemy import Date, Float, Integer, String, case, cast, extract, func, literal
+from sqlalchemy import Date, Float, Integer, String, case, cast, extract, func, literal, tuple_
 from sqlmodel import Session, select
 
 from engine.clock import from_db, to_db
@@ -62,64 +63,60 @@ def _closed_in(start: datetime, end: datetime, unit: str | None) -> list:
 def close_times(session: Session, start: datetime, end: datetime,
                 unit: str | None = None) -> tuple[CloseTimes, dict[str, CloseTimes]]:
     """Hours from report to close of the orders closed in [start, end): over them all, and per
-    district-local day of closing (ISO date -> figures, in date order). Computed in the database,
-    with the interpolation of `percentile` to the last bit: PostgreSQL's percentile_cont does the
-    same arithmetic; on SQLite, window functions rank the hours and the two neighbour ranks are
-    interpolated the same way."""
+    district-local day of closing (ISO date -> figures, in date order), equal to the last bit to
+    `percentile` over the hours Python would compute from the loaded datetimes.
+
+    PostgreSQL: percentile_cont over both grouping sets in one query (its interpolation is
+    `percentile`'s, to the operation). SQLite has no percentile_cont; ranking the hours with
+    window functions (row_number/count over each day, then the two neighbour ranks) was measured
+    slower than what is done instead: SQL computes each order's exact span in microseconds and
+    its local day number (integers, no datetime objects), and Python sorts them and applies
+    `percentile` (bench/dashboard.py)."""
     where = _closed_in(start, end, unit)
     if session.get_bind().dialect.name == "postgresql":
-        hours, day = _pg_hours(), _pg_local_day()
-        figures = _pg_close_times
-    else:
-        hours, day = _sqlite_hours(), _sqlite_local_day(start, end)
-        figures = _sqlite_close_times
-    overall = figures(session, where, hours, None)
-    per_day = figures(session, where, hours, day)
-    return overall.get(None, CloseTimes(0, None, None)), {str(d): t for d, t in sorted(per_day.items())}
+        return _pg_close_times(session, where)
+    return _sqlite_close_times(session, where, start, end)
+
+
+def _figures(hours: list[float]) -> CloseTimes:
+    return CloseTimes(len(hours), percentile(hours, 0.5), percentile(hours, 0.9))
 
 
 # ---- PostgreSQL: percentile_cont over float8 hours, the day by AT TIME ZONE ------------------------
-def _pg_hours():
+def _pg_close_times(session: Session, where: list) -> tuple[CloseTimes, dict[str, CloseTimes]]:
     """Hours as float8, rounded as Python rounds timedelta.total_seconds() / 3600: EXTRACT gives
-    the exact seconds (numeric), the cast rounds them once, and the division by 3600 is IEEE."""
+    the exact seconds (numeric), the cast rounds them once, and the division by 3600 is IEEE. The
+    day: timestamptz AT TIME ZONE the zone's name is the local wall time."""
     W = WorkOrder
-    return cast(extract("epoch", W.closed_at - W.reported_at), Float) / literal(3600.0, Float)
+    hours = cast(extract("epoch", W.closed_at - W.reported_at), Float) / literal(3600.0, Float)
+    day = cast(func.timezone(literal(DISTRICT_TZ.key, String), W.closed_at), Date)
+    q = (select(func.grouping(day), day, func.count(), func.percentile_cont(0.5).within_group(hours),
+                func.percentile_cont(0.9).within_group(hours))
+         .where(*where).group_by(func.grouping_sets(tuple_(), day)))
+    overall, per_day = CloseTimes(0, None, None), {}
+    for is_total, d, n, median, p90 in session.connection().execute(q):
+        if is_total:
+            overall = CloseTimes(int(n), median, p90) if n else overall
+        else:
+            per_day[d.isoformat()] = CloseTimes(int(n), median, p90)
+    return overall, dict(sorted(per_day.items()))
 
 
-def _pg_local_day():
-    """The district-local date of closing (timestamptz AT TIME ZONE the zone name -> local wall time)."""
-    return cast(func.timezone(literal(DISTRICT_TZ.key, String), WorkOrder.closed_at), Date)
+# ---- SQLite: timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.ffffff' ------------------------------------
+_UNIX_EPOCH_JD_SECONDS = 210_866_760_000     # julianday('1970-01-01') * 86400
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def _pg_close_times(session: Session, where: list, hours, day) -> dict:
-    cols = [func.count(), func.percentile_cont(0.5).within_group(hours),
-            func.percentile_cont(0.9).within_group(hours)]
-    q = select(*cols).where(*where) if day is None else select(day, *cols).where(*where).group_by(day)
-    out = {}
-    for row in session.exec(q):
-        key, (n, median, p90) = (None, row) if day is None else (row[0], row[1:])
-        if n:
-            out[key.isoformat() if key is not None else None] = CloseTimes(int(n), median, p90)
-    return out
+def _sqlite_seconds(col):
+    """Whole seconds since 1970 from the first 19 characters (SQLite's date functions keep
+    milliseconds only, rounded: .9995 s would count as the next second). julianday() * 86400 is
+    within 1e-4 of the integer, so round() makes it exact."""
+    jd = func.julianday(func.substr(col, 1, 19, type_=String))
+    return cast(func.round(jd * 86400), Integer) - _UNIX_EPOCH_JD_SECONDS
 
 
-# ---- SQLite: no percentile_cont; timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.ffffff' -----------------
-def _sqlite_hours():
-    """Hours as REAL from the stored text, exactly: whole seconds by strftime('%s') on the first 19
-    characters, the microseconds from the last 6 (SQLite's own date functions keep milliseconds
-    only, rounded), so the microseconds between the two are an exact integer, divided as Python
-    divides them."""
-    W = WorkOrder
-
-    def seconds(col):
-        return cast(func.strftime("%s", func.substr(col, 1, 19, type_=String)), Integer)
-
-    def micros(col):
-        return cast(func.substr(col, 21, 6, type_=String), Integer)
-
-    span_us = ((seconds(W.closed_at) - seconds(W.reported_at)) * 1_000_000
-               + micros(W.closed_at) - micros(W.reported_at))
-    return cast(span_us, Float) / literal(1e6, Float) / literal(3600.0, Float)
+def _sqlite_micros(col):
+    return cast(func.substr(col, 21, 6, type_=String), Integer)
 
 
 def _utc_offsets(start: datetime, end: datetime) -> list[tuple[datetime, int]]:
@@ -146,46 +143,25 @@ def _utc_offsets(start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     return [(datetime.fromtimestamp(at, timezone.utc), off) for at, off in stretches]
 
 
-def _sqlite_local_day(start: datetime, end: datetime):
-    """date(closed_at, '+N seconds') with N the zone's offset at that instant (a CASE over the
-    offset changes within the period; one constant for a zone without them). On the whole
-    seconds: date() would round .9995 s up to the next second, and perhaps the next day."""
+def _sqlite_close_times(session: Session, where: list, start: datetime,
+                        end: datetime) -> tuple[CloseTimes, dict[str, CloseTimes]]:
+    """Per order: the local day (days since 1970 of closed_at + the zone's offset at that instant,
+    a CASE over the offset changes in the period, one constant for a zone without them) and the
+    exact span in microseconds. Hours are then us / 10**6 / 3600, as timedelta.total_seconds()
+    divides."""
+    W = WorkOrder
     stretches = _utc_offsets(start, end)
-    shift = [f"{off:+d} seconds" for _, off in stretches]
-    if len(stretches) == 1:
-        modifier = literal(shift[0], String)
-    else:
-        modifier = case(*[(WorkOrder.closed_at < to_db(at), s) for (at, _), s in zip(stretches[1:], shift)],
-                        else_=shift[-1])
-    return func.date(func.substr(WorkOrder.closed_at, 1, 19, type_=String), modifier, type_=String)
-
-
-def _sqlite_close_times(session: Session, where: list, hours, day) -> dict:
-    """Rank the hours in each group (0-based i of n), keep the two ranks around (n - 1) * q, and
-    interpolate as `percentile` does: v[lo] + (v[hi] - v[lo]) * ((n - 1) * q - lo)."""
-    group = [] if day is None else [day]
-    spans = select(*[d.label("day") for d in group], hours.label("h")).where(*where).subquery()
-    by = [spans.c.day] if day is not None else None
-    ranked = select(*([spans.c.day] if by else []), spans.c.h,
-                    (func.row_number().over(partition_by=by, order_by=spans.c.h) - 1).label("i"),
-                    func.count().over(partition_by=by).label("n")).subquery()
-    r = ranked.c
-
-    def quantile(q: float):
-        pos = (r.n - 1) * literal(q, Float)
-        lo = cast(pos, Integer)
-        hi = lo + case((pos > lo, 1), else_=0)
-        v_lo, v_hi = (func.max(case((r.i == k, r.h))) for k in (lo, hi))
-        return v_lo + (v_hi - v_lo) * (pos - lo)
-
-    cols = [func.count(), quantile(0.5), quantile(0.9)]
-    q = select(*cols).select_from(ranked) if not by else select(r.day, *cols).group_by(r.day)
-    out = {}
-    for row in session.exec(q):
-        key, (n, median, p90) = (None, row) if not by else (row[0], row[1:])
-        if n:
-            out[key] = CloseTimes(int(n), median, p90)
-    return out
+    offset = (literal(stretches[0][1], Integer) if len(stretches) == 1 else
+              case(*[(W.closed_at < to_db(at), off) for (at, _), (_, off) in zip(stretches[1:], stretches)],
+                   else_=stretches[-1][1]))
+    closed_s = _sqlite_seconds(W.closed_at)
+    span_us = ((closed_s - _sqlite_seconds(W.reported_at)) * 1_000_000
+               + _sqlite_micros(W.closed_at) - _sqlite_micros(W.reported_at))
+    by_day: dict[int, list[float]] = {}
+    for day, us in session.connection().execute(select((closed_s + offset) // 86400, span_us).where(*where)).all():
+        by_day.setdefault(day, []).append(us / 1_000_000 / 3600)
+    overall = _figures([h for hours in by_day.values() for h in hours])
+    return overall, {date.fromordinal(_EPOCH_ORDINAL + d).isoformat(): _figures(v) for d, v in sorted(by_day.items())}
 
 
 def work_orders(session: Session, start: datetime, end: datetime, now: datetime, unit: str | None = None) -> dict:
