@@ -121,7 +121,8 @@ def _sqlite_micros(col):
 
 def _utc_offsets(start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     """(from, seconds east of UTC) for each stretch of one DISTRICT_TZ offset in [start, end):
-    sampled every 6 hours, each change found to the second (zone offsets change on whole seconds)."""
+    sampled daily (no zone changes its offset twice within a day), each change found to the second
+    by bisection (offsets change on whole seconds). About 2 ms for a year."""
     def offset(epoch: int) -> int:
         when = datetime.fromtimestamp(epoch, timezone.utc).astimezone(DISTRICT_TZ)
         return int(when.utcoffset().total_seconds())  # type: ignore[union-attr]
@@ -131,7 +132,7 @@ def _utc_offsets(start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     stretches = [(lo_end, offset(lo_end))]
     t = lo_end
     while t < hi_end:
-        nxt = min(t + 6 * 3600, hi_end)
+        nxt = min(t + 86400, hi_end)
         if offset(nxt) != stretches[-1][1]:
             lo, hi = t, nxt                          # offset(lo) is the current one, offset(hi) not
             while hi - lo > 1:
