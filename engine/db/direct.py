@@ -307,7 +307,8 @@ def defer(conn, stmt, params: dict, after=None) -> None:
     """Run a prebuilt statement that returns no rows, by the time anything else runs on `conn` or
     it commits. `after(rowcount)`, if given, is called with its row count once it ran (it may
     raise, e.g. a version conflict; the transaction then rolls back)."""
-    plan = _plan(conn.dialect, stmt, tuple(params))
+    # (compiled as for executemany: an INSERT without the RETURNING of its new key)
+    plan = _plan(conn.dialect, stmt, tuple(params), many=True)
     if plan is None or plan.row is not None or conn.dialect.name != "postgresql" or _watched(conn):
         result = execute(conn, stmt, params)
         if after is not None:
