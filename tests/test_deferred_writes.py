@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from engine.db import direct
 from engine.db.models import AuditEvent
@@ -33,7 +33,7 @@ def audit(kind: str) -> dict:
 
 def names(system) -> dict[str, str]:
     with Session(system.db) as s:
-        return {u.code: u.name for u in s.query(Unit).all()}
+        return {u.code: u.name for u in s.exec(select(Unit)).all()}
 
 
 def deferring(conn) -> bool:
@@ -51,7 +51,7 @@ def test_reads_see_deferred_writes_and_the_commit_sends_them(system):
         assert direct.pending(conn) == 0
         direct.defer_many(conn, _ADD_AUDIT, [audit("a"), audit("b")])
         # a statement SQLAlchemy runs (here the ORM) sees them too
-        assert sorted(e.kind for e in s.query(AuditEvent).filter(AuditEvent.business_key == "K")) == ["a", "b"]
+        assert sorted(e.kind for e in s.exec(select(AuditEvent).where(AuditEvent.business_key == "K"))) == ["a", "b"]
         direct.defer(conn, _ADD_UNIT, unit("d2", "second"))
     assert names(system)["d2"] == "second", "sent before the commit"
 
@@ -123,3 +123,24 @@ def test_savepoint_undoes_its_block_and_keeps_what_came_before(system):
     kept = names(system).keys()
     assert {"outer", "inner-ok", "after"} <= kept
     assert not {"inner-unsent", "inner-sent", "inner-late"} & kept
+
+
+def test_an_engine_transaction_is_one_transaction_from_its_first_statement(system):
+    """On PostgreSQL the engine's write transactions run on an autocommit connection with their
+    BEGIN sent along with the first statement: a write sent at once, a lock taken by raw SQL and
+    a deferred write must all still be undone together by a rollback."""
+    from engine.domain.common import exclusive
+    with pytest.raises(RuntimeError):
+        with system.transaction() as s:
+            conn = s.connection()
+            direct.execute(conn, _ADD_UNIT, unit("sent-at-once"))
+            exclusive(s, "test-lock")
+            direct.defer(conn, _ADD_UNIT, unit("deferred"))
+            raise RuntimeError("the step failed")
+    assert not {"sent-at-once", "deferred"} & names(system).keys()
+    with system.transaction() as s:     # raw SQL first: the BEGIN goes before it
+        exclusive(s, "test-lock")
+        direct.execute(s.connection(), _ADD_UNIT, unit("after-lock"))
+    with system.transaction():          # nothing sent: nothing to open or commit
+        pass
+    assert "after-lock" in names(system)

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from sqlalchemy import exc as sa_exc
 
 __all__ = ["execute", "execute_many", "runs_on_cursor", "savepoint", "Result", "INTERNALS",
-           "defer", "defer_many", "flush", "discard", "pending", "watch_deferred"]
+           "begin", "defer", "defer_many", "finish", "flush", "discard", "pending", "watch_deferred"]
 
 # What this module reads of SQLAlchemy beyond its public API (pinned by tests/test_direct.py):
 INTERNALS = {
@@ -374,6 +374,26 @@ def flush(conn, then: tuple | None = None) -> None:
         after(count)
 
 
+_BEGIN = _Raw("BEGIN ISOLATION LEVEL READ COMMITTED")
+
+
+def begin(conn) -> None:
+    """Open the transaction with the first statement sent, in its round trip, instead of on a
+    round trip of its own (psycopg syncs after its own BEGIN, even in a pipeline). `conn` must
+    be in autocommit (isolation_level="AUTOCOMMIT"): the driver then sends no BEGIN, and still
+    sends COMMIT or ROLLBACK while the server says a transaction is open. PostgreSQL only."""
+    conn.connection.info.setdefault(_PENDING, []).append((_BEGIN, None, False, None))
+
+
+def finish(conn) -> None:
+    """`flush` before a commit; a transaction that never sent a statement is not opened at all."""
+    waiting = conn.connection.info.get(_PENDING)
+    if waiting and len(waiting) == 1 and waiting[0][0] is _BEGIN:
+        discard(conn)
+    else:
+        flush(conn)
+
+
 def discard(conn) -> None:
     """Drop the deferred writes of `conn` unsent (its transaction or savepoint rolled back)."""
     conn.connection.info.pop(_PENDING, None)
@@ -393,7 +413,7 @@ def watch_deferred(engine) -> None:
     @event.listens_for(engine, "commit")
     def _before_commit(conn):
         if _PENDING in conn.connection.info:
-            flush(conn)
+            finish(conn)
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn):

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from engine.clock import to_db
+from engine.db import direct
 from engine.db.upsert import insert_if_new, insert_later
 from engine.domain.models import Notification
 from engine.runtime.operations import OperationError
@@ -54,7 +55,9 @@ def exclusive(session: Session, name: str) -> None:
     lock; SQLite writers are already serialized by BEGIN IMMEDIATE). For calendar jobs that
     every worker runs at the same minute."""
     if session.get_bind().dialect.name == "postgresql":
-        session.connection().exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(n)s))", {"n": name})
+        conn = session.connection()
+        direct.flush(conn)     # (exec_driver_sql does not send deferred writes, the transaction's BEGIN among them)
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(n)s))", {"n": name})
 
 
 def load(session: Session, model, data, name: str):

@@ -83,15 +83,19 @@ class CaseEngine:
             yield session
             return
         options = {"write": write}
-        if not write and self.db.dialect.name == "postgresql":
-            # Reads need no BEGIN/COMMIT round trips: each statement sees committed data.
+        pg = self.db.dialect.name == "postgresql"
+        if pg:
+            # Reads need no BEGIN/COMMIT round trips: each statement sees committed data. A
+            # write's BEGIN goes with its first statement (engine.db.direct.begin).
             options["isolation_level"] = "AUTOCOMMIT"
         with Session(self.db, expire_on_commit=False, autoflush=False) as s:
             with s.begin():
-                s.connection(execution_options=options)
+                conn = s.connection(execution_options=options)
+                if write and pg:
+                    direct.begin(conn)
                 yield s
                 flush_audit(s)
-                direct.flush(s.connection())    # (the step's writes, in one pipeline on PostgreSQL)
+                direct.finish(s.connection())   # (the step's writes, in one pipeline on PostgreSQL)
             self.live.committed(s.info)     # (reached only once the transaction has committed)
 
     def record_event(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None,
