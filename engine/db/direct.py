@@ -22,13 +22,21 @@ Nothing is hidden from those who watch: when SQL logging is on (`echo`, or the
 (tracing, e.g. OpenTelemetry's SQLAlchemy instrumentation, or a test counting statements),
 every statement goes through `conn.execute`, so it is logged and seen like any other.
 
-Kept, not retired (issue 11): the step path runs 5-8 such statements per completion, and the
-measured saving is about half of SQLAlchemy's CPU per statement (above); fewer statements per
-step would not remove that per-statement cost. It is confined to this module's two functions,
-`execute` and `execute_many`. It reads SQLAlchemy internals, all named in `INTERNALS`:
-tests/test_direct.py pins each one (present, of the expected kind) and checks the rows
-against SQLAlchemy's own on both databases, so an upgrade that moves them fails there,
+Kept, not retired (issue 11): the measured saving is about half of SQLAlchemy's CPU per
+statement (above). It is confined to this module. It reads SQLAlchemy internals, all named in
+`INTERNALS`: tests/test_direct.py pins each one (present, of the expected kind) and checks the
+rows against SQLAlchemy's own on both databases, so an upgrade that moves them fails there,
 naming what moved.
+
+Deferred writes (issue 14, below `defer`): on PostgreSQL a step's writes go out together in one
+psycopg pipeline, and an engine transaction's BEGIN goes with its first statement, so a task
+completion waits on the server three times (the locked read, the writes, the COMMIT) where it
+waited eleven to thirteen times (counted on the wire by bench.server_cpu). What psycopg 3.3
+does here, measured with strace: after its own BEGIN it syncs and waits even inside a
+pipeline (hence the autocommit connection and our own BEGIN); leaving a pipeline always sends
+a Sync; a cursor in a pipeline has no description until its results are fetched, so
+SQLAlchemy's own execution cannot run inside one (hence writes are deferred, not the
+connection put in pipeline mode); a row count is read after the sync.
 """
 from __future__ import annotations
 

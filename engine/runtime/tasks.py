@@ -118,8 +118,9 @@ class TaskIndex:
     def authorized(self, s: Session, task_id: str, actor: Actor):
         """(open task as a row mapping, its instance) if `actor` may work on the task.
 
-        One query, locking the task row (PostgreSQL): concurrent completions queue here,
-        and the losers then find the task gone and get a Conflict."""
+        One query, locking the task's instance row (PostgreSQL), as every step locks it first:
+        concurrent completions queue here, and the losers then find the task no longer ready
+        in the workflow (TaskGone) or gone from the table (TaskGone, or a claim's count of 0)."""
         found = fetch_task_with_instance(s, task_id)
         if found is None:
             raise TaskGone(f"task {task_id} is not open (already completed, cancelled or unknown)")
