@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime
 
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from sqlalchemy import bindparam, or_
+from sqlalchemy import String, bindparam, func, literal_column, or_
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, select
 
 from engine import forms
@@ -139,13 +141,19 @@ class TaskIndex:
                   limit: int = 100, offset: int = 0) -> list[dict]:
         """Open tasks a person may work on: assigned to them, claimed by them, or unclaimed
         in one of their groups; optionally narrowed to a process, business key or instance."""
-        params = {"actor": actor.id if actor else None,
-                  "groups": sorted(actor.groups | {user_group(actor.id)}) if actor else [],
-                  "process_key": process_key, "business_key": business_key, "instance_id": instance_id,
-                  "limit": max(0, min(limit, 1000)), "offset": max(0, offset)}
-        q = _task_query(actor is not None, process_key is not None, business_key is not None, instance_id is not None)
+        pg = self.engine.db.dialect.name == "postgresql"
+        params: dict = {"limit": max(0, min(limit, 1000)), "offset": max(0, offset)}
+        if actor is not None:
+            groups = sorted(actor.groups | {user_group(actor.id)})
+            params.update(actor=actor.id, groups=groups if pg else json.dumps(groups))
+        for name, value in (("process_key", process_key), ("business_key", business_key),
+                            ("instance_id", instance_id)):
+            if value is not None:
+                params[name] = value
+        q = _task_query(pg, actor is not None, process_key is not None, business_key is not None,
+                        instance_id is not None)
         with self.engine.reading() as conn:     # (one statement: the groups come joined with each task)
-            rows = conn.execute(q, params).mappings().all()
+            rows = direct.execute(conn, q, params).mappings()
         out = []
         for r in rows:
             task = dict(r)
@@ -184,11 +192,18 @@ class FormsOf:
 
 
 @functools.lru_cache(maxsize=None)
-def _task_query(by_actor: bool, by_process: bool, by_key: bool, by_instance: bool):
-    """One prebuilt statement per combination of filters (16 at most)."""
+def _task_query(pg: bool, by_actor: bool, by_process: bool, by_key: bool, by_instance: bool):
+    """One prebuilt statement per database and combination of filters (32 at most). The
+    person's groups are one parameter (an array on PostgreSQL, a JSON list on SQLite), not an
+    expanding IN, so the statement is compiled once and runs on the cursor (engine.db.direct)."""
     q = select(OpenTask.__table__, GROUPS_JOINED.label("groups_joined"))
     if by_actor:
-        by_group = select(TaskGroup.task_id).where(TaskGroup.group_name.in_(bindparam("groups", expanding=True)))
+        if pg:
+            mine = TaskGroup.group_name == func.any(bindparam("groups", type_=postgresql.ARRAY(String)))
+        else:
+            mine = TaskGroup.group_name.in_(select(literal_column("value"))
+                                            .select_from(func.json_each(bindparam("groups", type_=String))))
+        by_group = select(TaskGroup.task_id).where(mine)
         q = q.where(or_(OpenTask.assignee == bindparam("actor"), OpenTask.claimed_by == bindparam("actor"),
                         OpenTask.claimed_by.is_(None) & OpenTask.id.in_(by_group)))
     if by_process:
