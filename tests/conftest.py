@@ -140,6 +140,28 @@ class _PgDatabases:
 _pg = _PgDatabases(PG_URL) if PG_URL else None
 
 
+def pytest_collection_modifyitems(config, items):
+    """Without CITYLOOP_TEST_DATABASE_URL (the SQLite pass), tests marked postgresql_only are
+    deselected, not skipped: they run in the PostgreSQL pass, and the summary says so."""
+    if PG_URL:
+        return
+    pg_only = [item for item in items if item.get_closest_marker("postgresql_only")]
+    if pg_only:
+        config.hook.pytest_deselected(items=pg_only)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql_only")]
+        config.stash[_PG_ONLY] = len(pg_only)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    deselected = config.stash.get(_PG_ONLY, 0)
+    if deselected:
+        terminalreporter.write_line(f"{deselected} PostgreSQL-only tests deselected: they run in the PostgreSQL pass "
+                                    "(set CITYLOOP_TEST_DATABASE_URL)")
+
+
+_PG_ONLY = pytest.StashKey[int]()
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _pg is not None:
         _pg.drop_all()

@@ -13,7 +13,7 @@ import pytest
 from bench.pgwire import SSL_REQUEST, FrontendParser, ProtocolError, Tally, WireProxy
 
 PG_URL = os.environ.get("CITYLOOP_TEST_DATABASE_URL")
-needs_pg = pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (CITYLOOP_TEST_DATABASE_URL)")
+needs_pg = pytest.mark.postgresql_only     # (deselected in the SQLite pass: tests/conftest.py)
 
 
 def msg(kind: str, payload: bytes = b"") -> bytes:

@@ -305,9 +305,18 @@ def test_serve_prints_its_summary_and_stops_on_sigterm(tmp_path):
             assert proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "no summary in time:\n" + "".join(lines)
             time.sleep(0.1)
-        time.sleep(1.5)        # let a few sweeps run
+        # the summary is printed before the HTTP server binds: wait until it answers (on a
+        # slow machine that took over 2 s), while the timer sweep already runs every 0.5 s
         base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
+        while True:
+            try:
+                answer = httpx.get(f"{base}/openapi.json", timeout=10)
+                break
+            except httpx.ConnectError:
+                assert proc.poll() is None, "".join(lines)
+                assert time.monotonic() < deadline, "the server did not answer in time:\n" + "".join(lines)
+                time.sleep(0.1)
+        assert answer.status_code == 200
         me = httpx.get(f"{base}/api/v1/auth/me", timeout=10)
         assert me.status_code == 401 and me.json()["error"] == "unauthorized"
         token = httpx.post(f"{base}/api/v1/auth/login", json={"username": "dispatcher1", "password": DEMO_PASSWORD},
