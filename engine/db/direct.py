@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections import namedtuple
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import exc as sa_exc
 
@@ -268,7 +268,7 @@ def savepoint(session, name: str = "step"):
     deferring = conn.dialect.name == "postgresql"
     marker = _Raw(f"SAVEPOINT {name}")
     if deferring:
-        conn.connection.info.setdefault(_PENDING, []).append((marker, None, False, None))
+        _queue(conn, (marker, None, False, None))
     else:
         cursor.execute(marker.sql)
     try:
@@ -290,7 +290,7 @@ def savepoint(session, name: str = "step"):
             session.expunge(obj)
         raise
     if deferring:
-        conn.connection.info.setdefault(_PENDING, []).append((_Raw(f"RELEASE SAVEPOINT {name}"), None, False, None))
+        _queue(conn, (_Raw(f"RELEASE SAVEPOINT {name}"), None, False, None))
     else:
         cursor.execute(f"RELEASE SAVEPOINT {name}")
 
@@ -317,12 +317,12 @@ def defer(conn, stmt, params: dict, after=None) -> None:
     raise, e.g. a version conflict; the transaction then rolls back)."""
     # (compiled as for executemany: an INSERT without the RETURNING of its new key)
     plan = _plan(conn.dialect, stmt, tuple(params), many=True)
-    if plan is None or plan.row is not None or conn.dialect.name != "postgresql" or _watched(conn):
+    if not _deferrable(conn, plan):
         result = execute(conn, stmt, params)
         if after is not None:
             after(result.rowcount)
         return
-    conn.connection.info.setdefault(_PENDING, []).append((plan, plan.parameters(params), False, after))
+    _queue(conn, (plan, plan.parameters(params), False, after))
 
 
 def defer_many(conn, stmt, rows: list[dict]) -> None:
@@ -333,10 +333,19 @@ def defer_many(conn, stmt, rows: list[dict]) -> None:
         defer(conn, stmt, rows[0])
         return
     plan = _plan(conn.dialect, stmt, tuple(rows[0]), many=True)
-    if plan is None or plan.row is not None or conn.dialect.name != "postgresql" or _watched(conn):
+    if not _deferrable(conn, plan):
         execute_many(conn, stmt, rows)
         return
-    conn.connection.info.setdefault(_PENDING, []).append((plan, [plan.parameters(r) for r in rows], True, None))
+    _queue(conn, (plan, [plan.parameters(r) for r in rows], True, None))
+
+
+def _deferrable(conn, plan) -> bool:
+    """A statement that returns no rows, runs on the cursor, on PostgreSQL, with nobody watching."""
+    return plan is not None and plan.row is None and conn.dialect.name == "postgresql" and not _watched(conn)
+
+
+def _queue(conn, entry: tuple) -> None:
+    conn.connection.info.setdefault(_PENDING, []).append(entry)
 
 
 def pending(conn) -> int:
@@ -355,30 +364,23 @@ def flush(conn, then: tuple | None = None) -> None:
         return
     raw, cursor = _cursor(conn)
     checked: list = []
-    plan, args = waiting[0][0], waiting[0][1]
+    plan, args = waiting[-1][0], waiting[-1][1]
     try:
-        if len(waiting) == 1:
-            plan, args, many, after = waiting[0]
-            (cursor.executemany if many else cursor.execute)(plan.sql, args)
-            if after is not None:
-                checked.append((cursor, after))
-        else:
-            with raw.pipeline():
-                for plan, args, many, after in waiting:
-                    if after is not None:     # (its own cursor: its row count is read after the sync)
-                        own = raw.cursor()
-                        own.execute(plan.sql, args)
-                        checked.append((own, after))
-                    elif many:
-                        cursor.executemany(plan.sql, args)
-                    else:
-                        cursor.execute(plan.sql, args)
+        with raw.pipeline() if len(waiting) > 1 else nullcontext():
+            for plan, args, many, after in waiting:
+                if after is not None:     # (its own cursor: its row count is read after the sync)
+                    own = raw.cursor()
+                    own.execute(plan.sql, args)
+                    checked.append((own, after))
+                elif many:
+                    cursor.executemany(plan.sql, args)
+                else:
+                    cursor.execute(plan.sql, args)
     except conn.dialect.loaded_dbapi.Error as error:
         _raise(conn, conn.dialect, error, plan.sql, args, raw, cursor)
-    for used, after in checked:
-        count = used.rowcount
-        if used is not cursor:
-            used.close()
+    for own, after in checked:
+        count = own.rowcount
+        own.close()
         after(count)
 
 
@@ -390,7 +392,7 @@ def begin(conn) -> None:
     round trip of its own (psycopg syncs after its own BEGIN, even in a pipeline). `conn` must
     be in autocommit (isolation_level="AUTOCOMMIT"): the driver then sends no BEGIN, and still
     sends COMMIT or ROLLBACK while the server says a transaction is open. PostgreSQL only."""
-    conn.connection.info.setdefault(_PENDING, []).append((_BEGIN, None, False, None))
+    _queue(conn, (_BEGIN, None, False, None))
 
 
 def finish(conn) -> None:
@@ -425,11 +427,11 @@ def watch_deferred(engine) -> None:
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn):
-        conn.connection.info.pop(_PENDING, None)
+        discard(conn)
 
     @event.listens_for(engine, "rollback_savepoint")
     def _on_rollback_savepoint(conn, *_args):
-        conn.connection.info.pop(_PENDING, None)
+        discard(conn)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection, record):    # (nothing deferred outlives its checkout)
