@@ -71,23 +71,49 @@ def test_a_rollback_drops_what_was_deferred(system):
 
 
 def test_a_failed_check_stops_the_commit(system):
-    def exactly_one(rowcount: int) -> None:
-        if rowcount != 1:
-            raise LookupError(f"{rowcount} rows changed")
-    with pytest.raises(LookupError, match="0 rows changed"):
+    """A checked write that changes another number of rows than expected raises the caller's
+    error before anything commits; on PostgreSQL the server checks it, in the same round trip
+    as the writes around it and the COMMIT."""
+    class Changed(LookupError):
+        def __init__(self, count: int):
+            super().__init__(f"{count} rows changed")
+    with pytest.raises(Changed, match="0 rows changed"):
         with Session(system.db) as s, s.begin():
             conn = s.connection()
             direct.defer(conn, _ADD_UNIT, unit("with-check"))
-            direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, after=exactly_one)
+            direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, expect=1, otherwise=Changed)
             direct.flush(conn)
     assert "with-check" not in names(system), "the check rolled the transaction back"
-    seen: list[int] = []
-    with Session(system.db) as s, s.begin():
+    with pytest.raises(Changed, match="1 rows changed"):   # the second of two checks fails
+        with system.transaction() as s:
+            conn = s.connection()
+            direct.defer(conn, _ADD_UNIT, unit("checked-twice"))
+            direct.defer(conn, _RENAME, {"code_of": "checked-twice", "new_name": "ok"}, expect=1, otherwise=Changed)
+            direct.defer(conn, _RENAME, {"code_of": "checked-twice", "new_name": "no"}, expect=2, otherwise=Changed)
+    assert "checked-twice" not in names(system)
+    with system.transaction() as s:       # checks that hold: all of it commits (with the COMMIT on PostgreSQL)
         conn = s.connection()
         direct.defer(conn, _ADD_UNIT, unit("checked"))
-        direct.defer(conn, _RENAME, {"code_of": "checked", "new_name": "ok"}, after=seen.append)
-        direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, after=seen.append)
-    assert seen == [1, 0] and names(system)["checked"] == "ok"
+        direct.defer(conn, _RENAME, {"code_of": "checked", "new_name": "ok"}, expect=1, otherwise=Changed)
+        direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, expect=0)
+    assert names(system)["checked"] == "ok"
+
+
+def test_an_engine_transaction_sends_its_commit_with_its_writes(system):
+    """On PostgreSQL the COMMIT of an engine write transaction goes in the pipeline of its last
+    writes: after them nothing is left open on the server, and what the session's ORM added
+    went before the COMMIT, inside the transaction."""
+    with system.transaction() as s:
+        conn = s.connection()
+        direct.defer(conn, _ADD_UNIT, unit("deferred-one"))
+        s.add(Unit(**unit("orm-one")))
+    kept = names(system)
+    assert {"deferred-one", "orm-one"} <= kept.keys()
+    with pytest.raises(IntegrityError):     # the ORM's write fails: the deferred one is not committed either
+        with system.transaction() as s:
+            direct.defer(s.connection(), _ADD_UNIT, unit("deferred-two"))
+            s.add(Unit(**unit("orm-one")))
+    assert "deferred-two" not in names(system)
 
 
 def test_a_database_error_in_a_deferred_write_is_sqlalchemys(system):

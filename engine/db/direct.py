@@ -29,20 +29,24 @@ rows against SQLAlchemy's own on both databases, so an upgrade that moves them f
 naming what moved.
 
 Deferred writes (issue 14, below `defer`): on PostgreSQL a step's writes go out together in one
-psycopg pipeline, and an engine transaction's BEGIN goes with its first statement, so a task
-completion waits on the server three times (the locked read, the writes, the COMMIT) where it
-waited eleven to thirteen times (counted on the wire by bench.server_cpu). What psycopg 3.3
-does here, measured with strace: after its own BEGIN it syncs and waits even inside a
-pipeline (hence the autocommit connection and our own BEGIN); leaving a pipeline always sends
-a Sync; a cursor in a pipeline has no description until its results are fetched, so
-SQLAlchemy's own execution cannot run inside one (hence writes are deferred, not the
-connection put in pipeline mode); a row count is read after the sync.
+psycopg pipeline, an engine transaction's BEGIN goes with its first statement and its COMMIT with
+its last writes, so a task completion waits on the server twice (the locked read, then the writes
+with the COMMIT) where it waited eleven to thirteen times (counted on the wire by
+bench.server_cpu). A write whose row count must be checked (the instance row's version) is
+checked by the server, inside the statement, so the check too is ahead of the COMMIT in the same
+round trip. What psycopg 3.3 does here, measured with strace: after its own BEGIN it syncs and
+waits even inside a pipeline (hence the autocommit connection and our own BEGIN); leaving a
+pipeline always sends a Sync; a cursor in a pipeline has no description until its results are
+fetched, so SQLAlchemy's own execution cannot run inside one (hence writes are deferred, not the
+connection put in pipeline mode); a row count is read after the sync (hence the check in SQL).
 """
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections import namedtuple
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import exc as sa_exc
@@ -307,22 +311,45 @@ def savepoint(session, name: str = "step"):
 # call and no round trip, and whenever the connection is watched (SQL logging, tracing), a deferred
 # write runs at once.
 
-_PENDING = "cityloop.deferred_writes"   # DBAPI connection record's info: [(plan, args, many, after)]
+_PENDING = "cityloop.deferred_writes"   # DBAPI connection record's info: [(plan, args, many, check)]
 _Raw = namedtuple("_Raw", "sql")        # a statement deferred as SQL text (a savepoint's)
 
 
-def defer(conn, stmt, params: dict, after=None) -> None:
+def defer(conn, stmt, params: dict, expect: int | None = None,
+          otherwise: Callable[[int], BaseException] | None = None) -> None:
     """Run a prebuilt statement that returns no rows, by the time anything else runs on `conn` or
-    it commits. `after(rowcount)`, if given, is called with its row count once it ran (it may
-    raise, e.g. a version conflict; the transaction then rolls back)."""
+    it commits. `expect`: how many rows it must change; if it changes another number, the
+    transaction fails with `otherwise(count)` (the caller then rolls it back). On PostgreSQL the
+    count is checked by the server, in the statement, so the COMMIT can go in the same round trip."""
     # (compiled as for executemany: an INSERT without the RETURNING of its new key)
     plan = _plan(conn.dialect, stmt, tuple(params), many=True)
     if not _deferrable(conn, plan):
         result = execute(conn, stmt, params)
-        if after is not None:
-            after(result.rowcount)
+        if expect is not None and result.rowcount != expect:
+            raise (otherwise or _Unexpected)(result.rowcount)
         return
-    _queue(conn, (plan, plan.parameters(params), False, after))
+    check = (expect, otherwise or _Unexpected) if expect is not None else None
+    _queue(conn, (plan, plan.parameters(params), False, check))
+
+
+class _Unexpected(RuntimeError):
+    def __init__(self, count: int):
+        super().__init__(f"a checked write changed {count} rows")
+
+
+# A checked write on PostgreSQL: the statement in a CTE, and a cast that fails with the entry's
+# tag and the count in its message when the count is not the expected one (not a constant, so
+# the planner cannot fold it into an error of every execution).
+_CHECKED = ("WITH changed AS ({sql} RETURNING 1) SELECT CASE WHEN count(*) = {expect} THEN 1 ELSE "
+            "('cityloop-expect ' || {tag}::text || ':' || count(*))::int END FROM changed")
+_CHECK_FAILED = re.compile(r"cityloop-expect (\d+):(\d+)")
+
+
+def _checked(plan, args, expect: int, tag: int):
+    if isinstance(args, dict):
+        return _CHECKED.format(sql=plan.sql, expect=int(expect), tag="%(cityloop_check)s"), {**args,
+                                                                                           "cityloop_check": tag}
+    return _CHECKED.format(sql=plan.sql, expect=int(expect), tag="%s"), (*args, tag)
 
 
 def defer_many(conn, stmt, rows: list[dict]) -> None:
@@ -354,37 +381,35 @@ def pending(conn) -> int:
 
 
 def flush(conn, then: tuple | None = None) -> None:
-    """Send the deferred writes of `conn` (several in one pipeline) and run their `after` checks.
-    `then`: (sql, args) of a statement to run last in the same round trip, its result left on
-    the connection's cursor."""
+    """Send the deferred writes of `conn` (several in one pipeline); a checked write that changed
+    another number of rows than expected raises its error. `then`: (sql, args) of a statement
+    to run last in the same round trip, its result left on the connection's cursor."""
     waiting = conn.connection.info.pop(_PENDING, None) or []
     if then is not None:
         waiting.append((_Raw(then[0]), then[1], False, None))
     if not waiting:
         return
     raw, cursor = _cursor(conn)
-    checked: list = []
-    plan, args = waiting[-1][0], waiting[-1][1]
+    sql, args = waiting[-1][0].sql, waiting[-1][1]
     try:
         with raw.pipeline() if len(waiting) > 1 else nullcontext():
-            for plan, args, many, after in waiting:
-                if after is not None:     # (its own cursor: its row count is read after the sync)
-                    own = raw.cursor()
-                    own.execute(plan.sql, args)
-                    checked.append((own, after))
-                elif many:
-                    cursor.executemany(plan.sql, args)
+            for tag, (plan, args, many, check) in enumerate(waiting):
+                sql = plan.sql
+                if check is not None:
+                    sql, args = _checked(plan, args, check[0], tag)
+                if many:
+                    cursor.executemany(sql, args)
                 else:
-                    cursor.execute(plan.sql, args)
+                    cursor.execute(sql, args)
     except conn.dialect.loaded_dbapi.Error as error:
-        _raise(conn, conn.dialect, error, plan.sql, args, raw, cursor)
-    for own, after in checked:
-        count = own.rowcount
-        own.close()
-        after(count)
+        failed = _CHECK_FAILED.search(str(getattr(getattr(error, "diag", None), "message_primary", None) or error))
+        if failed is not None and int(failed[1]) < len(waiting) and waiting[int(failed[1])][3] is not None:
+            raise waiting[int(failed[1])][3][1](int(failed[2])) from None
+        _raise(conn, conn.dialect, error, sql, args, raw, cursor)
 
 
 _BEGIN = _Raw("BEGIN ISOLATION LEVEL READ COMMITTED")
+_COMMIT = ("COMMIT", None)
 
 
 def begin(conn) -> None:
@@ -395,13 +420,18 @@ def begin(conn) -> None:
     _queue(conn, (_BEGIN, None, False, None))
 
 
-def finish(conn) -> None:
-    """`flush` before a commit; a transaction that never sent a statement is not opened at all."""
+def finish(conn, commit: bool = False) -> None:
+    """`flush` before a commit; a transaction that never sent a statement is not opened at all.
+    `commit`: the transaction was opened by `begin`, and its COMMIT goes in the same round trip
+    as its last writes (the driver's commit then finds no transaction open and sends nothing).
+    Nothing may run on the connection after that but the session's commit."""
     waiting = conn.connection.info.get(_PENDING)
-    if waiting and len(waiting) == 1 and waiting[0][0] is _BEGIN:
+    if not waiting:
+        return
+    if len(waiting) == 1 and waiting[0][0] is _BEGIN:
         discard(conn)
     else:
-        flush(conn)
+        flush(conn, then=_COMMIT if commit else None)
 
 
 def discard(conn) -> None:

@@ -95,7 +95,9 @@ class CaseEngine:
                     direct.begin(conn)
                 yield s
                 flush_audit(s)
-                direct.finish(s.connection())   # (the step's writes, in one pipeline on PostgreSQL)
+                s.flush()       # (ORM changes too go before the COMMIT)
+                # the step's writes, in one pipeline on PostgreSQL, with the COMMIT
+                direct.finish(s.connection(), commit=write and pg)
             self.live.committed(s.info)     # (reached only once the transaction has committed)
 
     def record_event(self, s: Session, instance: InstanceRow | None, actor: str, kind: str, element=None,
@@ -201,11 +203,11 @@ class CaseEngine:
         if done:
             values["completed_at"] = params["completed_at"] = to_db(now)
 
-        def saved(rowcount: int, instance_id=row.id) -> None:
-            if rowcount != 1:   # (the row is locked for the step on PostgreSQL: a safety net)
-                raise Conflict(f"instance {instance_id} was changed by someone else; reload and retry")
-        # sent with the step's other writes (engine.db.direct.defer), checked before the commit
-        direct.defer(s.connection(), SAVE_COMPLETED if done else SAVE_INSTANCE, params, after=saved)
+        def conflict(count: int, instance_id=row.id) -> Conflict:
+            return Conflict(f"instance {instance_id} was changed by someone else; reload and retry")
+        # sent with the step's other writes (engine.db.direct.defer); the row count is checked before
+        # the commit (on PostgreSQL the row is locked for the step: a safety net)
+        direct.defer(s.connection(), SAVE_COMPLETED if done else SAVE_INSTANCE, params, expect=1, otherwise=conflict)
         if row.error is not None:     # an earlier step failed (a timer, say): this one went through
             incidents.close_instance(s, row.id, now, actor.id)
         for k, v in values.items():
