@@ -96,3 +96,36 @@ def test_a_step_that_raises_leaves_nothing_to_reuse(district):
     assert retried["resolved_at"] is not None, retried
     assert district.live.hits == hits, "nothing kept from the failed step was reused"
     assert _state(district, order) == "at_unit", "the reviewer's rejection, applied from the row"
+
+
+def test_a_step_from_a_kept_workflow_writes_what_a_step_from_the_row_writes(db_url, clock):
+    """A kept workflow comes with the scan of its save (the open tasks, awaited messages, timers
+    and called processes the side tables mirror), and its next step starts from that scan
+    instead of scanning again: the side tables and the audit trail must come out exactly as
+    when every step reads the row and scans it."""
+    kept, cold = build(db_url, clock=clock), build(db_url, clock=clock)
+    cold.live.capacity = 0          # this worker keeps nothing: every step from the row
+    try:
+        seed(kept)
+        orders = {"kept": _report(kept), "cold": _report(cold)}
+        engines = {"kept": kept, "cold": cold}
+        steps = [(WORKER_EAST, FIXED), (REVIEWER, {"decision": "reject", "reason": "again"}),
+                 (WORKER_EAST, FIXED), (REVIEWER, {"decision": "approve"})]
+
+        def seen(name: str) -> list:
+            order = orders[name]
+            tasks = [(t["name"], t["groups"], t["assignee"], t["due_at"] is not None)
+                     for t in kept.tasks.for_actor(business_key=order.number)]
+            events = [(e["kind"], e["element"]) for e in kept.audit(business_key=order.number)]
+            return [tasks, events, kept.instance(order.instance_id)["state"]]
+
+        assert seen("kept") == seen("cold")
+        for who, form in steps:
+            for name, engine in engines.items():
+                engine.complete(only_task(engine, who, orders[name].number)["id"], who, form)
+            assert seen("kept") == seen("cold")
+        assert kept.live.hits >= len(steps) and cold.live.hits == 0
+        assert _state(kept, orders["kept"]) == "closed"
+    finally:
+        kept.db.dispose()
+        cold.db.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Mapping
@@ -72,6 +73,8 @@ class CaseEngine:
         self.definitions = DefinitionStore(registry.names())
         self.tasks = TaskIndex(self)
         self.live = LiveWorkflows(live_workflows)   # this worker's workflows of its last steps
+        # a workflow taken from `live` -> its scan at its save, until its step begins
+        self._scanned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Called as fn(session, instance, open_task) when a human task opens (domain state mirrors).
         self.task_listeners: list[Callable] = []
 
@@ -144,8 +147,10 @@ class CaseEngine:
     def load(self, s: Session, row: InstanceRow, actor: Actor, reuse: bool = True) -> BpmnWorkflow:
         """The instance's workflow: this worker's live copy when it saved the row's current
         version (`reuse`, for a step, which then owns it), else deserialized from the row."""
-        wf = self.live.take(row.id, row.version) if reuse else None
-        if wf is None:
+        kept = self.live.take(row.id, row.version) if reuse else None
+        if kept is not None:
+            wf, self._scanned[wf] = kept    # (the step starts from the scan of its save)
+        else:
             spec, subprocess_specs = self.definitions.spec(s, row.definition_id)
             wf = serializer.loads(row.workflow, spec, subprocess_specs)
         # A deserialized workflow carries the library's eval-based engine: replace it, always.
@@ -155,7 +160,8 @@ class CaseEngine:
     def _advance(self, s: Session, row: InstanceRow, wf: BpmnWorkflow, actor: Actor,
                  mutate: Callable[[BpmnWorkflow], None] | None) -> None:
         # (no mutation: a fresh workflow's first step; nothing of it is in the side tables yet)
-        before, events = (state.scan(wf) if mutate is not None else state.EMPTY), mark(s)
+        before = state.EMPTY if mutate is None else (self._scanned.pop(wf, None) or state.scan(wf))
+        events = mark(s)
         try:
             if mutate is not None:
                 mutate(wf)
@@ -214,7 +220,7 @@ class CaseEngine:
             setattr(row, k, v)
         self.tasks.sync(s, row, wf, before, after)
         if not done:
-            self.live.saved(s.info, row.id, row.version, wf)
+            self.live.saved(s.info, row.id, row.version, wf, after)
         if done:
             self.record_event(s, row, actor.id, "instance_completed")
 

@@ -2,7 +2,9 @@
 the next step on one of them skips deserialization (as Temporal's sticky workers skip
 replaying history).
 
-An entry is keyed by instance id and holds the row version it was saved as; it is used only
+An entry is keyed by instance id and holds the row version it was saved as, and the scan of
+the workflow's live tasks taken at that save (engine.runtime.state.Scan: the next step starts
+from it instead of scanning again); it is used only
 when the row read under lock has that same version, so a step by another worker (a newer
 version) or a lost race simply misses. An entry is taken out when used (one step at a time
 owns the object) and put back only after the transaction that saved it has committed: a step
@@ -22,27 +24,29 @@ PENDING = "cityloop.live_workflows"    # Session.info key: saved workflows waiti
 class LiveWorkflows:
     def __init__(self, capacity: int):
         self.capacity = max(0, capacity)
-        self._entries: OrderedDict[int, tuple[int, Any]] = OrderedDict()
+        self._entries: OrderedDict[int, tuple[int, Any, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def take(self, instance_id: int, version: int):
-        """The workflow saved as `version` of the instance, now owned by the caller, or None."""
+    def take(self, instance_id: int, version: int) -> tuple[Any, Any] | None:
+        """(workflow, its scan at the save) saved as `version` of the instance, the workflow now
+        owned by the caller; or None."""
         if not self.capacity:
             return None
         with self._lock:
             found = self._entries.pop(instance_id, None)
             if found is not None and found[0] == version:
                 self.hits += 1
-                return found[1]
+                return found[1], found[2]
             self.misses += 1
             return None
 
-    def saved(self, info: dict, instance_id: int, version: int, workflow) -> None:
-        """Note a workflow just saved as `version`, in the transaction whose Session.info is `info`."""
+    def saved(self, info: dict, instance_id: int, version: int, workflow, scan) -> None:
+        """Note a workflow just saved as `version` (and its scan at that save), in the transaction
+        whose Session.info is `info`."""
         if self.capacity:
-            info.setdefault(PENDING, {})[instance_id] = (version, workflow)
+            info.setdefault(PENDING, {})[instance_id] = (version, workflow, scan)
 
     def committed(self, info: dict) -> None:
         """The transaction committed: keep what it saved (the newest version of each instance)."""
