@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from engine.db.models import AuditEvent, Instance, OpenTask, TaskGroup
 from engine.domain import workorders
 from engine.domain.models import WorkOrder
-from engine.runtime.errors import Actor, Conflict
+from engine.runtime.errors import Actor, Conflict, NotFound
 from engine.system import WORKFLOWS
 from tests.district import DISPATCHER, PHOTO, REVIEWER, WORKER_EAST, only_task
 
@@ -84,6 +84,21 @@ def test_new_version_for_new_instances_running_ones_keep_theirs(district):
     for order in (old, new):
         district.complete(only_task(district, REVIEWER, order.number)["id"], REVIEWER, {"decision": "approve"})
         assert district.instance(order.instance_id)["state"] == "completed"
+
+
+def test_starting_a_process_nobody_deployed_is_not_found_and_leaves_nothing(district):
+    """The newest version is looked up with the insert (one statement on PostgreSQL): no such
+    process, no instance row and no audit event."""
+    with Session(district.db) as s:
+        rows, events = len(s.exec(select(Instance)).all()), len(s.exec(select(AuditEvent)).all())
+    with pytest.raises(NotFound, match="no process 'street_lamps' is deployed"):
+        district.start("street_lamps", {"order_id": 1}, DISPATCHER, business_key="SL-1")
+    with Session(district.db) as s:
+        assert len(s.exec(select(Instance)).all()) == rows
+        assert len(s.exec(select(AuditEvent)).all()) == events
+    order = workorders.report(district, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
+    started = district.instance(order.instance_id)
+    assert (started["state"], started["version"], started["business_key"]) == ("running", 1, order.number)
 
 
 def test_new_decision_table_reaches_new_instances_only(district):

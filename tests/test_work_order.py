@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from engine.domain import workorders
 from engine.domain.models import Notification, WorkOrder
-from engine.runtime.errors import Forbidden, ValidationFailed
+from engine.runtime.errors import Forbidden, ProcessError, ValidationFailed
 from tests.district import DISPATCHER, PHOTO, REVIEWER, ROADS, WORKER_EAST, WORKER_WEST, only_task
 
 
@@ -70,6 +70,20 @@ def test_not_ours_goes_to_dispatcher_and_is_rerouted(district):
     only_task(district, ROADS, order.number)
     rerouted = [e for e in district.audit(business_key=order.number) if e["kind"] == "rerouted"]
     assert rerouted[0]["detail"]["reason"] == "road defect" and rerouted[0]["actor"] == DISPATCHER.id
+
+
+def test_a_reroute_to_a_unit_that_does_not_exist_fails_and_changes_nothing(district):
+    """The dispatch checks the unit within its update of the order (one statement): a unit code
+    of the right form that names no unit fails the step, naming the unit, and the order stays."""
+    order = workorders.report(district, DISPATCHER, source="patrol", category="exposed_garbage", area="dongcheng")
+    task = only_task(district, WORKER_EAST, order.number)
+    district.complete(task["id"], WORKER_EAST, {"action": "not_ours", "reason": "this is a road defect"})
+    reroute = only_task(district, DISPATCHER, order.number)
+    with pytest.raises(ProcessError, match="unit 'no-such-unit' does not exist"):
+        district.complete(reroute["id"], DISPATCHER, {"unit": "no-such-unit", "reason": "road defect"})
+    o = _order(district, order.number)
+    assert (o.unit_code, o.state, o.reroute_count) == ("clean-east", "rerouting", 0)
+    assert not [e for e in district.audit(business_key=order.number) if e["kind"] == "rerouted"]
 
 
 def test_sla_timer_escalates_without_interrupting(district, clock):

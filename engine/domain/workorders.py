@@ -128,7 +128,8 @@ def on_task_opened(session: Session, instance, open_task: dict) -> None:
 # costs about 0.2 ms, and an operation runs inside every step that reaches it.
 _W = WorkOrder
 _UNIT = select(Unit.code, Unit.leader_id).where(Unit.code == bindparam("code"))
-_DISPATCH = (update(_W).where(_W.id == bindparam("order_id"))
+_DISPATCH = (update(_W).where(_W.id == bindparam("order_id"),     # (and the unit exists: checked in the same trip)
+                              select(Unit.code).where(Unit.code == bindparam("new_unit")).exists())
              .values(unit_code=bindparam("new_unit"), sla_due=bindparam("due"), dispatched_at=bindparam("at"),
                      priority=func.coalesce(bindparam("new_priority"), _W.priority, "normal"), overdue=False,
                      state=OrderState.AT_UNIT.value, reroute_count=_W.reroute_count + bindparam("rerouted"))
@@ -154,21 +155,25 @@ def _run(ctx: OpContext, data, stmt, **params):
 def dispatch(ctx: OpContext, data, params):
     """Route the order straight to its responsible unit and start its SLA clock."""
     unit_code = need(data, "unit", str)
-    unit = direct.execute(ctx.session.connection(), _UNIT, {"code": unit_code}).first()
-    if unit is None:
-        raise OperationError(f"unit {unit_code!r} does not exist")
     hours = data.get("sla_hours") or 72
     if not isinstance(hours, (int, float)) or not 0 < hours <= 24 * 90:
         raise OperationError(f"sla_hours {hours!r} is out of range")
     rerouted = params.get("mode") == "reroute"
     sla_due = ctx.now + timedelta(hours=hours)
-    order = _run(ctx, data, _DISPATCH, new_unit=unit.code, due=to_db(sla_due), at=to_db(ctx.now),
-                 new_priority=data.get("priority"), rerouted=int(rerouted))
-    ctx.audit("rerouted" if rerouted else "dispatched", key=order.number, unit=unit.code, priority=order.priority,
+    ctx.session.flush()
+    conn = ctx.session.connection()
+    order = direct.execute(conn, _DISPATCH, {"order_id": need(data, "order_id", int), "new_unit": unit_code,
+                                             "due": to_db(sla_due), "at": to_db(ctx.now),
+                                             "new_priority": data.get("priority"), "rerouted": int(rerouted)}).first()
+    if order is None:   # (the unit or the order is missing: say which)
+        if direct.execute(conn, _UNIT, {"code": unit_code}).first() is None:
+            raise OperationError(f"unit {unit_code!r} does not exist")
+        raise OperationError(f"work order {data['order_id']} does not exist")
+    ctx.audit("rerouted" if rerouted else "dispatched", key=order.number, unit=unit_code, priority=order.priority,
               sla_due=sla_due.isoformat(), reason=data.get("reason") if rerouted else None)
-    notify(ctx.session, f"dispatch:{order.number}:{ctx.task_id}", f"unit:{unit.code}",
+    notify(ctx.session, f"dispatch:{order.number}:{ctx.task_id}", f"unit:{unit_code}",
            f"New work order {order.number}", f"{order.category} in {order.area}: {order.description}", ctx.now)
-    return {"sla_due": sla_due.isoformat(), "unit": unit.code}
+    return {"sla_due": sla_due.isoformat(), "unit": unit_code}
 
 
 def escalate(ctx: OpContext, data, params):

@@ -55,8 +55,8 @@ from engine.runtime.rows import (
     InstanceRow,
     fetch_instance,
     fetch_open_task,
-    insert_instance,
     instance_query,
+    start_instance,
 )
 from engine.runtime.tasks import TaskIndex
 
@@ -232,13 +232,10 @@ class CaseEngine:
         except DataError as exc:
             raise ValidationFailed({exc.field: str(exc)}) from None
         with self.transaction(session) as s:
-            try:
-                definition_id, version = self.definitions.latest_process(s, process_key)
-            except KeyError:
-                raise NotFound(f"no process {process_key!r} is deployed") from None
-            now = to_db(self.clock())
-            row = insert_instance(s, process_key=process_key, definition_id=definition_id, business_key=business_key,
-                                  state="running", version=1, workflow="{}", created_at=now, updated_at=now)
+            started = start_instance(s, process_key, business_key, to_db(self.clock()))
+            if started is None:
+                raise NotFound(f"no process {process_key!r} is deployed")
+            row, version = started
             self.record_event(s, row, actor.id, "instance_started", element=process_key, version=version, data=data)
             try:
                 # a failing first step leaves the instance (and the caller's rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal, select, true, update
 from sqlmodel import Session
 
 from engine.db import direct
@@ -18,7 +18,7 @@ from engine.db.models import AuditEvent, AwaitedMessage, Definition, Instance, O
 __all__ = ["DELETE_AWAITED", "DELETE_TASK", "DELETE_TASKS", "GROUP_SEPARATOR", "GROUPS_JOINED", "INSERT_AUDIT",
            "INSERT_AWAITED",
            "INSERT_GROUPS", "INSERT_TASKS", "InstanceRow", "LATEST_PROCESS", "SAVE_COMPLETED", "SAVE_INSTANCE",
-           "fetch_instance", "fetch_open_task", "fetch_task_with_instance", "insert_instance",
+           "fetch_instance", "fetch_open_task", "fetch_task_with_instance", "start_instance",
            "instance_query", "task_groups"]
 
 _INSTANCE_COLUMNS = (Instance.id, Instance.process_key, Instance.definition_id, Instance.business_key,
@@ -77,9 +77,42 @@ def fetch_instance(s: Session, instance_id: int, lock: bool = False) -> Instance
     return InstanceRow(*found) if found else None
 
 
-def insert_instance(s: Session, **values) -> InstanceRow:
-    new_id = direct.execute(s.connection(), _INSERT_INSTANCE, values).scalar_one()
-    return InstanceRow(id=new_id, **values)
+# PostgreSQL: the newest version of the process and the new instance of it in one statement
+_LATEST = LATEST_PROCESS.cte("latest")
+_NEW_OF_LATEST = (insert(Instance)
+                  .from_select(["process_key", "definition_id", "business_key", "state", "version", "workflow",
+                                "created_at", "updated_at"],
+                               select(bindparam("key", type_=Instance.__table__.c.process_key.type), _LATEST.c.id,
+                                      bindparam("business_key", type_=Instance.__table__.c.business_key.type),
+                                      literal("running"), literal(1), literal("{}"),
+                                      bindparam("now", type_=Instance.__table__.c.created_at.type),
+                                      bindparam("now", type_=Instance.__table__.c.updated_at.type)))
+                  .returning(Instance.id, Instance.definition_id).cte("made"))
+_START_LATEST = select(_NEW_OF_LATEST.c.id, _NEW_OF_LATEST.c.definition_id, _LATEST.c.version).select_from(
+    _NEW_OF_LATEST.join(_LATEST, true()))
+
+
+def start_instance(s: Session, process_key: str, business_key: str | None, now) -> tuple[InstanceRow, int] | None:
+    """A new running instance of the newest version of a process: (its row, that version), or
+    None if no process of that name is deployed. One round trip on PostgreSQL (the lookup and
+    the insert in one statement); two statements on SQLite."""
+    conn = s.connection()
+    if conn.dialect.name == "postgresql":
+        found = direct.execute(conn, _START_LATEST, {"key": process_key, "business_key": business_key,
+                                                     "now": now}).first()
+        if found is None:
+            return None
+        new_id, definition_id, version = found
+    else:
+        latest = direct.execute(conn, LATEST_PROCESS, {"key": process_key}).first()
+        if latest is None:
+            return None
+        definition_id, version = latest
+        new_id = direct.execute(conn, _INSERT_INSTANCE, {
+            "process_key": process_key, "definition_id": definition_id, "business_key": business_key,
+            "state": "running", "version": 1, "workflow": "{}", "created_at": now, "updated_at": now}).scalar_one()
+    return InstanceRow(id=new_id, process_key=process_key, definition_id=definition_id, business_key=business_key,
+                       state="running", version=1, workflow="{}", created_at=now, updated_at=now), version
 
 
 def fetch_open_task(s: Session, task_id: str, lock: bool = False):
