@@ -280,7 +280,7 @@ def _stop_event_subprocess(my_task, esp) -> None:
         for t in esp.workflow.get_tasks(state=TaskState.WAITING, spec_name=esp.workflow.spec.end.name,
                                         skip_subprocesses=True):
             spiff.refresh(t)
-    sub.top_workflow.do_engine_steps()
+    spiff.engine_steps(sub.top_workflow)
 
 
 _CLOCKED = {TimeDateEventDefinition: ClockedTimeDate, DurationTimerEventDefinition: ClockedDuration,

@@ -165,7 +165,7 @@ class CaseEngine:
         try:
             if mutate is not None:
                 mutate(wf)
-            wf.do_engine_steps()
+            spiff.engine_steps(wf)
         except BaseException:   # (the caller's transaction may go on: nothing of this step stays)
             drop_deferred(s)
             forget_since(s, events)

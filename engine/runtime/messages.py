@@ -6,7 +6,7 @@ from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
 from sqlmodel import Session, select
 
-from engine.bpmn import serializer
+from engine.bpmn import serializer, spiff
 from engine.db.models import AwaitedMessage
 from engine.runtime import state
 from engine.runtime.data import check_plain
@@ -56,7 +56,7 @@ def deliver(engine, s: Session, name: str, payloads: list[dict], actor: Actor,
                 engine.record_event(s, row, actor.id, "message_received", element=name, payload=payload)
                 # The result variable is fixed by the server: senders choose data, not names.
                 wf.catch(BpmnEvent(MessageEventDefinition(name), payload={"payload": payload, "result_var": name}))
-                wf.do_engine_steps()
+                spiff.engine_steps(wf)
                 serializer.compact(wf)  # keep the tree small: every loop through the gateway adds tasks
                 taken += 1
 
