@@ -1,4 +1,5 @@
-"""engine.bpmn.spiff.engine_steps against the library's own BpmnWorkflow.do_engine_steps.
+"""engine.bpmn.spiff.engine_steps against the library's own BpmnWorkflow.do_engine_steps, and
+cityloop's stored form of a workflow against the library's own serializer.
 
 The engine takes its steps with `engine_steps`, which finds each pass's ready tasks with one
 plain walk of the task tree (`ready_tasks`) instead of the library's general iterator. Here
@@ -6,7 +7,10 @@ twin workflows of every bundled process and of every process of the BPMN corpus 
 are driven side by side, one by the library and one by cityloop, through user tasks, loops,
 called processes, boundary and intermediate timers (the clock moves on between rounds), and
 the two must stand exactly alike after every round: the same tasks in the same tree order,
-in the same states, with the same data, or the same error."""
+in the same states, with the same data, or the same error. After every round the workflow is
+also written by cityloop's serializer (engine.bpmn.serializer: spec by reference, its own task
+converter) and by the library's stock one: apart from the spec the stock one carries, the two
+must be the same."""
 from __future__ import annotations
 
 import json
@@ -15,10 +19,11 @@ from pathlib import Path
 
 import pytest
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.task import TaskState
 from sqlmodel import Session
 
-from engine.bpmn import spiff
+from engine.bpmn import serializer, spiff
 from engine.bpmn.script_engine import SafeScriptEngine
 from engine.clock import ManualClock
 from engine.runtime.errors import Actor
@@ -101,6 +106,18 @@ def _step(wf: BpmnWorkflow, ours: bool) -> str | None:
     return None
 
 
+# the library's serializer with its own converters (spec inside), for the classes cityloop stores
+STOCK = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(serializer.config()))
+
+
+def _stored_as_the_library_stores_it(wf: BpmnWorkflow) -> None:
+    ours = json.loads(serializer.dumps(wf))
+    ours.pop(spiff.VERSION_KEY)
+    theirs = STOCK.to_dict(wf)
+    del theirs["spec"], theirs["subprocess_specs"]
+    assert json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True, default=str)
+
+
 def test_the_specs_cover_what_engine_steps_must_handle(specs):
     labels = [label for label, *_ in specs]
     assert len(labels) >= 40, labels
@@ -126,6 +143,7 @@ def test_engine_steps_move_a_workflow_exactly_as_the_library_does(specs):
             failed = (_step(theirs, False), _step(ours, True))
             assert failed[0] == failed[1], (label, round_, failed)
             assert _stands(theirs) == _stands(ours), (label, round_)
+            _stored_as_the_library_stores_it(ours)
             if failed[0] is not None or theirs.is_completed():
                 break
             manual = [[t for t in wf.get_tasks(state=TaskState.READY) if t.task_spec.manual] for wf in twins]
