@@ -62,7 +62,7 @@ class OpenTask(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)       # SpiffWorkflow task UUID
     instance_id: int = Field(foreign_key="instance.id", index=True)
     process_key: str = Field(max_length=128)
-    business_key: Optional[str] = Field(default=None, max_length=128)
+    business_key: Optional[str] = Field(default=None, max_length=128, index=True)   # a case's tasks by its key
     name: str = Field(max_length=128)                       # BPMN element id
     title: str = Field(max_length=255)
     form_ref: Optional[str] = Field(default=None, max_length=128)
