@@ -12,15 +12,20 @@ from engine.clock import to_db
 from engine.db import direct
 from engine.runtime.rows import INSERT_AUDIT
 
-__all__ = ["audit", "flush_audit", "forget_since", "mark"]
+__all__ = ["audit", "event_row", "flush_audit", "forget_since", "mark"]
+
+
+def event_row(now: datetime, instance_id: int | None, business_key: str | None, actor: str, kind: str,
+              element: str | None, detail: dict) -> dict:
+    """An audit row's values as stored (lengths cut, detail as JSON text)."""
+    return {"instance_id": instance_id, "business_key": business_key, "at": to_db(now), "actor": actor[:128],
+            "kind": kind[:32], "element": element[:128] if element else None,
+            "detail": json.dumps(detail, ensure_ascii=False, default=str)}
 
 
 def audit(s: Session, now: datetime, instance_id: int | None, business_key: str | None, actor: str, kind: str,
           element: str | None, detail: dict) -> None:
-    s.info.setdefault("audit", []).append({
-        "instance_id": instance_id, "business_key": business_key, "at": to_db(now), "actor": actor[:128],
-        "kind": kind[:32], "element": element[:128] if element else None,
-        "detail": json.dumps(detail, ensure_ascii=False, default=str)})
+    s.info.setdefault("audit", []).append(event_row(now, instance_id, business_key, actor, kind, element, detail))
 
 
 def flush_audit(s: Session) -> None:

@@ -3,7 +3,6 @@ patrol finding, comments, and photos linked to an order (uploaded, attached by a
 or submitted in a task form)."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from sqlalchemy import BindParameter, bindparam, insert, literal, null
@@ -18,7 +17,7 @@ from engine.db.upsert import insert_if_new
 from engine.domain import workorders
 from engine.domain.models import AddressCode, WorkOrder
 from engine.domain.records import Comment, WorkOrderAttachment
-from engine.runtime.audit import audit, flush_audit
+from engine.runtime.audit import audit, event_row, flush_audit
 from engine.runtime.errors import Actor, ValidationFailed
 from engine.services.access import Caller, order_for
 from engine.storage import AttachmentStore
@@ -109,12 +108,14 @@ def form_photos_to_order(s: Session, task: dict, photos: dict[str, list[str]], b
     conn = s.connection()
     if conn.dialect.name == "postgresql":
         flush_audit(s)      # the step's events first: a link's event goes after them, as it happened
-        at = to_db(now)
-        direct.defer_many(conn, _LINK_WITH_EVENT, [
-            {"number": task["business_key"], "sha256": sha, "kind": workorders.photo_kind_of_field(key),
-             "added_by": by[:64], "actor": by[:128], "at": at,
-             "detail": json.dumps({"sha256": sha, "kind": workorders.photo_kind_of_field(key)}, ensure_ascii=False)}
-            for key, shas in photos.items() for sha in shas])
+        rows = []
+        for key, shas in photos.items():
+            kind = workorders.photo_kind_of_field(key)
+            for sha in shas:
+                event = event_row(now, None, None, by, "attachment_added", None, {"sha256": sha, "kind": kind})
+                rows.append({"number": task["business_key"], "sha256": sha, "kind": kind, "added_by": by[:64],
+                             "actor": event["actor"], "at": event["at"], "detail": event["detail"]})
+        direct.defer_many(conn, _LINK_WITH_EVENT, rows)
         return
     order = direct.execute(conn, _ORDER_BY_NUMBER, {"number": task["business_key"]}).first()
     if order is None:
