@@ -62,33 +62,38 @@ ROLE ?= supervisor
 field: setup fieldlibs dbus
 	$(PY) -m fieldapp.tryout --role $(ROLE)
 
-# Lint and types, then the whole suite on SQLite, then on PostgreSQL when configured or a
-# local server answers. Fails if any step fails (including pytest's "no tests collected", exit 5).
-test: setup
+# Lint and types, then the whole suite on SQLite and, when configured or a local server answers, on
+# PostgreSQL: there, the tests that open a database (marked `database` by tests/conftest.py; the others
+# ran in the SQLite pass just as they would again). The two passes run side by side (tests/passes.sh).
+# Fails if any step fails (including pytest's "no tests collected", exit 5).
+# MARK narrows both passes (make test MARK="not slow"); PYTEST_ARGS goes to pytest as it is.
+MARK ?=
+test: setup dbus fieldlibs console browser
 	@status=0; \
 	$(MAKE) --no-print-directory lint || status=1; \
-	$(MAKE) --no-print-directory test-sqlite || status=1; \
+	passes=sqlite; \
 	if [ -n "$$CITYLOOP_TEST_DATABASE_URL" ] || $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null; then \
-		$(MAKE) --no-print-directory test-pg || status=1; \
+		passes="sqlite pg"; \
 	else \
 		echo "== PostgreSQL: not configured and nothing answers on 127.0.0.1:5432; skipped"; \
 	fi; \
+	tests/passes.sh $(MAKE) $$passes || status=1; \
 	if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: passed"; fi; \
 	exit $$status
 
 test-sqlite: setup dbus fieldlibs console browser
 	@echo "== pytest on SQLite"
-	env -u CITYLOOP_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	env -u CITYLOOP_TEST_DATABASE_URL $(PY) -m pytest $(if $(MARK),-m '$(MARK)') $(PYTEST_ARGS)
 
 test-pg: setup dbus fieldlibs console browser
-	@echo "== pytest on PostgreSQL ($(PG_TEST_URL))"
+	@echo "== pytest on PostgreSQL ($(PG_TEST_URL)), the tests that open a database"
 	@$(PY) -c 'import sys, psycopg; from psycopg.conninfo import conninfo_to_dict, make_conninfo; \
 	url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://"); db = conninfo_to_dict(url).get("dbname"); \
 	conn = psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True, connect_timeout=5); \
 	exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone(); \
 	exists or conn.execute("CREATE DATABASE " + psycopg.sql.Identifier(db).as_string(conn)); conn.close()' \
 	'$(PG_TEST_URL)' || echo "   (could not check/create the test database; trying anyway)"
-	CITYLOOP_TEST_DATABASE_URL='$(PG_TEST_URL)' $(PY) -m pytest $(PYTEST_ARGS)
+	CITYLOOP_TEST_DATABASE_URL='$(PG_TEST_URL)' $(PY) -m pytest -m 'database$(if $(MARK), and ($(MARK)))' $(PYTEST_ARGS)
 
 # ruff (rules in pyproject.toml) on the code and tests; mypy on the typed packages ([tool.mypy] files).
 lint: setup

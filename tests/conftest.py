@@ -18,7 +18,10 @@ Every copy has its own URL (a new file, a new database name), so caches the engi
 the database URL (the token-signing key of engine.auth.service, the SQLite writer lock) never
 carry over from one test to the next. Tests that need a database with nothing in it (the
 migration tests, `cityloop` commands run on a new database) use ``empty_db_url`` or
-``fresh_database_url``."""
+``module_empty_db_url``.
+
+A test that asks for any of these fixtures is marked ``database``; the PostgreSQL pass of
+`make test` runs only those (``-m database``)."""
 from __future__ import annotations
 
 import itertools
@@ -140,10 +143,26 @@ class _PgDatabases:
 _pg = _PgDatabases(PG_URL) if PG_URL else None
 
 
+# Fixtures that give a test a database of this run: a test asking for one of them (directly or
+# through another fixture) is marked `database`. The PostgreSQL pass of `make test` runs only those
+# (-m database): the others open no database, so they ran in the SQLite pass exactly as they would
+# again. (A test that reaches a database any other way must ask for one of these: tests/test_layers.py
+# holds the test sources to that.)
+DATABASE_FIXTURES = frozenset({"db_url", "module_db_url", "empty_db_url", "module_empty_db_url"})
+
+
+@pytest.hookimpl(tryfirst=True)     # (before -m selects by the marks given here)
 def pytest_collection_modifyitems(config, items):
-    """Without CITYLOOP_TEST_DATABASE_URL (the SQLite pass), tests marked postgresql_only are
+    """Marks the tests that open a database `database` (PostgreSQL-only ones included).
+    Without CITYLOOP_TEST_DATABASE_URL (the SQLite pass), tests marked postgresql_only are
     deselected, not skipped: they run in the PostgreSQL pass, and the summary says so."""
+    for item in items:
+        if DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ())) \
+                or item.get_closest_marker("postgresql_only"):
+            item.add_marker(pytest.mark.database)
     if PG_URL:
+        if config.getoption("markexpr").startswith("database"):
+            config.stash[_NO_DATABASE] = sum(1 for item in items if not item.get_closest_marker("database"))
         return
     pg_only = [item for item in items if item.get_closest_marker("postgresql_only")]
     if pg_only:
@@ -157,9 +176,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if deselected:
         terminalreporter.write_line(f"{deselected} PostgreSQL-only tests deselected: they run in the PostgreSQL pass "
                                     "(set CITYLOOP_TEST_DATABASE_URL)")
+    without = config.stash.get(_NO_DATABASE, 0)
+    if without:
+        terminalreporter.write_line(f"{without} tests that open no database deselected (-m database): "
+                                    "they run in the SQLite pass")
 
 
 _PG_ONLY = pytest.StashKey[int]()
+_NO_DATABASE = pytest.StashKey[int]()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -204,7 +228,7 @@ def _sqlite_template(tmp_path_factory) -> Path:
 
 
 # ---- databases for tests ---------------------------------------------------------------------------
-def fresh_database_url(tmp_path) -> str:
+def _fresh_database_url(tmp_path) -> str:
     """An empty database (no tables): a new SQLite file in tmp_path, or a new PostgreSQL
     database of this run (dropped at the end of the session)."""
     if _pg is None:
@@ -212,13 +236,24 @@ def fresh_database_url(tmp_path) -> str:
     return _pg.empty()
 
 
-@pytest.fixture
-def empty_db_url(tmp_path):
-    """An empty database of this test's own (for tests of the migrations themselves)."""
-    url = fresh_database_url(tmp_path)
+def _empty(folder: Path):
+    url = _fresh_database_url(folder)
     yield url
     if _pg is not None:
         _pg.drop_soon(make_url(url).database)
+
+
+@pytest.fixture
+def empty_db_url(tmp_path):
+    """An empty database of this test's own (for tests of the migrations themselves, and of
+    `cityloop` commands run on a new database)."""
+    yield from _empty(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_empty_db_url(tmp_path_factory):
+    """An empty database for a whole test module (one seeded once, a server several tests share)."""
+    yield from _empty(tmp_path_factory.mktemp("empty-db"))
 
 
 def _template_copy(request, folder: Path):

@@ -1,7 +1,7 @@
 """The `cityloop` command, run for real in a subprocess, and the demo district it seeds.
 
-Runs on the suite's database: a temporary SQLite file, or the test PostgreSQL when
-CITYLOOP_TEST_DATABASE_URL is set (see conftest.py).
+Runs on an empty database of the run (module_empty_db_url, empty_db_url: a temporary SQLite
+file, or a database of the test PostgreSQL in the PostgreSQL pass; see conftest.py).
 """
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ from engine.domain.models import (
     WorkOrder,
 )
 from engine.domain.registry import build_registry
-from tests.conftest import fresh_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUSEHOLDS = 60
@@ -82,9 +81,9 @@ def cityloop(db_url: str, workdir: Path, *args: str, timeout: float = 120) -> su
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory):
+def seeded(tmp_path_factory, module_empty_db_url):
     workdir = tmp_path_factory.mktemp("cli")
-    url = fresh_database_url(workdir)
+    url = module_empty_db_url
     started = time.monotonic()
     result = cityloop(url, workdir, "demo", "seed", "--households", str(HOUSEHOLDS))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -288,8 +287,8 @@ def test_todays_shifts_are_planned(session):
 
 # ---- serve ------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_serve_prints_its_summary_and_stops_on_sigterm(tmp_path):
-    url = fresh_database_url(tmp_path)
+def test_serve_prints_its_summary_and_stops_on_sigterm(tmp_path, empty_db_url):
+    url = empty_db_url
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

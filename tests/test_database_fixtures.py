@@ -2,6 +2,8 @@
 an empty database leaves, of its own, and an empty one really is empty."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import Session, func, select
@@ -53,3 +55,39 @@ def test_an_empty_database_has_no_tables(empty_db_url):
         assert current(db) is None
     finally:
         db.dispose()
+
+
+# ---- the `database` mark: what the PostgreSQL pass runs (make test-pg is -m database) ----------------
+def test_a_test_asking_for_a_database_is_marked_database(db_url, request):
+    assert request.node.get_closest_marker("database") is not None
+
+
+@pytest.fixture
+def _through_a_fixture(empty_db_url):
+    return empty_db_url
+
+
+def test_a_database_asked_for_through_another_fixture_counts(_through_a_fixture, request):
+    assert request.node.get_closest_marker("database") is not None
+
+
+def test_a_test_without_a_database_is_not_marked(tmp_path, request):
+    assert request.node.get_closest_marker("database") is None
+
+
+def test_no_test_reaches_a_database_around_the_fixtures():
+    """The PostgreSQL pass skips tests that ask for no database fixture: a test that made its own
+    database (conftest's helpers, the configured URL) would never run on PostgreSQL."""
+    from tests import conftest
+    tests_dir = Path(conftest.__file__).parent
+    offenders = []
+    for path in sorted(tests_dir.rglob("*.py")):
+        if path == Path(__file__) or (path.name == "conftest.py" and path.parent == tests_dir):
+            continue
+        source = path.read_text()
+        if "_fresh_database_url" in source or "_PgDatabases" in source or "conftest import PG_URL" in source:
+            offenders.append(f"{path.relative_to(tests_dir)}: uses conftest's database helpers, not a fixture")
+        if "CITYLOOP_TEST_DATABASE_URL" in source and "postgresql_only" not in source:
+            offenders.append(f"{path.relative_to(tests_dir)}: reads CITYLOOP_TEST_DATABASE_URL outside "
+                             "postgresql_only tests")
+    assert offenders == []

@@ -30,7 +30,6 @@ from engine.auth.policy import PERMISSIONS, STAFF
 from engine.system import build
 from tests.api.conftest import ACCOUNTS, PASSWORD, add_accounts, bearer
 from tests.api.test_route_matrix import api_routes
-from tests.conftest import fresh_database_url
 from tests.district import seed
 from tests.sync.servers import ServerProcess
 
@@ -135,11 +134,11 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
+def live_server(tmp_path_factory, module_empty_db_url):
     """uvicorn on a fresh database with the test district, one account per role; yields
     (base URL, {role: token}) for an administrator and a unit worker."""
     tmp = tmp_path_factory.mktemp("openapi")
-    db_url = fresh_database_url(tmp)
+    db_url = module_empty_db_url
     engine = build(db_url)
     seed(engine)
     add_accounts(engine)
