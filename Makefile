@@ -7,23 +7,27 @@ STAMP := $(VENV)/.cityloop-installed
 PG_TEST_URL := $(or $(CITYLOOP_TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/test)
 PYTEST_ARGS ?=
 
-.PHONY: setup run field test test-sqlite test-pg lint bench dbus fieldlibs console browser
+.PHONY: setup run field test test-sqlite test-pg lint bench system dbus fieldlibs console browser
 
 setup: $(STAMP)
 
-# tests/devices runs a private dbus-daemon (the fake BlueZ test bed): install it if missing.
-dbus:
-	@command -v dbus-daemon >/dev/null || { echo "== installing dbus (dbus-daemon for tests/devices)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbus >/dev/null) \
-		|| { echo "dbus-daemon is missing and could not be installed (Debian: apt-get install dbus)" >&2; exit 1; }; }
-
-# The field app's tests draw Chinese (Debian fonts-wqy-microhei: Kivy's Roboto has no CJK glyphs)
-# and Kivy wants libmtdev1 for touch input: install them if missing.
-fieldlibs:
-	@{ test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc && ldconfig -p | grep -q libmtdev.so.1; } || { \
-		echo "== installing fonts-wqy-microhei and libmtdev1 (the field app's Chinese font and touch input)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei libmtdev1 >/dev/null) \
-		|| { echo "could not install fonts-wqy-microhei/libmtdev1 (Debian: apt-get install fonts-wqy-microhei libmtdev1)" >&2; exit 1; }; }
+# System packages the tests need, installed with one apt-get run when any is missing:
+#   dbus (dbus-daemon): tests/devices runs a private one (the fake BlueZ test bed);
+#   fonts-wqy-microhei: the field app and the console's screenshots draw Chinese (Kivy's Roboto has no CJK);
+#   libmtdev1: Kivy's touch input;
+#   chromium: the console's browser tests drive it headless with Playwright.
+# `make dbus`, `make fieldlibs` and `make browser` are this same step.
+SYSTEM_CHECKS := command -v dbus-daemon >/dev/null || echo dbus; \
+	test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || echo fonts-wqy-microhei; \
+	ldconfig -p | grep -q libmtdev.so.1 || echo libmtdev1; \
+	test -x /usr/bin/chromium || echo chromium
+system dbus fieldlibs browser:
+	@missing=$$({ $(SYSTEM_CHECKS); } | tr '\n' ' '); \
+	if [ -n "$$missing" ]; then \
+		echo "== installing $$missing(system packages the tests need)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+		|| { echo "could not install $$missing(Debian: apt-get install $$missing)" >&2; exit 1; }; \
+	fi
 
 # The web console (console/): npm packages pinned by console/package-lock.json, installed with
 # npm ci when the lock file changes, and built into console/dist when a source changes.
@@ -40,14 +44,6 @@ console/dist/index.html: console/node_modules/.installed $(CONSOLE_SOURCES)
 	@echo "== building the web console (console/dist)"
 	cd console && npm run --silent build -- --logLevel warn
 
-# The console's browser tests drive Debian's Chromium (headless) with Playwright, and
-# screenshots of Chinese pages need a CJK font: install them if missing.
-browser:
-	@{ test -x /usr/bin/chromium && test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc; } || { \
-		echo "== installing chromium and fonts-wqy-microhei (the console's browser tests)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
-		|| { echo "could not install chromium/fonts-wqy-microhei (Debian: apt-get install chromium fonts-wqy-microhei)" >&2; exit 1; }; }
-
 # Re-installs only when pyproject.toml changes (the install is editable).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,7 +55,7 @@ run: setup console
 
 # Try the tablet app on a laptop: demo server, simulated badges, a tablet registered for a demo person.
 ROLE ?= supervisor
-field: setup fieldlibs dbus
+field: setup system
 	$(PY) -m fieldapp.tryout --role $(ROLE)
 
 # Lint and types, then the whole suite on SQLite and, when configured or a local server answers, on
@@ -68,7 +64,7 @@ field: setup fieldlibs dbus
 # Fails if any step fails (including pytest's "no tests collected", exit 5).
 # MARK narrows both passes (make test MARK="not slow"); PYTEST_ARGS goes to pytest as it is.
 MARK ?=
-test: setup dbus fieldlibs console browser
+test: setup system console
 	@status=0; \
 	$(MAKE) --no-print-directory lint || status=1; \
 	passes=sqlite; \
@@ -81,11 +77,11 @@ test: setup dbus fieldlibs console browser
 	if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: passed"; fi; \
 	exit $$status
 
-test-sqlite: setup dbus fieldlibs console browser
+test-sqlite: setup system console
 	@echo "== pytest on SQLite"
 	env -u CITYLOOP_TEST_DATABASE_URL $(PY) -m pytest $(if $(MARK),-m '$(MARK)') $(PYTEST_ARGS)
 
-test-pg: setup dbus fieldlibs console browser
+test-pg: setup system console
 	@echo "== pytest on PostgreSQL ($(PG_TEST_URL)), the tests that open a database"
 	@$(PY) -c 'import sys, psycopg; from psycopg.conninfo import conninfo_to_dict, make_conninfo; \
 	url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://"); db = conninfo_to_dict(url).get("dbname"); \
