@@ -94,9 +94,13 @@ class CityloopSide:
                                  area="dongcheng", description="bags by the bins")
 
     def _bytes(self, instance_id: int) -> int:
+        """The stored workflow's size, read as the engine reads (engine.reading: no transaction). A
+        Session's read would end in a ROLLBACK, and psycopg forgets the connection's prepared
+        statements on a ROLLBACK: the timed steps would then parse every statement again, as
+        the server (which rolls nothing back on the step path; bench.server_cpu's parses) does not."""
         from engine.db.models import Instance
-        with Session(self.engine.db) as s:
-            return len(s.exec(select(Instance.workflow).where(Instance.id == instance_id)).one())
+        with self.engine.reading() as conn:
+            return len(conn.execute(select(Instance.workflow).where(Instance.id == instance_id)).scalar_one())
 
     def lifecycle(self, loops: int, track_bytes: bool = False) -> Lifecycle:
         pc = time.perf_counter
