@@ -170,3 +170,32 @@ def test_an_engine_transaction_is_one_transaction_from_its_first_statement(syste
     with system.transaction():          # nothing sent: nothing to open or commit
         pass
     assert "after-lock" in names(system)
+
+
+def test_a_transactions_audit_events_are_stored_in_order_in_one_batch(system):
+    """flush_audit writes a transaction's events in one batch (on PostgreSQL one statement of
+    arrays, rows.INSERT_AUDIT_ROWS): every value as stored by event_row, NULLs and non-ASCII text
+    included, and the ids in the order the events were recorded."""
+    from engine.runtime.audit import audit as record
+    from engine.runtime.audit import flush_audit
+    events = [(7, "WO-1", "w1", "task_completed", "Task_rectify", {"note": "修好了", "n": 1}),
+              (None, None, "system", "deployed", None, {}),
+              (7, "WO-1", "r1", "call_completed", "Call_rectification", {"version": 2, "none": None}),
+              (8, "WO-2", "d1" * 80, "k" * 40, "e" * 200, {"list": [1, "二"]})]
+    with system.transaction() as s:
+        for i, (instance_id, key, actor, kind, element, detail) in enumerate(events):
+            record(s, AT.replace(second=i), instance_id, key, actor, kind, element, detail)
+        conn = s.connection()
+        before = direct.pending(conn)    # (on PostgreSQL the transaction's BEGIN waits there too)
+        flush_audit(s)
+        assert direct.pending(conn) - before == (1 if deferring(conn) else 0), "they wait with the step's writes"
+    with Session(system.db) as s:
+        stored = s.exec(select(AuditEvent).where(AuditEvent.at >= AT).order_by(AuditEvent.id)).all()
+    assert [(e.instance_id, e.business_key, e.actor, e.kind, e.element, e.at.replace(tzinfo=timezone.utc))
+            for e in stored] == [
+        (7, "WO-1", "w1", "task_completed", "Task_rectify", AT),
+        (None, None, "system", "deployed", None, AT.replace(second=1)),
+        (7, "WO-1", "r1", "call_completed", "Call_rectification", AT.replace(second=2)),
+        (8, "WO-2", ("d1" * 80)[:128], "k" * 32, "e" * 128, AT.replace(second=3))]
+    assert [e.detail for e in stored] == ['{"note": "修好了", "n": 1}', "{}", '{"version": 2, "none": null}',
+                                          '{"list": [1, "二"]}']

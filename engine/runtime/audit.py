@@ -1,6 +1,7 @@
 """The append-only audit log. Rows are buffered per transaction and written in one batch
 just before it commits (with the step's other writes, engine.db.direct.defer), so a step with
-many events costs one INSERT."""
+many events costs one INSERT: on PostgreSQL one statement of arrays (rows.INSERT_AUDIT_ROWS),
+on SQLite one executemany."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from sqlmodel import Session
 
 from engine.clock import to_db
 from engine.db import direct
-from engine.runtime.rows import INSERT_AUDIT
+from engine.runtime.rows import AUDIT_FIELDS, INSERT_AUDIT, INSERT_AUDIT_ROWS
 
 __all__ = ["audit", "event_row", "flush_audit", "forget_since", "mark"]
 
@@ -30,8 +31,13 @@ def audit(s: Session, now: datetime, instance_id: int | None, business_key: str 
 
 def flush_audit(s: Session) -> None:
     rows = s.info.pop("audit", None)
-    if rows:
-        direct.defer_many(s.connection(), INSERT_AUDIT, rows)
+    if not rows:
+        return
+    conn = s.connection()
+    if len(rows) > 1 and conn.dialect.name == "postgresql":
+        direct.defer(conn, INSERT_AUDIT_ROWS, {f: [r[f] for r in rows] for f in AUDIT_FIELDS})
+    else:
+        direct.defer_many(conn, INSERT_AUDIT, rows)
 
 
 def mark(s: Session) -> int:

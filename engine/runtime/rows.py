@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, func, insert, literal, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from engine.db import direct
 from engine.db.models import AuditEvent, AwaitedMessage, Definition, Instance, OpenTask, TaskGroup
 
-__all__ = ["DELETE_AWAITED", "DELETE_TASK", "DELETE_TASKS", "GROUP_SEPARATOR", "GROUPS_JOINED", "INSERT_AUDIT",
-           "INSERT_AWAITED",
+__all__ = ["AUDIT_FIELDS", "DELETE_AWAITED", "DELETE_TASK", "DELETE_TASKS", "GROUP_SEPARATOR", "GROUPS_JOINED",
+           "INSERT_AUDIT", "INSERT_AUDIT_ROWS", "INSERT_AWAITED",
            "INSERT_GROUPS", "INSERT_TASKS", "InstanceRow", "LATEST_PROCESS", "SAVE_COMPLETED", "SAVE_INSTANCE",
            "fetch_instance", "fetch_open_task", "fetch_task_with_instance", "start_instance",
            "instance_query", "task_groups"]
@@ -67,6 +68,13 @@ INSERT_GROUPS = insert(TaskGroup)
 DELETE_AWAITED = delete(AwaitedMessage).where(AwaitedMessage.instance_id == bindparam("id"))
 INSERT_AWAITED = insert(AwaitedMessage)
 INSERT_AUDIT = insert(AuditEvent)
+# PostgreSQL: several audit rows in one statement, each column's values as one array (unnest
+# yields the rows in the arrays' order, and the INSERT takes their ids in that order).
+AUDIT_FIELDS = ("instance_id", "business_key", "at", "actor", "kind", "element", "detail")
+_AUDIT_ARRAYS = func.unnest(*[bindparam(f, type_=ARRAY(AuditEvent.__table__.c[f].type))
+                              for f in AUDIT_FIELDS]).table_valued(*AUDIT_FIELDS).render_derived()
+INSERT_AUDIT_ROWS = insert(AuditEvent).from_select(list(AUDIT_FIELDS),
+                                                   select(*[_AUDIT_ARRAYS.c[f] for f in AUDIT_FIELDS]))
 LATEST_PROCESS = (select(Definition.id, Definition.version)
                   .where(Definition.kind == "bpmn", Definition.key == bindparam("key"))
                   .order_by(Definition.version.desc()).limit(1))
