@@ -9,6 +9,14 @@ set -uo pipefail
 make_cmd=$1; shift
 logs=$(mktemp -d "${TMPDIR:-/tmp}/cityloop-passes.XXXXXX")
 declare -A pid_of started
+stop() {     # interrupted: stop the passes (and their pytest) and leave nothing behind
+    trap - INT TERM
+    for pid in "${pid_of[@]}"; do pkill -TERM -P "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null; done
+    wait
+    rm -rf "$logs"
+    exit 130
+}
+trap stop INT TERM
 for pass in "$@"; do
     "$make_cmd" --no-print-directory "test-$pass" > "$logs/$pass.log" 2>&1 &
     pid_of[$pass]=$!
@@ -50,5 +58,6 @@ while [ ${#running[@]} -gt 0 ]; do
         [ -n "$line" ] && echo "   still running:$line"
     fi
 done
+trap - INT TERM
 rm -rf "$logs"
 exit $status
