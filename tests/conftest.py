@@ -146,8 +146,8 @@ _pg = _PgDatabases(PG_URL) if PG_URL else None
 # Fixtures that give a test a database of this run: a test asking for one of them (directly or
 # through another fixture) is marked `database`. The PostgreSQL pass of `make test` runs only those
 # (-m database): the others open no database, so they ran in the SQLite pass exactly as they would
-# again. (A test that reaches a database any other way must ask for one of these: tests/test_layers.py
-# holds the test sources to that.)
+# again. (A test that reaches a database any other way must ask for one of these:
+# tests/test_database_fixtures.py holds the test sources to that.)
 DATABASE_FIXTURES = frozenset({"db_url", "module_db_url", "empty_db_url", "module_empty_db_url"})
 
 
