@@ -203,9 +203,16 @@ def _task_query(pg: bool, by_actor: bool, by_process: bool, by_key: bool, by_ins
         else:
             mine = TaskGroup.group_name.in_(select(literal_column("value"))
                                             .select_from(func.json_each(bindparam("groups", type_=String))))
-        by_group = select(TaskGroup.task_id).where(mine)
+        if by_key or by_instance:
+            # A few candidate tasks: each checked on task_group's primary key (task_id, group_name).
+            # (`id IN (the group's tasks)` reads every open task of the person's groups first:
+            # bench.task_lookup, 30,000 open tasks, 1.9 ms on PostgreSQL and 3.3 ms on SQLite.)
+            offered = select(TaskGroup.task_id).where(TaskGroup.task_id == OpenTask.id, mine).exists()
+        else:
+            # A page of everything offered to the person: the groups' tasks looked up once.
+            offered = OpenTask.id.in_(select(TaskGroup.task_id).where(mine))
         q = q.where(or_(OpenTask.assignee == bindparam("actor"), OpenTask.claimed_by == bindparam("actor"),
-                        OpenTask.claimed_by.is_(None) & OpenTask.id.in_(by_group)))
+                        OpenTask.claimed_by.is_(None) & offered))
     if by_process:
         q = q.where(OpenTask.process_key == bindparam("process_key"))
     if by_key:
