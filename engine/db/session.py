@@ -6,7 +6,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
 from engine import settings
-from engine.db import direct
+from engine.db import direct, sqlite_checkpoint
 from engine.db.sqlite_writer import WriterConnection, WriterLock
 
 __all__ = ["database_url", "is_sqlite", "make_engine", "normalize_url"]
@@ -44,7 +44,8 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         database = make_url(url).database
         connect_args = {"check_same_thread": False, "timeout": 30}
-        if database not in (None, "", ":memory:") and not database.startswith("file:"):
+        on_file = database not in (None, "", ":memory:") and not database.startswith("file:")
+        if on_file:
             connect_args["factory"] = _writer_connection_class(database)
         engine = create_engine(url, connect_args=connect_args, **kwargs)
 
@@ -59,6 +60,9 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            if on_file:     # (checkpoints come from a thread of their own: engine.db.sqlite_checkpoint)
+                for pragma in sqlite_checkpoint.connection_pragmas():
+                    cur.execute(pragma)
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -74,6 +78,8 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+        if on_file:
+            sqlite_checkpoint.start(engine, database)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
