@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-import time
 
 from sqlalchemy import text
 
 from engine.db import sqlite_checkpoint
 from engine.db.session import make_engine
+from tests.waiting import wait_until
 
 ROW = "x" * 3000        # about one page per row
-
-
-def _wait_for(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _write(db, rows: int) -> None:
@@ -48,9 +40,9 @@ def test_the_checkpointer_copies_what_commits_wrote(tmp_path):
             assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == sqlite_checkpoint.JOURNAL_SIZE_LIMIT
         runs = checkpointer.runs
         _write(db, 200)
-        _wait_for(lambda: checkpointer.runs > runs and checkpointer.last is not None
-                  and checkpointer.last[1] >= 200 and checkpointer.last[1] == checkpointer.last[2],
-                  "a checkpoint that copied the whole WAL")
+        wait_until(lambda: checkpointer.runs > runs and checkpointer.last is not None
+                   and checkpointer.last[1] >= 200 and checkpointer.last[1] == checkpointer.last[2],
+                   what="a checkpoint that copied the whole WAL")
         assert checkpointer.last[0] == 0, "a passive checkpoint never waits for anyone"
     finally:
         db.dispose()
@@ -82,7 +74,7 @@ def test_it_stops_with_its_engine(tmp_path):
     checkpointer = sqlite_checkpoint.checkpointer_of(other)
     del other
     gc.collect()
-    _wait_for(lambda: not checkpointer.running, "the thread of a collected engine to end")
+    wait_until(lambda: not checkpointer.running, what="the thread of a collected engine to end")
 
     third = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     try:
@@ -90,7 +82,7 @@ def test_it_stops_with_its_engine(tmp_path):
         checkpointer = sqlite_checkpoint.checkpointer_of(third)
         for leftover in tmp_path.glob("c.db*"):
             leftover.unlink()
-        _wait_for(lambda: not checkpointer.running, "the thread of a removed database to end")
+        wait_until(lambda: not checkpointer.running, what="the thread of a removed database to end")
         assert not (tmp_path / "c.db").exists(), "it did not make the file again"
     finally:
         third.dispose()
