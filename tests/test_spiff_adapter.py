@@ -4,6 +4,8 @@ Also pins the FIELD-NOTES facts the engine relies on."""
 from __future__ import annotations
 
 import json
+import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -146,6 +148,88 @@ def test_the_operation_hook_runs_when_the_library_runs_a_service_task(clock):
     assert isinstance(_middle(wf).task_spec, CityServiceTask)
     assert calls == [("middle", "notify")], "the library no longer calls TaskSpec._execute for a service task"
     assert wf.is_completed()
+
+
+# ---- the library's logging when nobody listens -------------------------------------------------
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def _listening(name: str, level: int | None):
+    """Listen to a library logger at `level` (None: not at all) for the test; returns the
+    records and an undo."""
+    logger, handler = logging.getLogger(name), _Records()
+    was_level, was_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(level if level is not None else logging.WARNING)
+
+    def undo():
+        logger.removeHandler(handler)
+        logger.setLevel(was_level)
+        logger.propagate = was_propagate
+    return handler.records, undo
+
+
+def _run_through(clock) -> tuple[list[tuple[str, str]], BpmnWorkflow]:
+    wf, _ = _start(MULTI, clock)
+    for task in wf.get_tasks(state=TaskState.READY, manual=True):
+        task.run()
+    wf.do_engine_steps()
+    assert wf.is_completed()
+    return [(t.task_spec.name, TaskState.get_name(t.state)) for t in wf.get_tasks()], wf
+
+
+def test_state_changes_are_the_same_whether_or_not_the_library_logs(clock):
+    assert spiff.quiet_library_logging() == [], \
+        "the library's Task._set_state or Workflow.collect_log_extras changed: see engine/bpmn/spiff.py"
+    records, undo = _listening("spiff.task", logging.INFO)
+    workflow_records, undo_workflow = _listening("spiff.workflow", logging.INFO)
+    try:
+        logged, _ = _run_through(clock)
+    finally:
+        undo()
+        undo_workflow()
+    changes = [r for r in records if r.getMessage().startswith("State changed to ")]
+    assert len(changes) > 10, "with spiff.task at INFO the library's own state-change records go out"
+    assert {"task_spec", "state", "elapsed", "task_id"} <= set(vars(changes[0])), "with the library's extras"
+    assert any(r.getMessage() == "Initialized workflow" and hasattr(r, "root") for r in workflow_records)
+
+    quiet_records, undo = _listening("spiff.task", None)
+    try:
+        quiet, _ = _run_through(clock)
+    finally:
+        undo()
+    assert quiet_records == [], "not listened to: no record built or sent"
+    assert quiet == logged, "the same tasks end in the same states"
+
+
+def test_a_state_change_marks_its_time_and_setting_the_same_state_does_not(clock):
+    wf, _ = _start(TIMER, clock)
+    task = _middle(wf)
+    task.last_state_change = 0.0
+    task._set_state(task.state)
+    assert task.last_state_change == 0.0 and task.state == TaskState.WAITING
+    before = time.time()
+    task._set_state(TaskState.READY)
+    assert task.state == TaskState.READY and before <= task.last_state_change <= time.time()
+
+
+def test_a_quiet_form_is_left_out_over_library_code_it_was_not_written_for():
+    class Library:
+        def method(self):
+            return "the library's"
+
+    def ours(self):
+        return "ours"
+    quieted = [(Library, "method", Library.method, ours, "0" * 64)]
+    assert spiff.quiet_library_logging(quieted) == [f"{__name__}.{Library.__qualname__}.method"]
+    assert Library().method() == "the library's"
 
 
 # ---- migration ------------------------------------------------------------------------------
