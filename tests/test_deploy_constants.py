@@ -145,6 +145,36 @@ def test_constant_dmn_cells_that_fail_are_refused(system):
         err.value.problems
 
 
+def _dispatch_with_garbage_sla(text: str) -> str:
+    cell = '<outputEntry id="LiteralExpression_garbage_dongcheng_sla_hours">\n          <text>24</text>'
+    assert cell in DISPATCH
+    return DISPATCH.replace(cell, cell.replace("<text>24</text>", f"<text>{escape(text)}</text>"), 1)
+
+
+def test_a_constant_that_is_not_a_finite_number_is_refused(system):
+    with pytest.raises(DefinitionError) as err:
+        system.deploy([("dispatch_rules.dmn", _dispatch_with_garbage_sla("1e308 * 10"))], DESIGNER)
+    assert any("can never be evaluated" in m and "not finite" in m for _, m in err.value.problems), \
+        err.value.problems
+
+
+def test_a_value_that_is_not_a_finite_number_stops_the_step_and_is_not_stored(system):
+    """Task data is JSON: an expression whose value is infinite (here a DMN output computed
+    from the report) fails the step, naming the cause, instead of being stored."""
+    from sqlmodel import Session, select
+
+    from engine.db.models import Instance
+    from engine.domain import workorders
+    from tests.district import DISPATCHER, seed
+    seed(system)
+    system.deploy([("dispatch_rules.dmn", _dispatch_with_garbage_sla("len(area) * 1e308"))], DESIGNER)
+    order = workorders.report(system, DISPATCHER, source="citizen", category="exposed_garbage", area="dongcheng")
+    with Session(system.db) as s:
+        row = s.exec(select(Instance).where(Instance.id == order.instance_id)).one()
+    assert row.state == "incident" and "not finite" in row.error, (row.state, row.error)
+    assert "sla_hours" not in row.workflow, "nothing of the failed step is stored"
+
+
 def test_the_bundled_definitions_still_deploy(system):
     files = bundled_files()
     assert {name.rsplit(".", 1)[1] for name, _ in files} >= {"bpmn", "dmn", "form"}

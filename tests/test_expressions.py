@@ -209,12 +209,27 @@ def test_refused_at_check(text: str, message: str) -> None:
     ("x in 5", "operator 'in' is not supported"),
     ("int(float('inf'))", "infinity"),
     ("max([])", "empty"),
+    ("1e308 * 10", "not finite"),
+    ("-1e308 - 1e308", "not finite"),
+    ("1e999", "not finite"),
+    ("float('nan')", "not finite"),
+    ("float('-inf')", "not finite"),
+    ("[1, 2, 1e999]", "not finite"),
+    ("{'a': {'b': (1, float('nan'))}}", "not finite"),
 ])
 def test_refused_at_run_time(text: str, message: str) -> None:
     check(text)
     with pytest.raises(ExpressionError) as info:
         evaluate(text, DATA)
     assert message in str(info.value)
+
+
+def test_a_non_finite_number_may_be_compared_but_is_never_the_value() -> None:
+    """Task data is JSON, which has no infinity or NaN: they never leave an expression, though
+    one may be compared on the way (a gateway's condition)."""
+    assert evaluate("1e999 > x", DATA) is True
+    assert evaluate("float('nan') == float('nan')", DATA) is False
+    assert evaluate("[1.5, {'k': 2.5}]", DATA) == [1.5, {"k": 2.5}]
 
 
 def test_limits_on_text_and_tree() -> None:

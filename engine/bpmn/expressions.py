@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -301,10 +302,15 @@ def result_type(text: str) -> type | None:
 
 
 def evaluate(text: str, names: Mapping[str, Any]) -> Any:
-    """Evaluate `text` with variables from `names`; every failure is an ExpressionError."""
+    """Evaluate `text` with variables from `names`; every failure is an ExpressionError. A
+    value holding an infinite or NaN number (``1e308 * 10``, ``float("nan")``) is one: values
+    become task data, which is JSON, where such numbers do not exist."""
     evaluator = _get(text)[0]
     try:
-        return evaluator(names)
+        value = evaluator(names)
+        if not _finite(value):
+            raise ExpressionError("the value holds a number that is not finite (infinity or NaN)")
+        return value
     except ExpressionError:
         raise
     except ZeroDivisionError:
@@ -313,3 +319,15 @@ def evaluate(text: str, names: Mapping[str, Any]) -> Any:
         raise ExpressionError(str(e) or type(e).__name__) from None
     except (RecursionError, MemoryError):
         raise ExpressionError("expression evaluation exceeded resource limits") from None
+
+
+def _finite(value: Any) -> bool:
+    """No float in `value` (or in the lists, tuples, sets and dict values inside it) is
+    infinite or NaN."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(map(_finite, value))
+    if isinstance(value, dict):
+        return all(map(_finite, value.values()))
+    return True
