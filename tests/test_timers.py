@@ -3,12 +3,13 @@ down fires exactly once after restart. The engine clock is a ManualClock: no lon
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from sqlmodel import Session, select
 
 from engine.db.models import Instance
-from engine.domain import workorders
+from engine.domain import attendance, workorders
 from engine.domain.models import WorkOrder
 from engine.scheduler import start_scheduler
 from engine.system import build
@@ -92,6 +93,7 @@ def test_timer_due_during_downtime_fires_once_after_restart(db_url, clock):
 
 def test_calendar_jobs_plan_shifts_and_open_due_inspections(system, clock):
     seed(system)
+    clock.set(datetime(2026, 3, 2, 6, 10, tzinfo=attendance.DISTRICT_TZ))   # today's 06:00 shift: in its grace
     sched = start_scheduler(system, sweep_seconds=0.1, calendar_jobs=True)
     try:
         # plan-shifts runs at start-up (idempotent); the crew gets today's and tomorrow's shift
@@ -101,6 +103,19 @@ def test_calendar_jobs_plan_shifts_and_open_due_inspections(system, clock):
     from engine.scheduler import gas_due_job
     gas_due_job(system)
     assert len(_instances(system, "gas_inspection")) == 3
+
+
+def test_a_shift_whose_grace_period_has_ended_is_not_planned(system, clock):
+    """Planned late (a server started in the afternoon), today's shift could take no check-in,
+    and its close would tell the contractor the whole crew was absent: only tomorrow's is planned."""
+    seed(system)
+    clock.set(datetime(2026, 3, 2, 6, 15, tzinfo=attendance.DISTRICT_TZ))   # 06:00 + 15 minutes' grace
+    today = clock().astimezone(attendance.DISTRICT_TZ).date()
+    assert attendance.plan_day(system, today) == 0
+    assert attendance.plan_day(system, today + timedelta(days=1)) == 1
+    (planned,) = _instances(system, "crew_attendance")
+    assert planned.state == "running"
+    assert system.fire_due_timers() == 0, "no shift closes, no notice of absentees goes out"
 
 
 def _instances(engine, key):

@@ -2,6 +2,7 @@
 as messages until the grace period ends; then absentees become a notice to the contractor."""
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import bindparam, case, update
@@ -20,6 +21,7 @@ __all__ = ["BATCH", "DISTRICT_TZ", "MANUAL", "MESSAGE", "OPENS_BEFORE", "PROCESS
            "checkin_window", "close_shift", "notify_contractor", "open_shift", "plan_day", "plan_shift",
            "record_checkin", "register", "window_text", "write_checkins"]
 
+log = logging.getLogger("cityloop.attendance")
 PROCESS = "crew_attendance"
 MESSAGE = "badge_checkin"
 MANUAL = "manual"   # the source of a check-in a person vouched for without the badge's frame
@@ -66,13 +68,24 @@ def plan_shift(engine, crew_code: str, starts_at: datetime, actor: Actor = Actor
 
 
 def plan_day(engine, day: date) -> int:
-    """Calendar job: start the attendance process for every crew's shift on `day`."""
+    """Calendar job: start the attendance process for every crew's shift on `day`, but for a
+    shift whose grace period has ended already (the server was down at 00:05, or starts for
+    the first time in the afternoon): nobody could check in to it, and closing it would only
+    tell the contractor the whole crew was absent. Returns how many shifts are planned."""
+    now = engine.clock()
     with engine.transaction() as s:
         crews = list(s.exec(select(Crew)).all())
+    planned = 0
     for crew in crews:
         hh, mm = (int(x) for x in crew.shift_start.split(":"))
-        plan_shift(engine, crew.code, datetime.combine(day, time(hh, mm), DISTRICT_TZ))
-    return len(crews)
+        starts_at = datetime.combine(day, time(hh, mm), DISTRICT_TZ)
+        if starts_at + timedelta(minutes=crew.grace_minutes) <= now:
+            continue
+        plan_shift(engine, crew.code, starts_at)
+        planned += 1
+    if planned < len(crews):
+        log.info("%s: %d crew shift(s) not planned, their grace period has ended", day, len(crews) - planned)
+    return planned
 
 
 def check_in(engine, shift_id: int, badge_id: str, seen_at: datetime, verified: bool, source: str,
