@@ -34,19 +34,21 @@ ROUTES = (("/plain", "no database"), (ONE_SELECT, "1 SELECT 1, SQLAlchemy"), ("/
 
 
 def create_app():
-    """The minimal app (uvicorn --factory), 8 threads per worker as cityloop's."""
+    """The minimal app (uvicorn --factory), as many threads per worker as cityloop's
+    (CITYLOOP_THREADS, engine.settings)."""
     from contextlib import asynccontextmanager
 
     import anyio.to_thread
     from fastapi import FastAPI
     from sqlalchemy import create_engine, text
 
+    from engine import settings
     from engine.db.session import normalize_url
     db = create_engine(normalize_url(os.environ["FLOOR_DATABASE_URL"]), pool_size=10)
 
     @asynccontextmanager
     async def lifespan(app):
-        anyio.to_thread.current_default_thread_limiter().total_tokens = 8
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.current().threads
         yield
         db.dispose()
 

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="the district's time zone (calendar days, shifts)")
 
     # ---- the server process ------------------------------------------------------------
-    threads: int = Field(default=8, ge=1, le=256, description="request threads per worker")
+    threads: int = Field(default=4, ge=1, le=256, description="request threads per worker")
     upload_threads: int = Field(default=3, ge=1, le=64, description="threads per worker for tablet photo uploads")
     upload_idle_seconds: float = Field(default=30.0, gt=0, le=3600,
                                        description="a photo upload silent this long is taken as cut off")

@@ -36,7 +36,7 @@ def test_only_the_settings_module_reads_the_environment_on_the_server():
 def test_defaults_and_values_from_the_environment(setenv):
     setenv(CITYLOOP_THREADS=None, CITYLOOP_TIMEZONE=None, CITYLOOP_OPEN311_PER_HOUR=None)
     config = settings.current()
-    assert (config.threads, config.timezone, config.open311_per_hour) == (8, "Asia/Shanghai", 20)
+    assert (config.threads, config.timezone, config.open311_per_hour) == (4, "Asia/Shanghai", 20)
     setenv(CITYLOOP_THREADS="3", CITYLOOP_TIMEZONE="Asia/Urumqi", CITYLOOP_CAMERA_WINDOW_HOURS="1.5",
            DATABASE_URL="postgresql://x@h/db")
     config = settings.current()

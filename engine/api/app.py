@@ -72,7 +72,10 @@ def _tune_worker() -> None:
     worker gains nothing from more than a few threads running Python at once: they only queue
     on the GIL, and each thread back from a database round trip waits its turn again. Measured
     with bench.http_api on PostgreSQL (2 workers, 16 clients): 8 threads gave 398 and 381
-    completions/s where 40 gave 320 and 312. CITYLOOP_THREADS sets it."""
+    completions/s where 40 gave 320 and 312; on 2026-12-05, 1,200 completions a run, 2 to 4
+    threads gave 443-485/s (p95 43-53 ms, 2.8-2.9 ms of worker CPU per completion) where 6 and 8
+    gave 358-403/s (p95 56-69 ms, 3.1-3.5 ms). A database farther away (more time per round
+    trip) may want more. CITYLOOP_THREADS sets it."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.current().threads
 
 
