@@ -7,19 +7,25 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, literal, null, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from engine.db import direct
 from engine.db.models import AuditEvent
-from engine.domain.models import Unit
+from engine.domain.models import Staff, Unit
 
 AT = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)
 _ADD_UNIT = insert(Unit)
 _UNIT_NAME = select(Unit.name).where(Unit.code == bindparam("code"))
 _RENAME = update(Unit).where(Unit.code == bindparam("code_of")).values(name=bindparam("new_name"))
 _ADD_AUDIT = insert(AuditEvent)
+_ADD_STAFF = insert(Staff)
+# an audit row whose kind is a unit's name: a write that reads another table
+_AUDIT_UNIT_NAME = insert(AuditEvent).from_select(
+    ["instance_id", "business_key", "at", "actor", "kind", "element", "detail"],
+    select(null(), literal("K-read"), bindparam("at", type_=AuditEvent.__table__.c.at.type), literal("t"), Unit.name,
+           null(), literal("{}")).where(Unit.code == bindparam("code")))
 
 
 def unit(code: str, name: str = "Unit") -> dict:
@@ -97,6 +103,40 @@ def test_a_failed_check_stops_the_commit(system):
         direct.defer(conn, _RENAME, {"code_of": "checked", "new_name": "ok"}, expect=1, otherwise=Changed)
         direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, expect=0)
     assert names(system)["checked"] == "ok"
+
+
+def test_writes_to_several_tables_in_one_flush_see_each_other(system):
+    """Deferred writes to several tables sent together: a row and a row referring to it both
+    stand, a write reading a table written before it in the same flush sees that write, and a
+    check among them still stops the commit with its own count."""
+    with system.transaction() as s:
+        conn = s.connection()
+        direct.defer(conn, _ADD_UNIT, unit("together", "Together"))
+        direct.defer(conn, _ADD_STAFF, {"id": "staff-together", "name": "S", "role": "unit_worker",
+                                        "unit_code": "together", "phone": None, "active": True})
+        direct.defer(conn, _AUDIT_UNIT_NAME, {"at": AT, "code": "together"})
+        direct.defer(conn, _ADD_AUDIT, audit("after-the-read"))
+        direct.defer(conn, _RENAME, {"code_of": "together", "new_name": "Renamed"}, expect=1)
+    assert names(system)["together"] == "Renamed"
+    with Session(system.db) as s:
+        assert s.get(Staff, "staff-together").unit_code == "together"
+        kinds = [e.kind for e in s.exec(select(AuditEvent).where(AuditEvent.business_key.in_(["K", "K-read"]))
+                                        .order_by(AuditEvent.id))]
+    assert kinds == ["Together", "after-the-read"], "the read saw the unit written before it, in the same flush"
+
+    class Changed(LookupError):
+        def __init__(self, count: int):
+            super().__init__(f"{count} rows changed")
+    with pytest.raises(Changed, match="0 rows changed"):
+        with system.transaction() as s:
+            conn = s.connection()
+            direct.defer(conn, _ADD_AUDIT, audit("not-kept"))
+            direct.defer(conn, _RENAME, {"code_of": "nobody", "new_name": "x"}, expect=1, otherwise=Changed)
+            direct.defer(conn, _ADD_STAFF, {"id": "staff-not-kept", "name": "S", "role": "unit_worker",
+                                            "unit_code": None, "phone": None, "active": True})
+    with Session(system.db) as s:
+        assert s.get(Staff, "staff-not-kept") is None
+        assert not s.exec(select(AuditEvent).where(AuditEvent.kind == "not-kept")).all()
 
 
 def test_an_engine_transaction_sends_its_commit_with_its_writes(system):
