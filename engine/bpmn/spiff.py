@@ -366,7 +366,6 @@ def _set_state(self, value: int) -> None:
     if _TASK_LOG.isEnabledFor(logging.INFO):
         return _library_set_state(self, value)
     if value != self.state:
-        time.time()    # (the library reads the clock twice: its elapsed time, then the new mark)
         self.last_state_change = time.time()
         self._state = value
     return None
@@ -403,8 +402,9 @@ def _unlike_the_library(quieted=None) -> list[str]:
 def quiet_library_logging(quieted=None) -> list[str]:
     """Put the quiet forms in the library's place (idempotent), each only over the library
     code it was written against; returns the names of those left as the library has them."""
-    left = _unlike_the_library(quieted)
-    for owner, attr, _theirs, ours, _known in _QUIETED if quieted is None else quieted:
+    entries = _QUIETED if quieted is None else quieted
+    left = _unlike_the_library(entries)
+    for owner, attr, _theirs, ours, _known in entries:
         if f"{owner.__module__}.{owner.__qualname__}.{attr}" not in left:
             setattr(owner, attr, ours)
     return left

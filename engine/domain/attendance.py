@@ -51,7 +51,7 @@ def plan_shift(engine, crew_code: str, starts_at: datetime, actor: Actor = Actor
         existing = s.exec(same).first()
         if existing is not None:
             return existing
-        grace_end = starts_at + timedelta(minutes=crew.grace_minutes)
+        grace_end = _grace_end(crew, starts_at)
         shift = Shift(crew_code=crew_code, starts_at=to_db(starts_at), grace_ends_at=to_db(grace_end))
         try:
             with s.begin_nested():  # another worker may plan the same shift at the same moment
@@ -67,6 +67,10 @@ def plan_shift(engine, crew_code: str, starts_at: datetime, actor: Actor = Actor
         return shift
 
 
+def _grace_end(crew: Crew, starts_at: datetime) -> datetime:
+    return starts_at + timedelta(minutes=crew.grace_minutes)
+
+
 def plan_day(engine, day: date) -> int:
     """Calendar job: start the attendance process for every crew's shift on `day`, but for a
     shift whose grace period has ended already (the server was down at 00:05, or starts for
@@ -79,7 +83,7 @@ def plan_day(engine, day: date) -> int:
     for crew in crews:
         hh, mm = (int(x) for x in crew.shift_start.split(":"))
         starts_at = datetime.combine(day, time(hh, mm), DISTRICT_TZ)
-        if starts_at + timedelta(minutes=crew.grace_minutes) <= now:
+        if _grace_end(crew, starts_at) <= now:
             continue
         plan_shift(engine, crew.code, starts_at)
         planned += 1
