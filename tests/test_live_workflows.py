@@ -129,3 +129,54 @@ def test_a_step_from_a_kept_workflow_writes_what_a_step_from_the_row_writes(db_u
     finally:
         kept.db.dispose()
         cold.db.dispose()
+
+
+def test_reading_an_instance_borrows_the_kept_workflow_and_gives_it_back(db_url, clock):
+    """engine.instance() describes a kept workflow without deserializing the row, the same as a
+    worker that keeps nothing; the copy is still kept after, and the next step still uses it."""
+    kept, cold = build(db_url, clock=clock), build(db_url, clock=clock)
+    cold.live.capacity = 0
+    try:
+        seed(kept)
+        order = _report(kept)
+        kept.complete(only_task(kept, WORKER_EAST, order.number)["id"], WORKER_EAST, FIXED)   # data with a list
+        version = kept.live.kept(order.instance_id)
+        held = kept.live.borrow(order.instance_id, version)
+        kept.live.give_back(order.instance_id, version, *held)
+
+        described = kept.instance(order.instance_id)
+        assert described == cold.instance(order.instance_id), "as read from the row"
+        assert described["data"]["after_photos"] == [PHOTO] and described["position"][0]["element"] == "Task_review"
+        described["data"]["after_photos"].append("not-a-photo")         # the caller's copy, not the workflow's
+        assert kept.instance(order.instance_id)["data"]["after_photos"] == [PHOTO]
+
+        again = kept.live.borrow(order.instance_id, version)
+        assert again is not None and again[0] is held[0], "the same object, back in the worker's keeping"
+        kept.live.give_back(order.instance_id, version, *again)
+        hits = kept.live.hits
+        kept.complete(only_task(kept, REVIEWER, order.number)["id"], REVIEWER, {"decision": "approve"})
+        assert kept.live.hits == hits + 1 and _state(kept, order) == "closed"
+    finally:
+        kept.db.dispose()
+        cold.db.dispose()
+
+
+def test_a_borrowed_workflow_does_not_replace_a_newer_one():
+    from engine.runtime.live import LiveWorkflows
+    live = LiveWorkflows(2)
+    info: dict = {}
+    live.saved(info, 7, 3, "workflow v3", "scan v3")
+    live.committed(info)
+    borrowed = live.borrow(7, 3)
+    assert borrowed == ("workflow v3", "scan v3") and live.kept(7) is None
+    assert live.borrow(7, 3) is None and live.take(7, 3) is None, "one holder at a time"
+    live.saved(info, 7, 4, "workflow v4", "scan v4")     # a step meanwhile, from the row
+    live.committed(info)
+    live.give_back(7, 3, *borrowed)
+    assert live.kept(7) == 4 and live.take(7, 4) == ("workflow v4", "scan v4")
+    assert live.borrow(7, 3) is None, "a version other than the kept one is not lent"
+    live.give_back(7, 3, *borrowed)     # nothing kept now: it goes back, within the capacity
+    for n in (8, 9):
+        live.saved(info, n, 1, f"w{n}", None)
+        live.committed(info)
+    assert len(live) == 2 and live.kept(7) is None, "the oldest went first"

@@ -8,6 +8,7 @@ what the caller submitted (engine.runtime.incidents), to be retried or resolved.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import weakref
@@ -19,7 +20,7 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import TaskState
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, bindparam, update
 from sqlmodel import Session, select
 
 from engine import forms
@@ -448,7 +449,7 @@ class CaseEngine:
         """Record an incident of `row` (with who sent what, for a retry as them) and its audit
         event; returns its id. `version`: the process version, when the caller knows it."""
         if version is None:
-            version = self.definitions.version_of(s, row.definition_id).version
+            version = self.definitions.version_number(s, row.definition_id)
         found = incidents.record(s, self.clock(), instance_id=row.id, process_key=row.process_key,
                                  business_key=row.business_key, definition_id=row.definition_id, version=version,
                                  step=step, element=element, message=message, actor=actor.id,
@@ -535,23 +536,37 @@ class CaseEngine:
             row = fetch_instance(s, instance_id)
             if row is None:
                 raise NotFound(f"no instance {instance_id}")
-            wf = self.load(s, row, Actor("reader"), reuse=False)
-            definition = self.definitions.version_of(s, row.definition_id)
-            return {"id": row.id, "process_key": row.process_key, "version": definition.version,
+            kept = self.live.borrow(row.id, row.version)
+            if kept is not None:    # (this worker's copy of the row's version: no deserializing)
+                try:
+                    # (a copy: the data must not change under the caller once a step owns the workflow)
+                    position, data = state.position(kept[0]), copy.deepcopy(_last_data(kept[0]))
+                finally:
+                    self.live.give_back(row.id, row.version, *kept)
+            else:
+                wf = self.load(s, row, Actor("reader"), reuse=False)
+                position, data = state.position(wf), _last_data(wf)
+            version = self.definitions.version_number(s, row.definition_id)
+            return {"id": row.id, "process_key": row.process_key, "version": version,
                     "definition_id": row.definition_id, "business_key": row.business_key, "state": row.state,
                     "row_version": row.version, "error": row.error, "next_timer_at": from_db(row.next_timer_at),
                     "created_at": from_db(row.created_at), "completed_at": from_db(row.completed_at),
-                    "position": state.position(wf), "data": _last_data(wf)}
+                    "position": position, "data": data}
 
     def audit(self, instance_id: int | None = None, business_key: str | None = None) -> list[dict]:
-        with self.transaction(write=False) as s:
-            q = select(AuditEvent).order_by(AuditEvent.id)
-            if instance_id is not None:
-                q = q.where(AuditEvent.instance_id == instance_id)
-            if business_key is not None:
-                q = q.where(AuditEvent.business_key == business_key)
-            return [{"id": e.id, "instance_id": e.instance_id, "at": from_db(e.at), "actor": e.actor,
-                     "kind": e.kind, "element": e.element, "detail": json.loads(e.detail)} for e in s.exec(q)]
+        params = {k: v for k, v in (("instance_id", instance_id), ("business_key", business_key)) if v is not None}
+        with self.reading() as conn:
+            rows = direct.execute(conn, _AUDIT_OF[instance_id is not None, business_key is not None], params)
+        return [{"id": e.id, "instance_id": e.instance_id, "at": from_db(e.at), "actor": e.actor,
+                 "kind": e.kind, "element": e.element, "detail": json.loads(e.detail)} for e in rows]
+
+
+_AUDIT = AuditEvent.__table__
+# the audit events of an instance, a business key, both or all, oldest first (prebuilt: engine.db.direct)
+_AUDIT_OF = {(by_instance, by_key): select(_AUDIT).where(
+    *([_AUDIT.c.instance_id == bindparam("instance_id")] if by_instance else []),
+    *([_AUDIT.c.business_key == bindparam("business_key")] if by_key else [])).order_by(_AUDIT.c.id)
+    for by_instance in (False, True) for by_key in (False, True)}
 
 
 def _last_data(wf: BpmnWorkflow) -> dict:

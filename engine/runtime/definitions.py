@@ -100,6 +100,7 @@ class DefinitionStore:
         self._pins: dict[int, dict] = {}
         self._starts: dict[tuple, dict] = {}
         self._called: dict[tuple, int | None] = {}
+        self._versions: dict[int, int] = {}
         self._lock = threading.Lock()
 
     # ---- deploy -------------------------------------------------------------------
@@ -395,6 +396,16 @@ class DefinitionStore:
 
     def version_of(self, session, definition_id: int) -> Definition:
         return session.get(Definition, definition_id)
+
+    def version_number(self, session, definition_id: int) -> int:
+        """The version of a deployed definition, read once (a definition's row never changes;
+        reading it through the ORM loaded its whole content: about 0.28 ms a call)."""
+        cached = self._versions.get(definition_id)
+        if cached is None:
+            cached = session.exec(select(Definition.version).where(Definition.id == definition_id)).one()
+            with self._lock:
+                self._versions[definition_id] = cached
+        return cached
 
     def versions(self, session, kind=None) -> list[Definition]:
         q = select(Definition).order_by(Definition.kind, Definition.key, Definition.version)

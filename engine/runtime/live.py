@@ -42,6 +42,28 @@ class LiveWorkflows:
             self.misses += 1
             return None
 
+    def borrow(self, instance_id: int, version: int) -> tuple[Any, Any] | None:
+        """`take` for a reader (not counted as a step's hit or miss): the entry is the caller's
+        until it hands it back with `give_back`, and a step meanwhile reads the row instead."""
+        if not self.capacity:
+            return None
+        with self._lock:
+            found = self._entries.get(instance_id)
+            if found is None or found[0] != version:
+                return None
+            del self._entries[instance_id]
+            return found[1], found[2]
+
+    def give_back(self, instance_id: int, version: int, workflow, scan) -> None:
+        """Return a borrowed entry, unless a step has meanwhile kept a copy of the instance (a
+        newer version; or the same one read from the row, as good as this). It goes back as
+        the most recently used: an instance someone looks at is likely to be stepped next."""
+        with self._lock:
+            if instance_id not in self._entries:
+                self._entries[instance_id] = (version, workflow, scan)
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+
     def saved(self, info: dict, instance_id: int, version: int, workflow, scan) -> None:
         """Note a workflow just saved as `version` (and its scan at that save), in the transaction
         whose Session.info is `info`."""

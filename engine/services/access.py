@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import false, true
+from sqlalchemy import bindparam, false, true
+from sqlalchemy import inspect as mapped
+from sqlalchemy import select as rows_of
 from sqlmodel import Session, col, select
 
 from engine.auth.policy import UNIT_ROLES
+from engine.db import direct
 from engine.domain.models import Contract, Crew, Household, Shift, WorkOrder
 from engine.runtime.errors import Forbidden, NotFound
 
-__all__ = ["Caller", "orders_visible", "order_for", "crews_visible", "crew_for", "shift_for", "GAS_UNIT",
-           "households_visible", "household_for"]
+__all__ = ["Caller", "orders_visible", "order_for", "order_row_for", "crews_visible", "crew_for", "shift_for",
+           "GAS_UNIT", "households_visible", "household_for"]
 GAS_UNIT = "gas-office"
 
 
@@ -41,6 +44,25 @@ def order_for(s: Session, who: Caller, number: str) -> WorkOrder:
     if order is None:
         raise NotFound(f"no work order {number[:64]!r}")
     return order
+
+
+_ORDER = mapped(WorkOrder).local_table
+_ORDER_BY_NUMBER = rows_of(_ORDER).where(_ORDER.c.number == bindparam("number"))
+_UNIT_ORDER_BY_NUMBER = _ORDER_BY_NUMBER.where(_ORDER.c.unit_code == bindparam("unit"))
+
+
+def order_row_for(conn, who: Caller, number: str):
+    """`order_for` for reading: the order's row (its columns as attributes) on a connection,
+    by a prebuilt statement (engine.db.direct), the same rule as `orders_visible`."""
+    if who.role not in UNIT_ROLES:
+        found = direct.execute(conn, _ORDER_BY_NUMBER, {"number": number}).first()
+    elif who.unit_code:
+        found = direct.execute(conn, _UNIT_ORDER_BY_NUMBER, {"number": number, "unit": who.unit_code}).first()
+    else:
+        found = None
+    if found is None:
+        raise NotFound(f"no work order {number[:64]!r}")
+    return found
 
 
 def crews_visible(who: Caller) -> list:

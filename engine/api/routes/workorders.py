@@ -12,12 +12,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import and_, func, or_
-from sqlmodel import Session, select
+from sqlalchemy import and_, bindparam, func, or_
+from sqlalchemy import select as rows_of
+from sqlmodel import select
 
 from engine.api.deps import actor_of, allow, engine_of
 from engine.auth.service import Principal
 from engine.clock import from_db, to_db
+from engine.db import direct
 from engine.db.models import Definition
 from engine.domain import workorders
 from engine.domain.models import WorkOrder
@@ -26,7 +28,7 @@ from engine.domain.workorders import OrderState, is_overdue
 from engine.runtime.errors import NotFound
 from engine.runtime.rows import fetch_instance
 from engine.services import workorders as orders
-from engine.services.access import order_for, orders_visible
+from engine.services.access import order_for, order_row_for, orders_visible
 from engine.storage import StoreError, store_of
 
 __all__ = ["router"]  # (the routes themselves are reached through the router)
@@ -146,7 +148,8 @@ class OrderDetail(OrderOut):
 
 
 # ---- helpers ---------------------------------------------------------------------------
-def _order_out(o: WorkOrder, now: datetime) -> dict:
+def _order_out(o, now: datetime) -> dict:
+    """An order's fields (a WorkOrder, or its row) as the API shows them."""
     return dict(number=o.number, source=o.source, category=o.category, area=o.area, address_code=o.address_code,
                 lat=o.lat, lon=o.lon, description=o.description, state=o.state, unit_code=o.unit_code,
                 priority=o.priority, sla_due=from_db(o.sla_due), overdue=is_overdue(o, now),
@@ -162,16 +165,21 @@ def _reason(detail: dict) -> str | None:
     return None
 
 
-def _attachments(s: Session, order_id: int) -> list[AttachmentOut]:
-    rows = s.exec(select(WorkOrderAttachment, Attachment)
-                  .join(Attachment, Attachment.sha256 == WorkOrderAttachment.sha256)
-                  .where(WorkOrderAttachment.work_order_id == order_id).order_by(WorkOrderAttachment.at))
-    return [AttachmentOut(sha256=link.sha256, kind=link.kind, content_type=a.content_type, size=a.size,
-                          added_by=link.added_by, at=from_db(link.at), url=f"/api/v1/attachments/{link.sha256}")
-            for link, a in rows]
+_LINK, _FILE, _COMMENT = WorkOrderAttachment.__table__, Attachment.__table__, Comment.__table__
+_ATTACHMENTS = (rows_of(_LINK.c.sha256, _LINK.c.kind, _LINK.c.added_by, _LINK.c.at, _FILE.c.content_type,
+                        _FILE.c.size)
+                .join_from(_LINK, _FILE, _FILE.c.sha256 == _LINK.c.sha256)
+                .where(_LINK.c.work_order_id == bindparam("order_id")).order_by(_LINK.c.at, _LINK.c.sha256))
+_COMMENTS = rows_of(_COMMENT).where(_COMMENT.c.work_order_id == bindparam("order_id")).order_by(_COMMENT.c.id)
 
 
-def _process(engine, order: WorkOrder) -> ProcessOut | None:
+def _attachments(conn, order_id: int) -> list[AttachmentOut]:
+    return [AttachmentOut(sha256=a.sha256, kind=a.kind, content_type=a.content_type, size=a.size,
+                          added_by=a.added_by, at=from_db(a.at), url=f"/api/v1/attachments/{a.sha256}")
+            for a in direct.execute(conn, _ATTACHMENTS, {"order_id": order_id})]
+
+
+def _process(engine, order) -> ProcessOut | None:
     if order.instance_id is None:
         return None
     try:
@@ -187,11 +195,11 @@ def _process(engine, order: WorkOrder) -> ProcessOut | None:
 
 def _detail(request: Request, number: str, principal: Principal) -> OrderDetail:
     engine = engine_of(request)
-    with engine.transaction(write=False) as s:
-        order = order_for(s, principal, number)
+    with engine.reading() as conn:      # (prebuilt statements: ORM selects cost ~0.4 ms each here)
+        order = order_row_for(conn, principal, number)
         comments = [CommentOut(id=c.id, author=c.author, at=from_db(c.at), text=c.text)
-                    for c in s.exec(select(Comment).where(Comment.work_order_id == order.id).order_by(Comment.id))]
-        attachments = _attachments(s, order.id)
+                    for c in direct.execute(conn, _COMMENTS, {"order_id": order.id})]
+        attachments = _attachments(conn, order.id)
     timeline = [TimelineEvent(at=e["at"], actor=e["actor"], kind=e["kind"], element=e["element"],
                               reason=_reason(e["detail"]), detail=e["detail"])
                 for e in engine.audit(business_key=order.number)]
@@ -303,8 +311,8 @@ def add_attachment(number: str, request: Request, file: UploadFile = File(descri
         order_for(s, principal, number)  # 404 before reading anything
     data = file.file.read(store.max_bytes + 1)
     order, sha = orders.upload_photo(engine, store, principal, number, data, file.content_type, kind)
-    with engine.transaction(write=False) as s:
-        return next(a for a in _attachments(s, order.id) if a.sha256 == sha)
+    with engine.reading() as conn:
+        return next(a for a in _attachments(conn, order.id) if a.sha256 == sha)
 
 
 @router.get("/attachments/{sha256}", response_class=StreamingResponse,
