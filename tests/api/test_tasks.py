@@ -30,7 +30,10 @@ def test_my_tasks_carry_their_form_and_paginate(client, tokens, clock):
     assert tasks_of(client, worker, process="gas_inspection") == []
     one = client.get(f"/api/v1/tasks/{task['id']}", headers=bearer(worker)).json()
     assert one["id"] == task["id"] and one["form"]["id"] == "wo_rectify"
-    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -3}, {"limit": "many"}):
+    bare = client.get("/api/v1/tasks", params={"limit": 2, "forms": "false"}, headers=bearer(worker)).json()
+    assert [t["form"] for t in bare["items"]] == [None, None], "left out when asked"
+    assert [{**t, "form": None} for t in page["items"]] == bare["items"], "all else the same"
+    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -3}, {"limit": "many"}, {"forms": "perhaps"}):
         r = client.get("/api/v1/tasks", params=bad, headers=bearer(worker))
         assert r.status_code == 422 and next(iter(bad)) in r.json()["errors"]
 

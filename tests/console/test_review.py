@@ -33,8 +33,14 @@ def _open(page, number: str) -> None:
 
 def test_reviewer_rejects_then_approves_by_keyboard(page, console_server, api):
     number = _fixed_order(api, "garbage by the bus stop / 公交站旁垃圾")
+    lists = []
+    page.on("response", lambda r: lists.append(r) if "/api/v1/tasks?" in r.url else None)
     login(page, console_server, "reviewer1", "zh", at=f"#/review/{number}")
     expect(page.locator("#review-number")).to_have_text(number)
+    assert lists and all("forms=false" in r.url for r in lists), [r.url for r in lists]
+    listed = lists[0].json()["items"]
+    assert number in [t["business_key"] for t in listed] and all(t["form"] is None for t in listed), \
+        "the queue loads no form schemas (the review form is the page's own)"
     expect(page.locator("#review-before img[src^='blob:']")).to_have_count(1)
     expect(page.locator("#review-after img[src^='blob:']")).to_have_count(1)
     queued = page.locator("#review-queue li").count()

@@ -78,6 +78,10 @@ class ReassignIn(BaseModel):
 
 
 # ---- helpers ---------------------------------------------------------------------------
+def _no_form(task: dict) -> None:
+    return None
+
+
 def _task_out(task: dict, form_of) -> TaskOut:
     return TaskOut(**{k: task[k] for k in TaskOut.model_fields if k not in ("form", "due_at", "created_at")},
                    due_at=from_db(task["due_at"]), created_at=from_db(task["created_at"]), form=form_of(task))
@@ -121,11 +125,14 @@ def my_tasks(request: Request,
              business_key: str | None = Query(default=None, max_length=128, description="e.g. a work-order number"),
              limit: int = Query(default=50, ge=1, le=500),
              offset: int = Query(default=0, ge=0, le=10_000_000),
+             forms: bool = Query(default=True, description="each task's form-js schema (false: `form` is null; "
+                                                           "GET /tasks/{id} has it). 300 review tasks: 390 KB "
+                                                           "with them, 91 KB without"),
              principal: Principal = allow("tasks.work")):
     engine = engine_of(request)
     rows = engine.tasks.for_actor(actor_of(principal), process_key=process, business_key=business_key,
                                   limit=limit + 1, offset=offset)
-    form_of = FormsOf(engine)
+    form_of = FormsOf(engine) if forms else _no_form
     return TaskPage(items=[_task_out(t, form_of) for t in rows[:limit]], limit=limit, offset=offset,
                     has_more=len(rows) > limit)
 

@@ -82,7 +82,8 @@ class ReviewDesk {
     const current = wanted || (this.queue[this.index] && this.queue[this.index].business_key);
     let page;
     try {
-      page = await this.ctx.api.get('/api/v1/tasks', { process: 'work_order', limit: 500 });
+      // (the queue needs no form schemas: the review form is this page's own)
+      page = await this.ctx.api.get('/api/v1/tasks', { process: 'work_order', limit: 500, forms: false });
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       fill(this.main, h('p.placeholder.error', t('review.load_failed', { message: err.message })));
