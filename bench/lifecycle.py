@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n50", type=int, default=5, help="lifecycles per side for the 50-loop scenario")
     ap.add_argument("--warmup", type=int, default=5, help="untimed 1-loop lifecycles per side per backend")
     ap.add_argument("--profile", action="store_true",
-                    help="also cProfile cityloop's 0-loop lifecycle on SQLite (top 25 cumulative)")
+                    help="also profile cityloop's 0-loop lifecycle on each backend: statements, wall and CPU per "
+                         "phase, cProfile (top 25 cumulative)")
     ap.add_argument("--profile-only", action="store_true", help="only the profile")
     ap.add_argument("--no-memory", action="store_true", help="skip the in-memory floor (no database) table")
     ap.add_argument("--no-wire", action="store_true",
@@ -81,10 +82,6 @@ def main(argv=None) -> int:
     out("  reference = stock BpmnWorkflowSerializer (CAMUNDA_CONFIG + converters for cityloop specs), spec inside,")
     out("              whole JSON in one row, same parsed spec and SafeScriptEngine, stub operations, no side tables")
 
-    if args.profile_only:
-        profile_cityloop(max(args.n, 100), args.warmup, out)
-        return 0
-
     kinds = []
     if args.sqlite or not args.pg:
         kinds.append("sqlite")
@@ -95,6 +92,10 @@ def main(argv=None) -> int:
             kinds.append("postgres")
         else:
             out(f"  NOTE: PostgreSQL at {pg_url} not reachable ({why}); skipping it")
+    if args.profile_only:
+        for kind in kinds:
+            profile_cityloop(max(args.n, 100), args.warmup, out, kind, pg_url)
+        return 0
 
     results: list[Result] = []
     spec = None
@@ -116,7 +117,8 @@ def main(argv=None) -> int:
     if spec is not None and not args.no_memory:
         report_memory(run_memory(*spec, args.n, args.n50, args.warmup), out)
     if args.profile:
-        profile_cityloop(max(args.n, 100), args.warmup, out)
+        for kind in kinds:
+            profile_cityloop(max(args.n, 100), args.warmup, out, kind, pg_url)
     return 0
 
 

@@ -53,16 +53,17 @@ def run_memory(spec, subprocess_specs, n: int, n50: int, warmup: int) -> dict:
 
 # ---- profile ---------------------------------------------------------------------------------------
 
-def profile_cityloop(n: int, warmup: int, out) -> None:
-    """cProfile of cityloop's 0-loop lifecycle on a fresh SQLite file, plus SQL statement counts."""
-    backend = make_backend("sqlite", None)
+def profile_cityloop(n: int, warmup: int, out, kind: str = "sqlite", pg_url: str | None = None) -> None:
+    """cProfile of cityloop's 0-loop lifecycle on a fresh SQLite file or the (wiped) PostgreSQL
+    database, plus SQL statement counts and the time per phase."""
+    backend = make_backend(kind, pg_url)
     city, _inline, ref, _ = make_sides(backend)
     try:
         for _ in range(warmup):
             city.lifecycle(0)
             ref.lifecycle(0)
         statement_trace(city, ref, out)
-        phase_breakdown(city, n, out)
+        phase_breakdown(city, n, out, backend.label)
 
         prof = cProfile.Profile()
         started = time.perf_counter()
@@ -80,12 +81,13 @@ def profile_cityloop(n: int, warmup: int, out) -> None:
         for prefix in sorted({p for p in sys.path if p and "site-packages" in p}, key=len, reverse=True):
             txt = txt.replace(prefix + "/", "")
         txt = txt.replace(str(Path.cwd()) + "/", "").replace(site + "/", "")
-        out(f"\n== cProfile: cityloop, 0 loops, SQLite, {n} lifecycles "
+        out(f"\n== cProfile: cityloop, 0 loops, {backend.label}, {n} lifecycles "
             f"({n / elapsed:.1f} lc/s under the profiler) ==")
         out(txt.rstrip())
     finally:
         city.engine.db.dispose()
-        shutil.rmtree(backend.cleanup, ignore_errors=True)
+        if backend.cleanup:
+            shutil.rmtree(backend.cleanup, ignore_errors=True)
 
 
 def statement_trace(city: CityloopSide, ref: ReferenceSide, out) -> None:
@@ -129,18 +131,19 @@ def statement_trace(city: CityloopSide, ref: ReferenceSide, out) -> None:
             out(f"      {st[:110]}{'...' if len(st) > 110 else ''}")
 
 
-def phase_breakdown(city: CityloopSide, n: int, out) -> None:
-    """Wall time per engine phase (wrappers installed in this process only; files untouched)."""
+def phase_breakdown(city: CityloopSide, n: int, out, backend: str = "sqlite") -> None:
+    """Wall and CPU time per engine phase (wrappers installed in this process only; files
+    untouched). Wall minus CPU is mostly waiting on the database server."""
     import functools
 
-    from SpiffWorkflow.bpmn import BpmnWorkflow
-
     import engine.bpmn.serializer as ser
+    import engine.bpmn.spiff as spiff
+    import engine.db.direct as direct
     import engine.domain.workorders as wo
     import engine.runtime.case_engine as ce
     import engine.runtime.tasks as tk
-
     spent: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     calls: dict[str, int] = {}
     undo = []
     order = []
@@ -149,11 +152,12 @@ def phase_breakdown(city: CityloopSide, n: int, out) -> None:
         """fn, adding its wall time and call count to `label`."""
         @functools.wraps(fn)
         def timed(*a, **k):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return fn(*a, **k)
             finally:
                 spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
+                cpu[label] = cpu.get(label, 0.0) + time.process_time() - c
                 calls[label] = calls.get(label, 0) + 1
         return timed
 
@@ -181,26 +185,31 @@ def phase_breakdown(city: CityloopSide, n: int, out) -> None:
             (tk.TaskIndex, "authorized", "  TaskIndex.authorized"),
             (ce.CaseEngine, "_validated", "  CaseEngine._validated (form)"),
             (ce.CaseEngine, "load", "  CaseEngine.load (deserialize)"),
-            (BpmnWorkflow, "do_engine_steps", "in start + complete: do_engine_steps (incl. operations)"),
+            (spiff, "engine_steps", "in start + complete: engine steps (incl. operations)"),
             (None, "operations", "    domain operations (dispatch, close_order, ...)"),
             (ser, "compact", "in start + complete: serializer.compact"),
             (ce.CaseEngine, "_save", "in start + complete: CaseEngine._save"),
             (ser, "dumps", "    serializer.dumps"),
-            (tk.TaskIndex, "sync", "    TaskIndex.sync (side tables)")]:
+            (tk.TaskIndex, "sync", "    TaskIndex.sync (side tables)"),
+            (direct, "execute", "anywhere: a statement sent on its own (engine.db.direct.execute)"),
+            (direct, "finish", "anywhere: a step's deferred writes + COMMIT (engine.db.direct.finish)")]:
         wrap(owner, name, label)
     try:
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             city.lifecycle(0)
-        elapsed = time.perf_counter() - began
+        elapsed, elapsed_cpu = time.perf_counter() - began, time.process_time() - began_cpu
     finally:
         for owner, name, fn in reversed(undo):
             setattr(owner, name, fn)
-    out(f"\n== Where a cityloop 0-loop lifecycle spends its time (SQLite, {n} lifecycles, "
-        f"{elapsed / n * 1000:.2f} ms each with timers on) ==")
+    out(f"\n== Where a cityloop 0-loop lifecycle spends its time ({backend}, {n} lifecycles, "
+        f"{elapsed / n * 1000:.2f} ms each with timers on, of it {elapsed_cpu / n * 1000:.2f} ms this process's "
+        "CPU) ==")
     out("indented rows are part of the nearest less-indented row above; 'in start + complete' rows are part of")
-    out("both the start step and the completions (their ms/lc counts all three steps)")
+    out("both the start step and the completions (their ms/lc counts all three steps); 'anywhere' rows overlap the")
+    out("others (they run inside them). cpu ms/lc is this process's CPU: the rest of a row's time is waiting, mostly")
+    out("on the database server")
     rows = [[label, f"{calls[label] / n:g}", f"{spent[label] / calls[label] * 1000:.3f}",
-             f"{spent[label] / n * 1000:.3f}", f"{spent[label] / elapsed * 100:.0f}%"]
+             f"{spent[label] / n * 1000:.3f}", f"{cpu[label] / n * 1000:.3f}", f"{spent[label] / elapsed * 100:.0f}%"]
             for label in order if label in spent]
-    out(table(["phase", "calls/lc", "ms/call", "ms/lc", "share"], rows))
+    out(table(["phase", "calls/lc", "ms/call", "ms/lc", "cpu ms/lc", "share"], rows))
